@@ -1,0 +1,158 @@
+"""The single gate for user input: arrays, ids, metadata and small parameters.
+
+Everything that reaches storage has passed through here, so internals can trust
+their inputs and bad input never reaches the disk.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+from collections.abc import Iterable, Mapping, Sequence
+from typing import Any
+
+import numpy as np
+
+from vecbox.errors import DimensionMismatchError, DuplicateIdError, InvalidInputError
+
+METRICS = ("cosine", "dot", "l2")
+
+
+def as_matrix(x: Any, d: int | None = None, name: str = "x", allow_1d: bool = False) -> np.ndarray:
+    """Return ``x`` as a finite, C-contiguous float32 array of shape ``(n, d)``.
+
+    Parameters
+    ----------
+    x : array-like
+        Vectors, one per row.
+    d : int, optional
+        Required width; a mismatch raises :class:`DimensionMismatchError`.
+    name : str
+        Name used in error messages.
+    allow_1d : bool
+        Accept a single vector of shape ``(d,)`` and return it as ``(1, d)``.
+
+    Examples
+    --------
+    >>> as_matrix([[1, 2], [3, 4]]).dtype
+    dtype('float32')
+    >>> as_matrix([1.0, 2.0], d=2, allow_1d=True).shape
+    (1, 2)
+    """
+    if isinstance(x, np.ndarray) and x.dtype == np.uint8 and name != "codes":
+        raise InvalidInputError(f"{name} has dtype uint8, which looks like compressed codes; pass float vectors")
+    try:
+        arr = np.asarray(x, dtype=np.float32)
+    except (TypeError, ValueError) as exc:
+        raise InvalidInputError(f"{name} must be a numeric array of shape (n, d); could not convert it: {exc}") from None
+    if arr.ndim == 1 and allow_1d:
+        arr = arr[None, :]
+    if arr.ndim != 2:
+        hint = " (one vector? pass x[None, :] or a list of vectors)" if arr.ndim == 1 else ""
+        raise InvalidInputError(f"{name} must be a 2-D array of shape (n, d); got shape {arr.shape}{hint}")
+    if arr.shape[0] == 0:
+        raise InvalidInputError(f"{name} is empty (shape {arr.shape}); pass at least one vector")
+    if arr.shape[1] == 0:
+        raise InvalidInputError(f"{name} has zero columns; vectors need at least one dimension")
+    if d is not None and arr.shape[1] != d:
+        raise DimensionMismatchError(
+            f"{name} has {arr.shape[1]} columns; this collection stores {d}-d vectors. "
+            "Encode with the collection's model or create a new collection with the right dimension."
+        )
+    finite = np.isfinite(arr)
+    if not finite.all():
+        bad_rows = np.flatnonzero(~finite.all(axis=1))
+        raise InvalidInputError(
+            f"{name} contains NaN or infinite values in {bad_rows.size} row(s) (first: row {int(bad_rows[0])}); "
+            "remove or repair those vectors before adding them"
+        )
+    return np.ascontiguousarray(arr)
+
+
+def check_ids(ids: Any, n: int | None = None, name: str = "ids") -> list[str]:
+    """Return ``ids`` as a list of non-empty strings, unique within the batch."""
+    if isinstance(ids, (str, bytes)) or not isinstance(ids, Iterable):
+        raise InvalidInputError(f"{name} must be a list of strings; got {type(ids).__name__}")
+    out = list(ids)
+    for i, v in enumerate(out):
+        if not isinstance(v, str):
+            raise InvalidInputError(
+                f"{name}[{i}] is {type(v).__name__} {v!r}; ids are strings - convert them with str()"
+            )
+        if not v:
+            raise InvalidInputError(f"{name}[{i}] is an empty string; ids must be non-empty")
+    if not out:
+        raise InvalidInputError(f"{name} is empty; pass at least one id")
+    if n is not None and len(out) != n:
+        raise InvalidInputError(f"got {len(out)} {name} for {n} vectors; pass exactly one id per vector")
+    if len(set(out)) != len(out):
+        seen: set[str] = set()
+        dups = [v for v in out if v in seen or seen.add(v)]  # type: ignore[func-returns-value]
+        raise DuplicateIdError(
+            f"{name} repeats {len(dups)} id(s) within one batch (first: {dups[0]!r}); each id may appear once per batch"
+        )
+    return out
+
+
+def check_metadatas(metadatas: Sequence[Mapping[str, Any] | None] | None, n: int) -> list[str | None]:
+    """Validate metadata dicts and return them serialised as compact JSON (``None`` for no metadata)."""
+    if metadatas is None:
+        return [None] * n
+    if isinstance(metadatas, Mapping):
+        raise InvalidInputError("metadatas must be a list with one dict per vector; got a single dict")
+    metas = list(metadatas)
+    if len(metas) != n:
+        raise InvalidInputError(f"got {len(metas)} metadata entries for {n} vectors; pass one dict (or None) per vector")
+    out: list[str | None] = []
+    for i, m in enumerate(metas):
+        if m is None:
+            out.append(None)
+            continue
+        if not isinstance(m, Mapping):
+            raise InvalidInputError(f"metadatas[{i}] is {type(m).__name__}; metadata must be a dict or None")
+        for key in m:
+            if not isinstance(key, str):
+                raise InvalidInputError(f"metadatas[{i}] has a non-string key {key!r}; metadata keys must be strings")
+        try:
+            out.append(json.dumps(m, allow_nan=False, separators=(",", ":"), ensure_ascii=False))
+        except (TypeError, ValueError) as exc:
+            raise InvalidInputError(
+                f"metadatas[{i}] is not JSON-compatible ({exc}); use str, int, float, bool, None, lists and dicts"
+            ) from None
+    return out
+
+
+def check_documents(documents: Sequence[str | None] | None, n: int) -> list[str | None]:
+    """Validate optional document texts (one per vector)."""
+    if documents is None:
+        return [None] * n
+    if isinstance(documents, str):
+        raise InvalidInputError("documents must be a list with one string per vector; got a single string")
+    docs = list(documents)
+    if len(docs) != n:
+        raise InvalidInputError(f"got {len(docs)} documents for {n} vectors; pass one string (or None) per vector")
+    for i, doc in enumerate(docs):
+        if doc is not None and not isinstance(doc, str):
+            raise InvalidInputError(f"documents[{i}] is {type(doc).__name__}; documents must be strings or None")
+    return docs
+
+
+def check_metric(metric: Any) -> str:
+    """Return a known metric name or raise with the list of choices."""
+    if metric not in METRICS:
+        raise InvalidInputError(f"unknown metric {metric!r}; choose one of {', '.join(METRICS)}")
+    return str(metric)
+
+
+def check_positive_int(value: Any, name: str) -> int:
+    """Return ``value`` as an int >= 1."""
+    if isinstance(value, bool) or not isinstance(value, (int, np.integer)) or value < 1:
+        raise InvalidInputError(f"{name} must be a positive integer; got {value!r}")
+    return int(value)
+
+
+def check_finite_number(value: Any, name: str) -> float:
+    """Return ``value`` as a finite float."""
+    if isinstance(value, bool) or not isinstance(value, (int, float)) or not math.isfinite(value):
+        raise InvalidInputError(f"{name} must be a finite number; got {value!r}")
+    return float(value)

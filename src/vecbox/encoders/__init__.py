@@ -1,0 +1,1 @@
+"""Encoders turn raw data into vectors: ``text`` (sentence-transformers models)."""

@@ -1,0 +1,1 @@
+"""Candidate generation. ``flat`` is exact search, the reference every approximate index is tested against."""

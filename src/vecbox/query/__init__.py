@@ -1,0 +1,1 @@
+"""Query helpers: metadata filters compiled to parameterized SQLite SQL."""

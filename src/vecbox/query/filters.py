@@ -1,0 +1,280 @@
+"""Compile Mongo-style ``where`` filters into parameterized SQLite SQL.
+
+A filter is matched against each row's metadata: a JSON object stored as TEXT
+(``NULL`` behaves like ``{}``). The compiled fragment never contains user data;
+every field path and value is passed as a ``?`` parameter.
+
+Language
+--------
+* ``{"a": 1, "b": {"$gt": 2}}``: the entries of a dict are ANDed.
+* ``$and`` / ``$or`` take a non-empty list of filters, ``$not`` one filter.
+* A field key is a dotted path into nested objects: ``"a.b"`` reads
+  ``metadata["a"]["b"]``. Keys may not contain ``"``, ``\\`` or control
+  characters. Non-ASCII keys only match metadata written with
+  ``json.dumps(..., ensure_ascii=False)`` (SQLite compares raw key text).
+* A scalar field value means ``$eq``; a dict is an AND of operators:
+  ``$eq $ne`` (str/int/float/bool), ``$gt $gte $lt $lte`` (str or number),
+  ``$in $nin`` (list of scalars) and ``$exists`` (bool).
+
+Semantics
+---------
+* Type-strict: ``"1"`` never equals ``1``; ``True`` never equals ``1``;
+  ``1`` equals ``1.0``. Range operators compare numbers with numbers and
+  strings with strings (BINARY collation, i.e. code point order); a value of
+  the other kind never matches.
+* Missing fields (and JSON ``null``) match no operator except ``$ne``,
+  ``$nin`` and ``$exists: false``; ``$exists: true`` is true for ``null``.
+* An array-valued field matches ``$eq``, ``$in`` and range operators if ANY
+  element matches, and ``$ne`` / ``$nin`` if NO element matches. Each operator
+  is tested on its own, so ``{"$gt": 1, "$lt": 3}`` may be satisfied by two
+  different elements (as in MongoDB). Object-valued fields and nested arrays
+  never equal a scalar.
+* ``$in: []`` matches nothing and ``$nin: []`` matches every row. Lists go in
+  as one JSON parameter, so their length is not bounded by SQLite's variable
+  limit.
+* NaN, infinities and integers outside the signed 64-bit range are rejected.
+"""
+
+from __future__ import annotations
+
+import difflib
+import json
+import math
+import numbers
+import re
+from collections.abc import Mapping
+from typing import Any
+
+from vecbox.errors import FilterError, InvalidInputError
+
+__all__ = ["FILTER_OPERATORS", "compile_filter"]
+
+_COMPARISONS = {"$eq": "=", "$ne": "=", "$gt": ">", "$gte": ">=", "$lt": "<", "$lte": "<="}
+_FIELD_OPERATORS = (*_COMPARISONS, "$in", "$nin", "$exists")
+_LOGICAL_OPERATORS = ("$and", "$or", "$not")
+FILTER_OPERATORS: tuple[str, ...] = (*_FIELD_OPERATORS, *_LOGICAL_OPERATORS)
+"""Every operator a ``where`` filter may use."""
+
+MAX_DEPTH = 32
+_IDENTIFIER = re.compile(r"[A-Za-z_][A-Za-z0-9_]*")
+_BAD_KEY_CHARS = re.compile(r'["\\\x00-\x1f]')
+_INT64 = (-(2**63), 2**63 - 1)
+_NUMBER_TYPES = "('integer', 'real')"
+_SCALARS = "str/int/float/bool"
+
+
+def compile_filter(where: Mapping[str, Any] | None, column: str = "metadata") -> tuple[str, list[Any]]:
+    """Compile a ``where`` filter into a parameterized SQLite condition.
+
+    Parameters
+    ----------
+    where : Mapping[str, Any] or None
+        A Mongo-style filter (see the module docstring for the language and
+        its semantics). ``None`` and ``{}`` match every row.
+    column : str, default "metadata"
+        Name of the TEXT column holding each row's metadata as a JSON object.
+        Must be a plain SQL identifier.
+
+    Returns
+    -------
+    sql : str
+        A boolean SQL expression (never NULL) for a ``WHERE`` clause.
+    params : list
+        The values for the ``?`` placeholders in ``sql``, in order.
+
+    Raises
+    ------
+    FilterError
+        If the filter is malformed; the message names the offending part.
+
+    Examples
+    --------
+    >>> import sqlite3
+    >>> db = sqlite3.connect(":memory:")
+    >>> _ = db.execute("CREATE TABLE rows (rid INTEGER PRIMARY KEY, metadata TEXT)")
+    >>> _ = db.executemany("INSERT INTO rows VALUES (?, ?)",
+    ...     [(1, '{"year": 1999, "tags": ["a", "b"]}'), (2, '{"year": 2005}'), (3, '{"year": "2005"}')])
+    >>> sql, params = compile_filter({"year": {"$gte": 2000}})
+    >>> [r for (r,) in db.execute(f"SELECT rid FROM rows WHERE {sql}", params)]
+    [2]
+    >>> sql, params = compile_filter({"$or": [{"tags": "b"}, {"year": {"$in": ["2005"]}}]})
+    >>> [r for (r,) in db.execute(f"SELECT rid FROM rows WHERE {sql}", params)]
+    [1, 3]
+    """
+    if not isinstance(column, str) or not _IDENTIFIER.fullmatch(column):
+        raise InvalidInputError(f"column must be a plain SQL identifier, got {column!r}")
+    if where is None:
+        return "1", []
+    params: list[Any] = []
+    sql = _Compiler(column, params).filter(where, "where", 1)
+    return sql, params
+
+
+class _Compiler:
+    def __init__(self, column: str, params: list[Any]) -> None:
+        self.col = column
+        self.params = params
+
+    def filter(self, where: Any, loc: str, depth: int) -> str:
+        if not isinstance(where, Mapping):
+            raise FilterError(f"{loc} must be a dict mapping field names to conditions, got {_kind(where)}: {where!r}")
+        if depth > MAX_DEPTH:
+            raise FilterError(f"{loc} nests filters deeper than {MAX_DEPTH} levels; flatten the filter")
+        parts = []
+        for key, value in where.items():
+            if not isinstance(key, str):
+                raise FilterError(
+                    f"{loc} has a key of type {_kind(key)} ({key!r}); keys must be str field names or operators"
+                )
+            sub = f"{loc}[{key!r}]"
+            if key.startswith("$"):
+                parts.append(self.logical(key, value, loc, sub, depth))
+            else:
+                parts.append(self.field(key, value, sub))
+        return _join(parts, "AND", "1")
+
+    def logical(self, op: str, value: Any, loc: str, sub: str, depth: int) -> str:
+        if op == "$not":
+            return f"NOT ({self.filter(value, sub, depth + 1)})"
+        if op in ("$and", "$or"):
+            if not isinstance(value, (list, tuple)) or not value:
+                raise FilterError(f"{sub} must be a non-empty list of filter dicts, got {_kind(value)}: {value!r}")
+            parts = [self.filter(v, f"{sub}[{i}]", depth + 1) for i, v in enumerate(value)]
+            return _join(parts, op[1:].upper(), "1")
+        if op in _FIELD_OPERATORS:
+            raise FilterError(
+                f"filter operator {op!r} in {loc} applies to a field; write {{'field': {{{op!r}: ...}}}}"
+            )
+        raise FilterError(_unknown(op, loc, _LOGICAL_OPERATORS))
+
+    def field(self, key: str, value: Any, loc: str) -> str:
+        path = _json_path(key, loc)
+        if isinstance(value, Mapping):
+            if not value:
+                raise FilterError(f"{loc} is an empty operator dict; give at least one operator, e.g. {{'$eq': ...}}")
+            return _join([self.operator(path, op, arg, loc) for op, arg in value.items()], "AND", "1")
+        if value is None:
+            raise FilterError(
+                f"{loc} is None; null cannot be matched, use {{'$exists': False}} to find rows without the field"
+            )
+        if isinstance(value, (list, tuple)):
+            raise FilterError(f"{loc} is a list ({value!r}); to match any of several values use {{'$in': [...]}}")
+        if not isinstance(value, (str, numbers.Real)):
+            raise FilterError(
+                f"{loc} must be a {_SCALARS} value (shorthand for $eq) or a dict of operators, "
+                f"got {_kind(value)}: {value!r}"
+            )
+        return self.operator(path, "$eq", value, loc, shorthand=True)
+
+    def operator(self, path: str, op: Any, arg: Any, loc: str, shorthand: bool = False) -> str:
+        where = loc if shorthand else f"{loc}[{op!r}]"
+        if not isinstance(op, str) or not op.startswith("$"):
+            hint = f" (did you mean '${op}'?)" if f"${op}" in _FIELD_OPERATORS else ""
+            raise FilterError(
+                f"{loc} has the non-operator key {op!r}{hint}. Operator dicts may only hold operators "
+                f"({', '.join(_FIELD_OPERATORS)}); address nested fields with a dotted key such as 'a.b'"
+            )
+        if op == "$exists":
+            if not isinstance(arg, bool):
+                raise FilterError(f"$exists expects True or False, got {_kind(arg)} at {where}: {arg!r}")
+            self.params.append(path)
+            return f"json_type({self.col}, ?) IS {'NOT ' if arg else ''}NULL"
+        if op in ("$in", "$nin"):
+            if not isinstance(arg, (list, tuple)):
+                raise FilterError(f"{op} expects a list of {_SCALARS}, got {_kind(arg)} at {where}: {arg!r}")
+            values = [_scalar(v, f"{where}[{i}]", op) for i, v in enumerate(arg)]
+            sql = self.any_element(path, self.membership(values)) if values else "0"
+            return f"NOT ({sql})" if op == "$nin" else sql
+        if op in _COMPARISONS:
+            if op not in ("$eq", "$ne") and (isinstance(arg, bool) or not isinstance(arg, (str, numbers.Real))):
+                raise FilterError(f"{op} expects a number or a string, got {_kind(arg)} at {where}: {arg!r}")
+            value = _scalar(arg, where, op)
+            sql = self.any_element(path, self.compare(_COMPARISONS[op], value))
+            return f"NOT ({sql})" if op == "$ne" else sql
+        if op in _LOGICAL_OPERATORS:
+            raise FilterError(f"{where}: {op} combines whole filters and belongs at the top level, not inside a field")
+        raise FilterError(_unknown(op, loc, _FIELD_OPERATORS))
+
+    def any_element(self, path: str, test: tuple[str, list[Any]]) -> str:
+        # json_each yields an array's elements, or a scalar as a single row, but
+        # an object's members, which must never match: hence the type guard.
+        condition, params = test
+        self.params += [path, path, *params]
+        return (
+            f"(json_type({self.col}, ?) IS NOT 'object' AND "
+            f"EXISTS (SELECT 1 FROM json_each({self.col}, ?) AS e WHERE {condition}))"
+        )
+
+    @staticmethod
+    def compare(sql_op: str, value: Any) -> tuple[str, list[Any]]:
+        if isinstance(value, bool):
+            # JSON true/false read back as 1/0, so booleans are matched by type.
+            return "e.type = ?", ["true" if value else "false"]
+        kind = "e.type = 'text'" if isinstance(value, str) else f"e.type IN {_NUMBER_TYPES}"
+        return f"{kind} AND e.value {sql_op} ?", [value]
+
+    @staticmethod
+    def membership(values: list[Any]) -> tuple[str, list[Any]]:
+        # Split by kind so each list is type-homogeneous; an uncorrelated
+        # IN (SELECT ...) is built once per statement, so big lists stay fast.
+        groups = [
+            ("e.type = 'text' AND e.value", [v for v in values if isinstance(v, str)]),
+            (f"e.type IN {_NUMBER_TYPES} AND e.value", [v for v in values if not isinstance(v, (str, bool))]),
+            ("e.type", ["true" if v else "false" for v in values if isinstance(v, bool)]),
+        ]
+        parts, params = [], []
+        for lhs, group in groups:
+            if group:
+                parts.append(f"({lhs} IN (SELECT value FROM json_each(?)))")
+                params.append(json.dumps(group))
+        return " OR ".join(parts), params
+
+
+def _json_path(key: str, loc: str) -> str:
+    if not key:
+        raise FilterError(f"{loc}: field names must be non-empty strings")
+    parts = key.split(".")
+    if "" in parts:
+        raise FilterError(f"{loc}: field path {key!r} has an empty segment; use 'a.b' to address nested fields")
+    bad = _BAD_KEY_CHARS.search(key)
+    if bad:
+        raise FilterError(
+            f"{loc}: field name {key!r} contains {bad.group()!r}; double quotes, backslashes and "
+            "control characters cannot be addressed in a filter, rename the metadata key"
+        )
+    return "$" + "".join(f'."{part}"' for part in parts)
+
+
+def _scalar(value: Any, loc: str, op: str) -> str | int | float | bool:
+    if isinstance(value, (str, bool)):
+        return value
+    if isinstance(value, numbers.Integral):
+        value = int(value)
+        if not _INT64[0] <= value <= _INT64[1]:
+            raise FilterError(f"{loc} is {value}, outside the signed 64-bit range SQLite can store")
+        return value
+    if isinstance(value, numbers.Real):
+        value = float(value)
+        if not math.isfinite(value):
+            raise FilterError(f"{loc} is {value!r}; NaN and infinities never match, give a finite number")
+        return value
+    what = f"a list of {_SCALARS}" if op in ("$in", "$nin") else f"a {_SCALARS} value"
+    raise FilterError(f"{op} expects {what}, got {_kind(value)} at {loc}: {value!r}")
+
+
+def _unknown(op: str, loc: str, known: tuple[str, ...]) -> str:
+    close = difflib.get_close_matches(op, known, n=1)
+    hint = f"; did you mean {close[0]!r}?" if close else ";"
+    return f"filter operator {op!r} in {loc} is not known{hint} Known operators: {', '.join(known)}"
+
+
+def _join(parts: list[str], glue: str, empty: str) -> str:
+    if not parts:
+        return empty
+    if len(parts) == 1:
+        return parts[0]
+    return f" {glue} ".join(f"({p})" for p in parts)
+
+
+def _kind(value: Any) -> str:
+    return type(value).__name__

@@ -1,0 +1,156 @@
+"""The SQLite catalog: ids, metadata, documents, segment list and the version log.
+
+One SQLite transaction (WAL mode, ``synchronous=FULL``) is the commit point of
+every write. Rows are never updated in place by add/upsert/delete: a delete or
+an upsert writes a tombstone (``deleted`` = the version that removed the row);
+only compaction rewrites rows.
+"""
+
+from __future__ import annotations
+
+import json
+import sqlite3
+import time
+from collections.abc import Iterator, Sequence
+from contextlib import contextmanager
+from pathlib import Path
+from typing import Any
+
+from vecbox.errors import CollectionNotFoundError, CorruptCollectionError
+
+CATALOG_FILE = "vecbox.sqlite"
+FORMAT_NAME = "vecbox-collection"
+FORMAT_VERSION = 1
+
+_SCHEMA = """
+CREATE TABLE config (key TEXT PRIMARY KEY, value TEXT NOT NULL);
+CREATE TABLE versions (
+    version INTEGER PRIMARY KEY,
+    committed_at REAL NOT NULL,
+    operation TEXT NOT NULL,
+    added INTEGER NOT NULL,
+    deleted INTEGER NOT NULL
+);
+CREATE TABLE segments (
+    seg_id INTEGER PRIMARY KEY,
+    file TEXT NOT NULL UNIQUE,
+    n INTEGER NOT NULL,
+    version INTEGER NOT NULL
+);
+CREATE TABLE rows (
+    rid INTEGER PRIMARY KEY AUTOINCREMENT,
+    id TEXT NOT NULL,
+    seg_id INTEGER NOT NULL REFERENCES segments(seg_id),
+    pos INTEGER NOT NULL,
+    metadata TEXT,
+    document TEXT,
+    added INTEGER NOT NULL,
+    deleted INTEGER
+);
+CREATE UNIQUE INDEX rows_live_id ON rows(id) WHERE deleted IS NULL;
+CREATE INDEX rows_deleted ON rows(deleted) WHERE deleted IS NOT NULL;
+"""
+
+
+def connect(root: Path, create: bool = False) -> sqlite3.Connection:
+    """Open the catalog of the collection at ``root`` (autocommit mode; transactions are explicit)."""
+    path = root / CATALOG_FILE
+    if not create and not path.is_file():
+        raise CollectionNotFoundError(
+            f"{root} is not a vecbox collection (no {CATALOG_FILE}); "
+            "create one with Collection.create(path, dim=...) or `vecbox create PATH`"
+        )
+    try:
+        conn = sqlite3.connect(path, isolation_level=None, check_same_thread=False, timeout=30.0)
+        conn.execute("PRAGMA journal_mode=WAL")
+        conn.execute("PRAGMA synchronous=FULL")
+        conn.execute("PRAGMA foreign_keys=ON")
+    except sqlite3.DatabaseError as exc:
+        raise CorruptCollectionError(
+            f"{path} is not a readable SQLite catalog ({exc}); restore it from a backup"
+        ) from None
+    return conn
+
+
+def initialise(conn: sqlite3.Connection, config: dict[str, Any]) -> None:
+    """Create the schema and write the collection's configuration (version 0)."""
+    with transaction(conn):
+        for stmt in _SCHEMA.strip().split(";"):
+            if stmt.strip():
+                conn.execute(stmt)
+        full = {"format": FORMAT_NAME, "format_version": FORMAT_VERSION, "epoch": 0, **config}
+        conn.executemany(
+            "INSERT INTO config(key, value) VALUES (?, ?)", [(k, json.dumps(v)) for k, v in full.items()]
+        )
+        conn.execute(
+            "INSERT INTO versions(version, committed_at, operation, added, deleted) VALUES (0, ?, 'create', 0, 0)",
+            (time.time(),),
+        )
+
+
+@contextmanager
+def transaction(conn: sqlite3.Connection, write: bool = True) -> Iterator[sqlite3.Connection]:
+    """One SQLite transaction: ``BEGIN IMMEDIATE`` for writers, a snapshot for readers."""
+    conn.execute("BEGIN IMMEDIATE" if write else "BEGIN")
+    try:
+        yield conn
+    except BaseException:
+        conn.execute("ROLLBACK")
+        raise
+    else:
+        conn.execute("COMMIT")
+
+
+def read_config(conn: sqlite3.Connection, root: Path) -> dict[str, Any]:
+    """Read and check the configuration table."""
+    try:
+        rows = conn.execute("SELECT key, value FROM config").fetchall()
+    except sqlite3.DatabaseError as exc:
+        raise CorruptCollectionError(
+            f"{root / CATALOG_FILE} is not a vecbox catalog ({exc}); "
+            "check the path, or restore the collection from a backup"
+        ) from None
+    config = {k: json.loads(v) for k, v in rows}
+    if config.get("format") != FORMAT_NAME:
+        raise CollectionNotFoundError(f"{root} does not hold a vecbox collection (catalog has no vecbox format tag)")
+    if config.get("format_version") != FORMAT_VERSION:
+        raise CorruptCollectionError(
+            f"{root} uses collection format {config.get('format_version')}; this vecbox reads format "
+            f"{FORMAT_VERSION}. Upgrade vecbox, or re-create the collection"
+        )
+    return config
+
+
+def current_version(conn: sqlite3.Connection) -> int:
+    return int(conn.execute("SELECT MAX(version) FROM versions").fetchone()[0])
+
+
+def epoch(conn: sqlite3.Connection) -> int:
+    return int(json.loads(conn.execute("SELECT value FROM config WHERE key='epoch'").fetchone()[0]))
+
+
+def log_version(conn: sqlite3.Connection, operation: str, added: int, deleted: int) -> int:
+    """Append the next version to the log (inside the caller's write transaction)."""
+    version = current_version(conn) + 1
+    conn.execute(
+        "INSERT INTO versions(version, committed_at, operation, added, deleted) VALUES (?, ?, ?, ?, ?)",
+        (version, time.time(), operation, added, deleted),
+    )
+    return version
+
+
+def live_rids_for_ids(conn: sqlite3.Connection, ids: Sequence[str]) -> dict[str, int]:
+    """Map the given external ids to the rids of their live rows (missing ids are absent)."""
+    out: dict[str, int] = {}
+    for chunk_start in range(0, len(ids), 30000):
+        chunk = ids[chunk_start : chunk_start + 30000]
+        cur = conn.execute(
+            "SELECT id, rid FROM rows WHERE deleted IS NULL AND id IN (SELECT value FROM json_each(?))",
+            (json.dumps(list(chunk)),),
+        )
+        out.update(cur.fetchall())
+    return out
+
+
+def segment_files(conn: sqlite3.Connection) -> dict[int, tuple[str, int]]:
+    return {seg_id: (file, n) for seg_id, file, n in conn.execute("SELECT seg_id, file, n FROM segments")}

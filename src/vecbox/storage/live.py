@@ -1,0 +1,126 @@
+"""In-memory view of a collection's live vectors, refreshed incrementally from the catalog.
+
+Rows are appended in rid order (rids only grow), so a rid's position is found
+with ``searchsorted`` and a refresh reads only rows added, and tombstones
+written, since the version already held. A compaction bumps the catalog's
+epoch, which forces a full reload.
+"""
+
+from __future__ import annotations
+
+import sqlite3
+from pathlib import Path
+
+import numpy as np
+
+from vecbox.storage import catalog
+from vecbox.storage.segments import open_segment
+
+
+class LiveVectors:
+    """Contiguous float32 matrix of every stored row, with a liveness mask.
+
+    Attributes
+    ----------
+    x : ndarray (n, d)
+        Vectors in rid order (a view into a growing buffer).
+    rids : ndarray (n,) int64
+        Catalog row id of each vector, ascending.
+    alive : ndarray (n,) bool
+        False for rows deleted or replaced by an upsert.
+    """
+
+    def __init__(self, root: Path, dim: int, keep_sq_norms: bool = False) -> None:
+        self.root = root
+        self.dim = dim
+        self.keep_sq_norms = keep_sq_norms
+        self._reset()
+
+    def _reset(self) -> None:
+        self._buf = np.empty((0, self.dim), dtype=np.float32)
+        self._rids = np.empty(0, dtype=np.int64)
+        self._alive = np.empty(0, dtype=bool)
+        self._norms = np.empty(0, dtype=np.float32)
+        self.n = 0
+        self.version = -1
+        self.epoch = -1
+
+    @property
+    def x(self) -> np.ndarray:
+        return self._buf[: self.n]
+
+    @property
+    def rids(self) -> np.ndarray:
+        return self._rids[: self.n]
+
+    @property
+    def alive(self) -> np.ndarray:
+        return self._alive[: self.n]
+
+    @property
+    def sq_norms(self) -> np.ndarray:
+        return self._norms[: self.n]
+
+    @property
+    def n_alive(self) -> int:
+        return int(np.count_nonzero(self.alive))
+
+    def positions(self, rids: np.ndarray) -> np.ndarray:
+        """Positions in ``x`` of the given rids (which must be held)."""
+        return np.searchsorted(self.rids, rids)
+
+    def refresh(self, conn: sqlite3.Connection) -> None:
+        """Bring the view up to the catalog's committed version; call inside a read transaction."""
+        ep = catalog.epoch(conn)
+        if ep != self.epoch:
+            self._reset()
+            self.epoch = ep
+        version = catalog.current_version(conn)
+        if version == self.version:
+            return
+        max_rid = int(self.rids[-1]) if self.n else 0
+        new = np.array(
+            conn.execute("SELECT rid, seg_id, pos FROM rows WHERE rid > ? ORDER BY rid", (max_rid,)).fetchall(),
+            dtype=np.int64,
+        ).reshape(-1, 3)
+        if len(new):
+            self._append(conn, new)
+        dead = np.array(
+            conn.execute("SELECT rid FROM rows WHERE deleted IS NOT NULL AND deleted > ?", (self.version,)).fetchall(),
+            dtype=np.int64,
+        ).ravel()
+        if len(dead):
+            self._alive[self.positions(dead)] = False
+        self.version = version
+
+    def _append(self, conn: sqlite3.Connection, new: np.ndarray) -> None:
+        m = len(new)
+        self._grow(self.n + m)
+        segments = catalog.segment_files(conn)
+        out = self._buf[self.n : self.n + m]
+        seg_ids = new[:, 1]
+        for seg_id in np.unique(seg_ids):
+            sel = np.flatnonzero(seg_ids == seg_id)
+            file, count = segments[int(seg_id)]
+            seg = open_segment(self.root, file, count, self.dim)
+            pos = new[sel, 2]
+            if len(pos) == count and pos[0] == 0 and np.all(np.diff(pos) == 1):
+                out[sel] = seg  # the common case: a whole segment, read sequentially
+            else:
+                out[sel] = seg[pos]
+        self._rids[self.n : self.n + m] = new[:, 0]
+        self._alive[self.n : self.n + m] = True
+        if self.keep_sq_norms:
+            self._norms[self.n : self.n + m] = np.einsum("ij,ij->i", out, out)
+        self.n += m
+
+    def _grow(self, needed: int) -> None:
+        cap = len(self._buf)
+        if needed <= cap:
+            return
+        new_cap = max(needed, int(cap * 1.5), 1024)
+        for name in ("_buf", "_rids", "_alive", "_norms"):
+            old = getattr(self, name)
+            grown = np.empty((new_cap,) + old.shape[1:], dtype=old.dtype)
+            grown[: self.n] = old[: self.n]
+            setattr(self, name, grown)
