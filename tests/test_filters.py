@@ -281,6 +281,7 @@ def _present(field):
     return sorted(found, key=repr)
 
 
+@functools.lru_cache(maxsize=None)
 def _condition(field):
     pool = _present(field)
     values = st.one_of(st.sampled_from(pool).map(lambda kv: kv[1]), scalars) if pool else scalars

@@ -90,6 +90,7 @@ class TextEncoder:
         self.document_prompt = document_prompt
         self.device = device
         self._model: Any = None
+        self._dim: int | None = None
         self._cache_dir = cache_dir
         self._cache: EmbeddingCache | None = None
 
@@ -105,17 +106,23 @@ class TextEncoder:
                 raise MissingDependencyError(
                     "sentence-transformers is not installed; run: pip install 'vecbox[text]'"
                 ) from None
+            from transformers.utils import logging as hf_logging
+
+            hf_logging.disable_progress_bar()  # its "Loading weights" bar would pollute --json output
             self._model = SentenceTransformer(str(self.model_dir), device=self.device, local_files_only=True)
         return self._model
 
     @property
     def dim(self) -> int:
         """Output width of the model."""
-        if self.name == DEFAULT_MODEL and self._model is None:
-            return 384  # known without loading the weights
-        model = self.model
-        get_dim = getattr(model, "get_embedding_dimension", None) or model.get_sentence_embedding_dimension
-        return int(get_dim())
+        if self._dim is None:
+            if self.name == DEFAULT_MODEL:
+                self._dim = 384  # known without loading the weights
+            else:
+                model = self.model
+                get_dim = getattr(model, "get_embedding_dimension", None) or model.get_sentence_embedding_dimension
+                self._dim = int(get_dim())
+        return self._dim
 
     @property
     def fingerprint(self) -> str:

@@ -22,8 +22,9 @@ Semantics
   ``1`` equals ``1.0``. Range operators compare numbers with numbers and
   strings with strings (BINARY collation, i.e. code point order); a value of
   the other kind never matches.
-* Missing fields (and JSON ``null``) match no operator except ``$ne``,
-  ``$nin`` and ``$exists: false``; ``$exists: true`` is true for ``null``.
+* Missing fields match no operator except ``$ne``, ``$nin`` and
+  ``$exists: false``. A JSON ``null`` is present (``$exists: true``) but
+  equals nothing, so it too matches ``$ne`` and ``$nin``.
 * An array-valued field matches ``$eq``, ``$in`` and range operators if ANY
   element matches, and ``$ne`` / ``$nin`` if NO element matches. Each operator
   is tested on its own, so ``{"$gt": 1, "$lt": 3}`` may be satisfied by two
@@ -131,7 +132,7 @@ class _Compiler:
                 parts.append(self.logical(key, value, loc, sub, depth))
             else:
                 parts.append(self.field(key, value, sub))
-        return _join(parts, "AND", "1")
+        return _join(parts, "AND")
 
     def logical(self, op: str, value: Any, loc: str, sub: str, depth: int) -> str:
         if op == "$not":
@@ -140,7 +141,7 @@ class _Compiler:
             if not isinstance(value, (list, tuple)) or not value:
                 raise FilterError(f"{sub} must be a non-empty list of filter dicts, got {_kind(value)}: {value!r}")
             parts = [self.filter(v, f"{sub}[{i}]", depth + 1) for i, v in enumerate(value)]
-            return _join(parts, op[1:].upper(), "1")
+            return _join(parts, op[1:].upper())
         if op in _FIELD_OPERATORS:
             raise FilterError(
                 f"filter operator {op!r} in {loc} applies to a field; write {{'field': {{{op!r}: ...}}}}"
@@ -152,7 +153,7 @@ class _Compiler:
         if isinstance(value, Mapping):
             if not value:
                 raise FilterError(f"{loc} is an empty operator dict; give at least one operator, e.g. {{'$eq': ...}}")
-            return _join([self.operator(path, op, arg, loc) for op, arg in value.items()], "AND", "1")
+            return _join([self.operator(path, op, arg, loc) for op, arg in value.items()], "AND")
         if value is None:
             raise FilterError(
                 f"{loc} is None; null cannot be matched, use {{'$exists': False}} to find rows without the field"
@@ -268,9 +269,9 @@ def _unknown(op: str, loc: str, known: tuple[str, ...]) -> str:
     return f"filter operator {op!r} in {loc} is not known{hint} Known operators: {', '.join(known)}"
 
 
-def _join(parts: list[str], glue: str, empty: str) -> str:
+def _join(parts: list[str], glue: str) -> str:
     if not parts:
-        return empty
+        return "1"  # an empty AND matches every row
     if len(parts) == 1:
         return parts[0]
     return f" {glue} ".join(f"({p})" for p in parts)

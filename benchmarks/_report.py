@@ -1,0 +1,283 @@
+"""Shared helpers for the benchmarks: timing, machine facts, tables, docs/BENCHMARKS.md.
+
+Every benchmark writes one section of ``docs/BENCHMARKS.md``, delimited by
+``<!-- BEGIN name -->`` / ``<!-- END name -->``; :func:`write_section` replaces
+only that section and keeps the rest of the file (header and other sections)
+byte for byte. A new section is appended at the end.
+"""
+
+from __future__ import annotations
+
+import datetime as _dt
+import gc
+import importlib
+import importlib.metadata
+import os
+import platform
+import re
+import shlex
+import statistics
+import sys
+import time
+from collections.abc import Callable, Sequence
+from pathlib import Path
+from typing import Any
+
+ROOT = Path(__file__).resolve().parent.parent
+DOCS_PATH = ROOT / "docs" / "BENCHMARKS.md"
+
+HEADER = """\
+# Benchmarks
+
+`make bench` runs `.venv/bin/python benchmarks/run_all.py` (with `HF_HUB_OFFLINE=1`), which
+runs every module in `benchmarks/` that defines `main(args)`. Each benchmark prints its
+tables and rewrites its own section of this file (between `<!-- BEGIN name -->` and
+`<!-- END name -->` markers); text outside those markers is kept as is.
+
+All peer numbers (FAISS, plain sentence-transformers, ...) are measured **in the same run,
+on the same machine, on the same seeded data** as the vecbox numbers they are compared
+with; ratios are vecbox / peer time (lower is better) unless a table says otherwise. Each
+section records when and where it was measured and the exact command.
+
+Reproduce:
+
+```sh
+make bench                                     # full run, rewrites the sections below
+.venv/bin/python benchmarks/run_all.py --quick # small smoke run (prints only; add --write to update this file)
+.venv/bin/python benchmarks/run_all.py --only core --help  # per-benchmark options
+```
+
+Timings are wall-clock (`time.perf_counter`), after one warm-up call. The reference machine
+has 2 cores: numbers move by several percent if anything else runs at the same time.
+"""
+
+
+# --------------------------------------------------------------------------- timing
+def timed(fn: Callable[[], Any]) -> tuple[float, Any]:
+    """Run ``fn`` once; return (seconds, result)."""
+    t0 = time.perf_counter()
+    out = fn()
+    return time.perf_counter() - t0, out
+
+
+def median(xs: Sequence[float]) -> float:
+    return float(statistics.median(xs))
+
+
+def quiet_gc() -> None:
+    """Collect garbage now so that a collection does not land inside a timed region."""
+    gc.collect()
+
+
+# --------------------------------------------------------------------------- environment
+def _cpu_model() -> str:
+    try:
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("model name"):
+                return line.split(":", 1)[1].strip()
+    except OSError:
+        pass
+    return platform.processor() or platform.machine()
+
+
+def _cpu_flags() -> set[str]:
+    try:
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("flags"):
+                return set(line.split(":", 1)[1].split())
+    except OSError:
+        pass
+    return set()
+
+
+def _ram_gib() -> float | None:
+    try:
+        for line in Path("/proc/meminfo").read_text().splitlines():
+            if line.startswith("MemTotal:"):
+                return int(line.split()[1]) / 1024**2
+    except OSError:
+        pass
+    return None
+
+
+def _version(dist: str, module: str | None = None) -> str | None:
+    """Version of an installed distribution, without importing it when possible."""
+    try:
+        return importlib.metadata.version(dist)
+    except importlib.metadata.PackageNotFoundError:
+        pass
+    if module:
+        try:
+            return str(importlib.import_module(module).__version__)
+        except Exception:
+            return None
+    return None
+
+
+def blas_info() -> list[str]:
+    """One line per BLAS / OpenMP library loaded in this process (threadpoolctl), else numpy's config."""
+    lines: list[str] = []
+    try:
+        from threadpoolctl import threadpool_info
+
+        for lib in threadpool_info():
+            parts = Path(lib.get("filepath", "")).parts
+            pkg = parts[parts.index("site-packages") + 1] if "site-packages" in parts else Path(*parts[:-1]).name
+            owner = pkg.replace(".libs", "").replace("_", "-")
+            arch = f", core {lib['architecture']}" if lib.get("architecture") else ""
+            lines.append(
+                f"{lib.get('internal_api')} {lib.get('version') or ''} ({owner}{arch}, "
+                f"{lib.get('num_threads')} threads)".replace("  ", " ")
+            )
+    except Exception:
+        pass
+    if not lines:
+        try:
+            import numpy as np
+
+            cfg = np.show_config(mode="dicts")  # numpy >= 2
+            blas = cfg["Build Dependencies"]["blas"]
+            lines.append(f"{blas.get('name')} {blas.get('version')} (numpy)")
+        except Exception:
+            lines.append("unknown")
+    return lines
+
+
+def environment(command: str | None = None, started: float | None = None) -> dict[str, Any]:
+    """Facts about this machine and software, for the report.
+
+    Call it at the end of a benchmark, so that every BLAS library it loaded is listed;
+    ``started`` (a ``time.time()``) dates the report from the start of the run.
+    """
+    import numpy as np
+
+    flags = _cpu_flags()
+    simd = [f for f in ("avx512f", "avx2", "fma") if f in flags]
+    try:
+        affinity = len(os.sched_getaffinity(0))
+    except AttributeError:
+        affinity = os.cpu_count()
+    ram = _ram_gib()
+    return {
+        "date": _dt.datetime.fromtimestamp(started if started is not None else time.time(), _dt.timezone.utc)
+        .strftime("%Y-%m-%d %H:%M UTC"),
+        "cpu": f"{_cpu_model()} ({', '.join(simd) or 'no AVX'})",
+        "cores": f"{os.cpu_count()} logical, {affinity} usable",
+        "ram": f"{ram:.1f} GiB" if ram else "unknown",
+        "os": f"{platform.system()} {platform.release()}",
+        "python": f"{platform.python_implementation()} {platform.python_version()}",
+        "numpy": np.__version__,
+        "blas": blas_info(),
+        "vecbox": _version("vecbox", "vecbox"),
+        "faiss": _version("faiss-cpu", "faiss"),
+        "torch": _version("torch", "torch"),
+        "sentence-transformers": _version("sentence-transformers", "sentence_transformers"),
+        "command": command or shlex.join([Path(sys.executable).name, *sys.argv]),
+    }
+
+
+def environment_markdown(env: dict[str, Any]) -> str:
+    """The environment as a compact Markdown bullet list."""
+    sw = ", ".join(
+        f"{name} {env[name]}"
+        for name in ("python", "numpy", "vecbox", "faiss", "torch", "sentence-transformers")
+        if env.get(name)
+    )
+    blas = "; ".join(env["blas"])
+    return "\n".join(
+        [
+            f"- **Measured:** {env['date']}, command `{env['command']}`",
+            f"- **Machine:** {env['cpu']}, {env['cores']} cores, {env['ram']} RAM, {env['os']}",
+            f"- **Software:** {sw}",
+            f"- **BLAS / OpenMP loaded:** {blas}",
+        ]
+    )
+
+
+# --------------------------------------------------------------------------- tables
+def md_table(headers: Sequence[str], rows: Sequence[Sequence[Any]], align: str | None = None) -> str:
+    """A GitHub Markdown table; ``align`` is one char per column (l/r), default: first left, rest right."""
+    align = align or "l" + "r" * (len(headers) - 1)
+    sep = ["---:" if a == "r" else ":---" for a in align]
+    lines = ["| " + " | ".join(headers) + " |", "| " + " | ".join(sep) + " |"]
+    lines += ["| " + " | ".join(str(c) for c in row) + " |" for row in rows]
+    return "\n".join(lines)
+
+
+def print_table(title: str, headers: Sequence[str], rows: Sequence[Sequence[Any]], note: str | None = None) -> None:
+    """Print a table with Rich (plain text if Rich is missing)."""
+    try:
+        from rich.console import Console
+        from rich.table import Table
+    except ImportError:
+        print(f"\n{title}\n" + md_table(headers, rows))
+        return
+    table = Table(title=title, title_justify="left", caption=note, caption_justify="left")
+    for i, h in enumerate(headers):
+        table.add_column(str(h), justify="left" if i == 0 else "right")
+    for row in rows:
+        table.add_row(*[re.sub(r"\*\*(.*?)\*\*", r"\1", str(c)) for c in row])
+    console = Console()
+    if not console.is_terminal or console.width < 160:
+        console = Console(width=160)  # wide tables; a pipe or log file has no width limit
+    console.print(table)
+
+
+def log(msg: str) -> None:
+    """Progress line on stderr (kept out of the tables)."""
+    print(f"[{time.strftime('%H:%M:%S')}] {msg}", file=sys.stderr, flush=True)
+
+
+# --------------------------------------------------------------------------- number formats
+def fmt_rate(x: float) -> str:
+    """Rate with thousands separators (``123,456``), or 3 significant digits when small."""
+    return f"{x:,.0f}" if x >= 100 else f"{x:.3g}"
+
+
+def fmt_ms(seconds: float) -> str:
+    ms = seconds * 1e3
+    if ms >= 100:
+        return f"{ms:,.0f}"
+    if ms >= 10:
+        return f"{ms:.1f}"
+    return f"{ms:.2f}"
+
+
+def fmt_ratio(x: float) -> str:
+    return f"{x:.2f}×"
+
+
+def verdict(ok: bool) -> str:
+    return "✅ met" if ok else "❌ missed"
+
+
+# --------------------------------------------------------------------------- docs/BENCHMARKS.md
+def _markers(name: str) -> tuple[str, str]:
+    if not re.fullmatch(r"[A-Za-z0-9_.-]+", name):
+        raise ValueError(f"section name {name!r}: use letters, digits, '_', '-', '.'")
+    return f"<!-- BEGIN {name} -->", f"<!-- END {name} -->"
+
+
+def write_section(name: str, body: str, path: Path = DOCS_PATH) -> Path:
+    """Replace the ``name`` section of ``path`` with ``body`` (append it if absent).
+
+    The file is created with :data:`HEADER` if it does not exist. Everything
+    outside the section's markers is preserved. The write is atomic (temp file +
+    rename), so an interrupted run never leaves half a file.
+    """
+    begin, end = _markers(name)
+    path = Path(path)
+    text = path.read_text(encoding="utf-8") if path.exists() else HEADER
+    block = f"{begin}\n{body.strip()}\n{end}"
+    i, j = text.find(begin), text.find(end)
+    if (i == -1) != (j == -1) or (i != -1 and j < i):
+        raise RuntimeError(f"{path}: the markers of section {name!r} are unbalanced; fix the file by hand")
+    if i == -1:
+        text = text.rstrip("\n") + "\n\n" + block + "\n"
+    else:
+        text = text[:i] + block + text[j + len(end) :]
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(path.name + ".tmp")
+    tmp.write_text(text, encoding="utf-8")
+    os.replace(tmp, path)
+    return path

@@ -1,0 +1,123 @@
+"""Reading records from JSONL, CSV and Parquet files into a collection."""
+
+from __future__ import annotations
+
+import csv
+import json
+import time
+from collections.abc import Iterator, Sequence
+from pathlib import Path
+from typing import Any
+
+from vecbox.collection import Collection
+from vecbox.errors import DatasetError, InvalidInputError, MissingDependencyError
+
+FORMATS = {".jsonl": "jsonl", ".ndjson": "jsonl", ".json": "jsonl", ".csv": "csv", ".parquet": "parquet", ".pq": "parquet"}
+
+
+def read_records(file: str | Path) -> Iterator[dict[str, Any]]:
+    """Stream the rows of a JSONL, CSV or Parquet file as dicts (format from the extension).
+
+    >>> import tempfile, pathlib
+    >>> p = pathlib.Path(tempfile.mkdtemp()) / "r.jsonl"
+    >>> _ = p.write_text('{"id": "a", "text": "hi"}\\n')
+    >>> list(read_records(p))
+    [{'id': 'a', 'text': 'hi'}]
+    """
+    file = Path(file)
+    fmt = FORMATS.get(file.suffix.lower())
+    if fmt is None:
+        raise InvalidInputError(f"cannot tell the format of {file}; use a .jsonl, .csv or .parquet file")
+    if not file.is_file():
+        raise DatasetError(f"{file} does not exist")
+    if fmt == "jsonl":
+        with open(file, encoding="utf-8-sig") as fh:
+            for lineno, line in enumerate(fh, 1):
+                if not line.strip():
+                    continue
+                try:
+                    row = json.loads(line)
+                except json.JSONDecodeError as exc:
+                    raise DatasetError(f"{file}, line {lineno}: not valid JSON ({exc.msg}); one JSON object per line") from None
+                if not isinstance(row, dict):
+                    raise DatasetError(f"{file}, line {lineno}: expected a JSON object, got {type(row).__name__}")
+                yield row
+    elif fmt == "csv":
+        with open(file, encoding="utf-8-sig", newline="") as fh:
+            yield from csv.DictReader(fh)
+    else:
+        try:
+            import pyarrow.parquet as pq
+        except ImportError:
+            raise MissingDependencyError("reading Parquet needs pyarrow; run: pip install 'vecbox[io]'") from None
+        for batch in pq.ParquetFile(file).iter_batches(batch_size=10_000):
+            yield from batch.to_pylist()
+
+
+def ingest_file(
+    path: str | Path,
+    file: str | Path,
+    *,
+    text_field: str | None = None,
+    vector_field: str | None = None,
+    id_field: str = "id",
+    metadata_fields: Sequence[str] | None = None,
+    batch_size: int = 10_000,
+    upsert: bool = False,
+    show_progress: bool = False,
+) -> dict[str, Any]:
+    """Add every row of ``file`` to the collection at ``path``; each batch is one atomic commit.
+
+    Exactly one of ``text_field`` (encoded with the collection's model, kept as the
+    document) or ``vector_field`` (a list of numbers, or a JSON list in CSV) is used.
+    Other fields become metadata (all of them unless ``metadata_fields`` is given).
+    """
+    if (text_field is None) == (vector_field is None):
+        raise InvalidInputError("give exactly one of text_field (text to encode) or vector_field (ready vectors)")
+    col = Collection.open(path)
+    skip = {id_field, text_field, vector_field}
+    version, rows, t0 = col.version, 0, time.perf_counter()
+    batch: list[dict[str, Any]] = []
+
+    def flush() -> int:
+        ids = [_as_id(r, id_field, rows - len(batch) + i + 1) for i, r in enumerate(batch)]
+        metas = [{k: v for k, v in r.items() if k not in skip and (metadata_fields is None or k in metadata_fields)}
+                 for r in batch]
+        if text_field is not None:
+            texts = [_field(r, text_field, rows - len(batch) + i + 1) for i, r in enumerate(batch)]
+            x = col.encoder.encode(texts, kind="document", show_progress=show_progress)
+            docs: list[str] | None = texts
+        else:
+            x = [_vector(_field(r, vector_field, rows - len(batch) + i + 1)) for i, r in enumerate(batch)]  # type: ignore[arg-type]
+            docs = None
+        return (col.upsert if upsert else col.add)(ids, x, metas, docs)
+
+    for row in read_records(file):
+        batch.append(row)
+        rows += 1
+        if len(batch) >= batch_size:
+            version = flush()
+            batch = []
+    if batch:
+        version = flush()
+    if rows == 0:
+        raise DatasetError(f"{file} holds no rows; nothing was ingested")
+    elapsed = time.perf_counter() - t0
+    return {"rows": rows, "version": version, "seconds": elapsed, "rows_per_s": rows / elapsed if elapsed else 0.0}
+
+
+def _field(row: dict[str, Any], name: str, lineno: int) -> Any:
+    if name not in row or row[name] is None:
+        raise DatasetError(f"row {lineno} has no {name!r} field (fields: {', '.join(map(str, row))}); choose the right field name")
+    return row[name]
+
+
+def _as_id(row: dict[str, Any], id_field: str, lineno: int) -> str:
+    value = _field(row, id_field, lineno)
+    if isinstance(value, bool) or not isinstance(value, (str, int)):
+        raise DatasetError(f"row {lineno}: id {value!r} must be a string or an integer")
+    return str(value)
+
+
+def _vector(value: Any) -> Any:
+    return json.loads(value) if isinstance(value, str) else value
