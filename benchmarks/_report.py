@@ -173,7 +173,16 @@ def environment(command: str | None = None, started: float | None = None) -> dic
         "torch": _version("torch", "torch"),
         "sentence-transformers": _version("sentence-transformers", "sentence_transformers"),
         "command": command or shlex.join([Path(sys.executable).name, *sys.argv]),
+        "load_end": load_average(),
     }
+
+
+def load_average() -> float | None:
+    """1-minute load average (other processes competing for the cores), if the OS reports it."""
+    try:
+        return os.getloadavg()[0]
+    except (AttributeError, OSError):
+        return None
 
 
 def environment_markdown(env: dict[str, Any]) -> str:
@@ -184,9 +193,12 @@ def environment_markdown(env: dict[str, Any]) -> str:
         if env.get(name)
     )
     blas = "; ".join(env["blas"])
+    load = ""
+    if env.get("load_start") is not None and env.get("load_end") is not None:
+        load = f" (1-min load average {env['load_start']:.2f} at the start, {env['load_end']:.2f} at the end)"
     return "\n".join(
         [
-            f"- **Measured:** {env['date']}, command `{env['command']}`",
+            f"- **Measured:** {env['date']}{load}, command `{env['command']}`",
             f"- **Machine:** {env['cpu']}, {env['cores']} cores, {env['ram']} RAM, {env['os']}",
             f"- **Software:** {sw}",
             f"- **BLAS / OpenMP loaded:** {blas}",

@@ -475,7 +475,7 @@ def main(args: argparse.Namespace) -> dict[str, Any]:
     ingest_n = _opt(args, "core_ingest_n", 20_000 if quick else 200_000)
     n_texts = _opt(args, "core_texts", 200 if quick else 2000)
     sizes = [int(float(s)) for s in _opt(args, "core_sizes", "1e4,1e5" if quick else "1e4,1e5,1e6").split(",")]
-    started = time.time()
+    started, load_start = time.time(), R.load_average()
 
     t_start = time.perf_counter()
     results: dict[str, Any] = {"quick": quick}
@@ -494,6 +494,7 @@ def main(args: argparse.Namespace) -> dict[str, Any]:
     results["elapsed_s"] = time.perf_counter() - t_start
 
     env = R.environment(getattr(args, "command", None), started)  # now: lists the BLAS libraries loaded
+    env["load_start"] = load_start
     results["environment"] = env
     tables = _tables(results)
     for title, _intro, headers, rows, note in tables:

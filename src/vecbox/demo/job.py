@@ -121,9 +121,9 @@ def _show(console: Console, question: str, where: dict[str, Any] | None, hits: l
     title = f"[bold]{question!r}[/]" + (f"  where={where}" if where else "")
     table = Table(title=title, title_justify="left", expand=True)
     table.add_column("score", justify="right", width=6)
-    table.add_column("name", style="cyan", no_wrap=True, ratio=2)
+    table.add_column("name", style="cyan", no_wrap=True, ratio=3, min_width=24)
     table.add_column("kind", width=8)
-    table.add_column("docstring", ratio=5, no_wrap=True, overflow="ellipsis")
+    table.add_column("docstring", ratio=4, no_wrap=True, overflow="ellipsis")
     for h in hits:
         meta = h.metadata or {}
         doc = (h.document or "").split(": ", 1)[-1]
