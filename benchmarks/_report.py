@@ -115,8 +115,15 @@ def _version(dist: str, module: str | None = None) -> str | None:
 
 
 def blas_info() -> list[str]:
-    """One line per BLAS / OpenMP library loaded in this process (threadpoolctl), else numpy's config."""
+    """numpy's BLAS (from its build configuration), then every BLAS / OpenMP library loaded now (threadpoolctl)."""
     lines: list[str] = []
+    try:
+        import numpy as np
+
+        blas = np.show_config(mode="dicts")["Build Dependencies"]["blas"]  # numpy >= 2
+        lines.append(f"numpy built with {blas.get('name')} {blas.get('version')}")
+    except Exception:
+        pass
     try:
         from threadpoolctl import threadpool_info
 
@@ -125,22 +132,13 @@ def blas_info() -> list[str]:
             pkg = parts[parts.index("site-packages") + 1] if "site-packages" in parts else Path(*parts[:-1]).name
             owner = pkg.replace(".libs", "").replace("_", "-")
             arch = f", core {lib['architecture']}" if lib.get("architecture") else ""
-            lines.append(
-                f"{lib.get('internal_api')} {lib.get('version') or ''} ({owner}{arch}, "
-                f"{lib.get('num_threads')} threads)".replace("  ", " ")
-            )
+            version = f" {lib['version']}" if lib.get("version") else ""
+            line = f"{lib.get('internal_api')}{version} ({owner}{arch}, {lib.get('num_threads')} threads)"
+            if line not in lines:
+                lines.append(line)
     except Exception:
-        pass
-    if not lines:
-        try:
-            import numpy as np
-
-            cfg = np.show_config(mode="dicts")  # numpy >= 2
-            blas = cfg["Build Dependencies"]["blas"]
-            lines.append(f"{blas.get('name')} {blas.get('version')} (numpy)")
-        except Exception:
-            lines.append("unknown")
-    return lines
+        lines.append("threadpoolctl not available")
+    return lines or ["unknown"]
 
 
 def environment(command: str | None = None, started: float | None = None) -> dict[str, Any]:

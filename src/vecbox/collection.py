@@ -1,8 +1,8 @@
 """``Collection``: the one user-facing object for stored vectors.
 
 It coordinates the catalog (SQLite, the commit point), the segment files, the
-in-memory view of live vectors, the filter compiler and exact search; it
-contains none of them.
+in-memory view of live vectors, the filter compiler, exact search and the codecs
+(compressed vectors in RAM, exact rescoring from disk); it contains none of them.
 """
 
 from __future__ import annotations
@@ -10,6 +10,7 @@ from __future__ import annotations
 import json
 import threading
 import uuid
+import shutil
 from itertools import repeat as _repeat
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
@@ -19,6 +20,7 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 
 from vecbox import _validation as v
+from vecbox.codecs import Codec, load_codec, make_codec, parse_spec, two_stage_search
 from vecbox.errors import (
     CollectionExistsError,
     CollectionNotFoundError,
@@ -31,13 +33,20 @@ from vecbox.query.filters import compile_filter
 from vecbox.storage import catalog
 from vecbox.storage.live import LiveVectors
 from vecbox.storage.lock import WriteLock
-from vecbox.storage.segments import SEGMENT_DIR, remove_unreferenced, write_segment
+from vecbox.storage.segments import (
+    CODEC_DIR,
+    SEGMENT_DIR,
+    remove_segment,
+    remove_unreferenced,
+    write_segment,
+)
 
 if TYPE_CHECKING:
     from vecbox.encoders.text import TextEncoder
 
 LOCK_FILE = "LOCK"
 _GATHER_FRACTION = 0.5  # below this share of allowed rows, copy them out instead of masking the rest
+_FIT_ROWS = 100_000  # recompress fits the new codec on at most this many live vectors (seeded sample)
 
 
 @dataclass(frozen=True)
@@ -91,12 +100,16 @@ class Collection:
         self.metric: str = str(self._config["metric"])
         self.model: str | None = self._config.get("model")
         self._lock = WriteLock(self.path / LOCK_FILE, timeout=lock_timeout)
-        self._live = LiveVectors(self.path, self.dim, keep_sq_norms=self.metric == "l2")
         self._state = threading.RLock()
         self._encoder = encoder
+        self._codec_cfg: dict[str, Any] | None = None
+        self._codec: Codec | None = None
+        self._codec_epoch = -1
+        self._live = self._new_live(None)
+        self._sync_codec(self._conn)
         if self._lock.try_acquire():  # collect garbage left by a writer that died before its commit
             try:
-                remove_unreferenced(self.path, {f for f, _ in catalog.segment_files(self._conn).values()})
+                self._collect_garbage()
             finally:
                 self._lock.release()
 
@@ -111,6 +124,9 @@ class Collection:
         model: str | None = None,
         exist_ok: bool = False,
         lock_timeout: float = 10.0,
+        codec: str | None = None,
+        keep_float: bool = True,
+        seed: int = 0,
     ) -> "Collection":
         """Create an empty collection in the directory ``path``.
 
@@ -126,6 +142,17 @@ class Collection:
             bundled all-MiniLM-L6-v2) or a sentence-transformers model directory.
         exist_ok : bool
             Open the collection if it already exists with the same settings.
+        codec : str, optional
+            Keep vectors compressed in RAM with this codec spec (``"int8"``, ``"rot+int4"``,
+            ``"binary"``, ``"pq:48"`` ... see :mod:`vecbox.codecs`). The codec is fitted on the
+            first batch written (which must hold at least ``min_fit_rows`` vectors; 256 for
+            ``pq``); refit it on everything stored with :meth:`recompress`. Searches scan the
+            codes, then rescore the best ``k * oversample`` exactly.
+        keep_float : bool
+            With a codec: also keep the float32 vectors on disk (memory-mapped, not in RAM)
+            for exact rescoring and :meth:`get`. ``False`` stores codes only (smallest, lossy).
+        seed : int
+            Seed of the codec's random parts (rotations, k-means): same data + seed = same codes.
         """
         path = Path(path)
         metric = v.check_metric(metric)
@@ -140,12 +167,18 @@ class Collection:
         if dim is None:
             raise InvalidInputError("give dim= (the vector width) or model= (a text model to take it from)")
         dim = v.check_positive_int(dim, "dim")
+        codec_cfg = _codec_config(codec, dim, keep_float, seed)
         if (path / catalog.CATALOG_FILE).exists():
             if not exist_ok:
                 raise CollectionExistsError(
                     f"{path} already holds a collection; open it with Collection.open(path) or pass exist_ok=True"
                 )
             col = cls(path, lock_timeout=lock_timeout, encoder=encoder)
+            if codec_cfg is not None and (col.codec is None or col.codec != codec_cfg["spec"]):
+                raise CollectionExistsError(
+                    f"{path} holds a collection with codec={col.codec!r}, not {codec_cfg['spec']!r}; "
+                    "open it and call recompress() to change its codec, or choose another path"
+                )
             if (col.dim, col.metric) != (dim, metric) or (model is not None and col.model != model):
                 raise CollectionExistsError(
                     f"{path} holds a collection with dim={col.dim}, metric={col.metric!r}, model={col.model!r}, "
@@ -157,7 +190,7 @@ class Collection:
         (path / SEGMENT_DIR).mkdir(parents=True, exist_ok=True)
         conn = catalog.connect(path, create=True)
         try:
-            catalog.initialise(conn, {"dim": dim, "metric": metric, "model": model})
+            catalog.initialise(conn, {"dim": dim, "metric": metric, "model": model, "codec": codec_cfg})
         finally:
             conn.close()
         return cls(path, lock_timeout=lock_timeout, encoder=encoder)
@@ -186,7 +219,13 @@ class Collection:
         return self.count()
 
     def __repr__(self) -> str:
-        return f"Collection({str(self.path)!r}, dim={self.dim}, metric={self.metric!r}, version={self.version})"
+        codec = f", codec={self.codec!r}" if self.codec else ""
+        return f"Collection({str(self.path)!r}, dim={self.dim}, metric={self.metric!r}{codec}, version={self.version})"
+
+    @property
+    def codec(self) -> str | None:
+        """The canonical codec spec (``None`` for float32 vectors in RAM)."""
+        return self._codec_cfg["spec"] if self._codec_cfg else None
 
     def write_lock(self) -> WriteLock:
         """Hold the write lock across several writes, so no other process interleaves.
@@ -244,10 +283,19 @@ class Collection:
                     f"{len(existing)} of these ids are already stored (first: {first!r}); "
                     "use upsert() to replace them, or delete them first"
                 )
-            name = write_segment(self.path, x)
+            codec, new_cfg = self._codec_for_write(x)
+            codes = codec.encode(x) if codec is not None else None
+            try:
+                name = write_segment(self.path, x if self._keeps_floats(new_cfg) else None, codes)
+            except BaseException:
+                self._discard_codec_dir(new_cfg)
+                raise
             try:
                 with catalog.transaction(self._conn) as conn:
                     version = catalog.log_version(conn, mode, len(ids), len(existing))
+                    if new_cfg is not None:  # the codec was fitted on this batch: commit it with the batch
+                        catalog.set_config(conn, "codec", new_cfg)
+                        catalog.bump_epoch(conn)
                     if existing:
                         conn.execute(
                             "UPDATE rows SET deleted = ? WHERE deleted IS NULL AND rid IN (SELECT value FROM json_each(?))",
@@ -256,13 +304,14 @@ class Collection:
                     seg_id = conn.execute(
                         "INSERT INTO segments(file, n, version) VALUES (?, ?, ?)", (name, len(ids), version)
                     ).lastrowid
-                    conn.executemany(
-                        "INSERT INTO rows(id, seg_id, pos, metadata, document, added) VALUES (?, ?, ?, ?, ?, ?)",
-                        zip(ids, _repeat(seg_id), range(len(ids)), metas, docs, _repeat(version)),
-                    )
+                    catalog.insert_rows(conn, seg_id, version, ids, metas, docs)
             except BaseException:
-                (self.path / SEGMENT_DIR / name).unlink(missing_ok=True)
+                remove_segment(self.path, name)
+                self._discard_codec_dir(new_cfg)
                 raise
+            if new_cfg is not None:
+                with self._state:
+                    self._codec_cfg, self._codec = new_cfg, codec
         return version
 
     def delete(self, ids: Sequence[str] | None = None, *, where: Mapping[str, Any] | None = None,
@@ -303,35 +352,166 @@ class Collection:
         with self._lock, self._state:
             before = _dir_size(self.path / SEGMENT_DIR)
             with catalog.transaction(self._conn, write=False) as conn:
+                self._sync_codec(conn)
                 self._live.refresh(conn)
             live = self._live
             keep = np.flatnonzero(live.alive)
-            name = write_segment(self.path, live.x[keep]) if len(keep) else None
-            try:
-                with catalog.transaction(self._conn) as conn:
-                    version = catalog.log_version(conn, "compact", 0, 0)
-                    conn.execute("DELETE FROM rows WHERE deleted IS NOT NULL")
-                    if name is not None:
-                        seg_id = conn.execute(
-                            "INSERT INTO segments(file, n, version) VALUES (?, ?, ?)", (name, len(keep), version)
-                        ).lastrowid
-                        conn.executemany(
-                            "UPDATE rows SET seg_id = ?, pos = ? WHERE rid = ?",
-                            zip(_repeat(seg_id), range(len(keep)), live.rids[keep].tolist()),
-                        )
-                        conn.execute("DELETE FROM segments WHERE seg_id != ?", (seg_id,))
-                    else:
-                        conn.execute("DELETE FROM segments")
-                    conn.execute(
-                        "UPDATE config SET value = ? WHERE key = 'epoch'", (json.dumps(catalog.epoch(conn) + 1),)
-                    )
-            except BaseException:
-                if name is not None:
-                    (self.path / SEGMENT_DIR / name).unlink(missing_ok=True)
-                raise
-            remove_unreferenced(self.path, {f for f, _ in catalog.segment_files(self._conn).values()})
+            floats = live.floats(keep) if self._keeps_floats(self._codec_cfg) else None
+            codes = live.x[keep] if live.code_size is not None else None
+            self._rewrite("compact", keep, floats, codes)
             self._conn.execute("PRAGMA wal_checkpoint(TRUNCATE)")
             return before - _dir_size(self.path / SEGMENT_DIR)
+
+    def recompress(self, codec: str | None, *, keep_float: bool | None = None, seed: int = 0) -> int:
+        """Rebuild the collection with another codec (or none) in one atomic commit; return the new version.
+
+        The new codec is fitted on the live vectors (a seeded sample of at most 100,000),
+        every vector is re-encoded and rewritten into one segment, and tombstones are
+        dropped, as in :meth:`compact`. Readers keep their snapshot until they refresh.
+
+        Parameters
+        ----------
+        codec : str or None
+            New codec spec, e.g. ``"rot+int4"``; ``None`` keeps plain float32 vectors in RAM.
+        keep_float : bool, optional
+            Keep float vectors on disk for rescoring (default: as before). A collection that
+            kept codes only cannot get its floats back; re-encoding its decoded codes compounds the loss.
+        seed : int
+            Seed of the new codec.
+        """
+        current_keep = self._keeps_floats(self._codec_cfg)
+        keep_float = current_keep if keep_float is None else keep_float
+        if not isinstance(keep_float, bool):
+            raise InvalidInputError(f"keep_float must be True or False; got {keep_float!r}")
+        if keep_float and not current_keep or codec is None and not current_keep:
+            raise InvalidInputError(
+                f"{self.path} keeps codes only (keep_float=False): its original float vectors are gone, so it "
+                "cannot keep floats again; recompress with keep_float=False, or re-add the source vectors"
+            )
+        new_cfg = _codec_config(codec, self.dim, keep_float, seed)
+        with self._lock, self._state:
+            with catalog.transaction(self._conn, write=False) as conn:
+                self._sync_codec(conn)
+                self._live.refresh(conn)
+            live = self._live
+            keep = np.flatnonzero(live.alive)
+            source = self._vectors(keep)
+            new_codec = None
+            if new_cfg is not None and len(keep):
+                new_codec = make_codec(new_cfg["spec"], self.dim, seed=seed)
+                sample = source
+                if len(keep) > _FIT_ROWS:
+                    sample = source[np.sort(np.random.default_rng(seed).choice(len(keep), _FIT_ROWS, replace=False))]
+                new_codec.fit(sample)
+                new_cfg["dir"] = self._save_codec(new_codec)
+            try:
+                codes = new_codec.encode(source) if new_codec is not None else None
+                version = self._rewrite("recompress", keep, source if keep_float else None, codes, new_cfg)
+            except BaseException:
+                self._discard_codec_dir(new_cfg)
+                raise
+            self._codec_cfg, self._codec = new_cfg, new_codec
+            self._live = self._new_live(new_cfg)
+            self._conn.execute("PRAGMA wal_checkpoint(TRUNCATE)")
+        return version
+
+    def _rewrite(self, operation: str, keep: np.ndarray, floats: np.ndarray | None, codes: np.ndarray | None,
+                 codec_cfg: Any = False) -> int:
+        """Replace every segment by one holding the rows ``keep`` (compact / recompress); holds the lock."""
+        live = self._live
+        name = write_segment(self.path, floats, codes) if len(keep) else None
+        try:
+            with catalog.transaction(self._conn) as conn:
+                version = catalog.log_version(conn, operation, 0, 0)
+                conn.execute("DELETE FROM rows WHERE deleted IS NOT NULL")
+                if name is not None:
+                    seg_id = conn.execute(
+                        "INSERT INTO segments(file, n, version) VALUES (?, ?, ?)", (name, len(keep), version)
+                    ).lastrowid
+                    conn.executemany(
+                        "UPDATE rows SET seg_id = ?, pos = ? WHERE rid = ?",
+                        zip(_repeat(seg_id), range(len(keep)), live.rids[keep].tolist()),
+                    )
+                    conn.execute("DELETE FROM segments WHERE seg_id != ?", (seg_id,))
+                else:
+                    conn.execute("DELETE FROM segments")
+                if codec_cfg is not False:
+                    catalog.set_config(conn, "codec", codec_cfg)
+                catalog.bump_epoch(conn)
+        except BaseException:
+            if name is not None:
+                remove_segment(self.path, name)
+            raise
+        if codec_cfg is not False:
+            self._codec_cfg = codec_cfg
+        self._collect_garbage()
+        return version
+
+    # ------------------------------------------------------------------- codecs
+    def _new_live(self, cfg: dict[str, Any] | None) -> LiveVectors:
+        code_size = parse_spec(cfg["spec"]).bytes_per_vector(self.dim) if cfg else None
+        return LiveVectors(self.path, self.dim, keep_sq_norms=self.metric == "l2", code_size=code_size)
+
+    def _sync_codec(self, conn: Any) -> None:
+        """Follow codec changes committed by any process (they always bump the epoch); call in a transaction."""
+        ep = catalog.epoch(conn)
+        if ep == self._codec_epoch:
+            return
+        cfg = catalog.config_value(conn, "codec")
+        if cfg != self._codec_cfg or (cfg and cfg.get("dir") and self._codec is None):
+            code_size = self._live.code_size
+            self._codec = load_codec(self.path / cfg["dir"]) if cfg and cfg.get("dir") else None
+            self._codec_cfg = cfg
+            if (parse_spec(cfg["spec"]).bytes_per_vector(self.dim) if cfg else None) != code_size:
+                self._live = self._new_live(cfg)
+        self._codec_epoch = ep
+
+    def _codec_for_write(self, x: np.ndarray) -> tuple[Codec | None, dict[str, Any] | None]:
+        """Under the write lock: the codec to encode ``x`` with, fitting (and saving) it on ``x`` if new.
+
+        Returns ``(codec, new_cfg)``; ``new_cfg`` is the config to commit with the batch when the
+        codec was fitted now, else ``None``.
+        """
+        with self._state, catalog.transaction(self._conn, write=False) as conn:
+            self._sync_codec(conn)
+        cfg = self._codec_cfg
+        if cfg is None or cfg.get("dir"):
+            return self._codec, None
+        codec = make_codec(cfg["spec"], self.dim, seed=int(cfg.get("seed", 0)))
+        if len(x) < codec.min_fit_rows:
+            raise InvalidInputError(
+                f"the codec {cfg['spec']!r} is fitted on the first batch written, which needs at least "
+                f"{codec.min_fit_rows} vectors; got {len(x)}. Write a larger first batch, or create the collection "
+                "without a codec and call recompress() once it holds enough vectors"
+            )
+        codec.fit(x)
+        return codec, {**cfg, "dir": self._save_codec(codec)}
+
+    def _save_codec(self, codec: Codec) -> str:
+        rel = f"{CODEC_DIR}/codec-{uuid.uuid4().hex}"
+        codec.save(self.path / rel)
+        return rel
+
+    def _discard_codec_dir(self, cfg: dict[str, Any] | None) -> None:
+        if cfg and cfg.get("dir") and cfg != self._codec_cfg:
+            shutil.rmtree(self.path / cfg["dir"], ignore_errors=True)
+
+    @staticmethod
+    def _keeps_floats(cfg: dict[str, Any] | None) -> bool:
+        return cfg is None or bool(cfg.get("keep_float", True))
+
+    def _vectors(self, positions: np.ndarray) -> np.ndarray:
+        """Float vectors of live-view rows: stored floats, or decoded codes when only codes are kept."""
+        if self._keeps_floats(self._codec_cfg) or self._codec is None:
+            return self._live.floats(positions)
+        return self._codec.decode(self._live.x[positions])
+
+    def _collect_garbage(self) -> None:
+        """Delete segment files and codec directories no committed version references (holds the lock)."""
+        cfg = catalog.config_value(self._conn, "codec")
+        remove_unreferenced(
+            self.path, {f for f, _ in catalog.segment_files(self._conn).values()}, cfg.get("dir") if cfg else None
+        )
 
     # ------------------------------------------------------------------- reads
     def count(self, where: Mapping[str, Any] | None = None) -> int:
@@ -352,8 +532,10 @@ class Collection:
                     "check the ids, or pass missing_ok=True to skip them"
                 )
             rids = [found[i] for i in id_list if i in found]
+            self._sync_codec(conn)
+            self._live.refresh(conn)
             rows = _fetch_rows(conn, rids)
-            vecs = self._live.x[self._live.positions(np.asarray(rids, dtype=np.int64))] if rids else np.empty((0, self.dim), np.float32)
+            vecs = self._vectors(self._live.positions(np.asarray(rids, dtype=np.int64))) if rids else np.empty((0, self.dim), np.float32)
         return [
             Record(rows[r][0], vecs[j].copy(), rows[r][1], rows[r][2]) for j, r in enumerate(rids)
         ]

@@ -10,7 +10,9 @@ keep working. Messages say what was wrong, the value received, and what to do.
     ├── InvalidInputError (ValueError)          bad arrays, ids, metadata, parameters
     │   ├── DimensionMismatchError               vectors of the wrong width
     │   ├── DuplicateIdError                     an id repeated in a batch or already stored
-    │   └── FilterError                          a malformed ``where`` filter
+    │   ├── FilterError                          a malformed ``where`` filter
+    │   ├── SpecError                            a codec spec string that does not parse or fit the width
+    │   └── NotFittedError (AttributeError)      an estimator used before ``fit``
     ├── UnknownIdError (KeyError)                ids that are not in the collection
     ├── CollectionNotFoundError (FileNotFoundError)
     ├── CollectionExistsError (FileExistsError)
@@ -41,6 +43,17 @@ class DuplicateIdError(InvalidInputError):
 
 class FilterError(InvalidInputError):
     """A ``where`` filter uses an unknown operator or a value of the wrong type."""
+
+
+class NotFittedError(InvalidInputError, AttributeError):
+    """An estimator (analyzer, codec) was used before ``fit``; call ``fit(x)`` first."""
+
+
+class SpecError(InvalidInputError):
+    """A codec spec string (``"rot+int4"``) does not parse, or its stages do not fit the vector width.
+
+    The message quotes the spec, marks the offending stage with a caret and suggests the nearest token.
+    """
 
 
 class UnknownIdError(VecboxError, KeyError):
@@ -80,6 +93,8 @@ __all__ = [
     "DimensionMismatchError",
     "DuplicateIdError",
     "FilterError",
+    "SpecError",
+    "NotFittedError",
     "UnknownIdError",
     "CollectionNotFoundError",
     "CollectionExistsError",

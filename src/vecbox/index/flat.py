@@ -11,8 +11,13 @@ so after the first block almost nothing needs sorting.
 
 from __future__ import annotations
 
+import functools
+from contextlib import contextmanager
+from typing import Any, Iterator
+
 import numpy as np
 
+_SMALL_FLOPS = 5e7  # below this, one BLAS thread beats waking (and syncing) the thread pool
 _SCORE_BUDGET = 1 << 22  # floats in one block of scores (16 MiB): big enough for BLAS, small enough for cache
 _MIN_BLOCK = 4096
 
@@ -63,16 +68,17 @@ def exact_topk(
     best_i = np.full((m, k), -1, dtype=np.int64)
     block = max(_MIN_BLOCK, _SCORE_BUDGET // max(m, 1))
     buf = np.empty((m, min(block, n)), dtype=np.float32)
-    for start in range(0, n, block):
-        stop = min(start + block, n)
-        s = buf[:, : stop - start]
-        np.matmul(q, x[start:stop].T, out=s)
-        if metric == "l2":
-            s *= 2.0
-            s -= sq_norms[start:stop]
-        if valid is not None:
-            s[:, ~valid[start:stop]] = -np.inf
-        best_s, best_i = _merge_block(best_s, best_i, s, start, k)
+    with _single_blas_thread(2.0 * m * n * x.shape[1] < _SMALL_FLOPS):
+        for start in range(0, n, block):
+            stop = min(start + block, n)
+            s = buf[:, : stop - start]
+            np.matmul(q, x[start:stop].T, out=s)
+            if metric == "l2":
+                s *= 2.0
+                s -= sq_norms[start:stop]
+            if valid is not None:
+                s[:, ~valid[start:stop]] = -np.inf
+            best_s, best_i = _merge_block(best_s, best_i, s, start, k)
     order = np.argsort(-best_s, axis=1, kind="stable")
     best_s = np.take_along_axis(best_s, order, axis=1)
     best_i = np.take_along_axis(best_i, order, axis=1)
@@ -107,3 +113,30 @@ def _merge_block(
     starts = np.concatenate([[0], np.cumsum(counts)[:-1]])
     take = order[(starts[:, None] + np.arange(k)[None, :]).ravel()]
     return all_s[take].reshape(m, k), all_i[take].reshape(m, k)
+
+
+@functools.cache
+def _numpy_blas() -> Any:
+    """threadpoolctl's handle on the BLAS numpy uses (None when it cannot be found)."""
+    try:
+        from threadpoolctl import ThreadpoolController
+    except ImportError:
+        return None
+    libs = [lib for lib in ThreadpoolController().lib_controllers if lib.user_api == "blas"]
+    own = [lib for lib in libs if "numpy" in lib.filepath]
+    return (own or libs or [None])[0]
+
+
+@contextmanager
+def _single_blas_thread(small: bool) -> Iterator[None]:
+    """Run small products on one BLAS thread: no pool wake-up, and no stall when cores are busy."""
+    lib = _numpy_blas() if small else None
+    if lib is None:
+        yield
+        return
+    before = lib.num_threads
+    lib.set_num_threads(1)
+    try:
+        yield
+    finally:
+        lib.set_num_threads(before)

@@ -38,7 +38,7 @@ CREATE TABLE segments (
     version INTEGER NOT NULL
 );
 CREATE TABLE rows (
-    rid INTEGER PRIMARY KEY AUTOINCREMENT,
+    rid INTEGER PRIMARY KEY,  -- grows with every insert, rows leave only by compaction (a new epoch)
     id TEXT NOT NULL,
     seg_id INTEGER NOT NULL REFERENCES segments(seg_id),
     pos INTEGER NOT NULL,
@@ -152,5 +152,47 @@ def live_rids_for_ids(conn: sqlite3.Connection, ids: Sequence[str]) -> dict[str,
     return out
 
 
+def insert_rows(
+    conn: sqlite3.Connection, seg_id: int, version: int, ids: Sequence[str],
+    metadatas: Sequence[str | None], documents: Sequence[str | None],
+) -> None:
+    """Insert one segment's rows (positions 0..n-1) in a single statement.
+
+    The batch travels as one JSON parameter expanded by ``json_each``: about three
+    times faster than ``executemany`` binding six parameters per row.
+    """
+    if all(m is None for m in metadatas) and all(d is None for d in documents):
+        conn.execute(
+            "INSERT INTO rows(id, seg_id, pos, metadata, document, added) "
+            "SELECT value, ?, key, NULL, NULL, ? FROM json_each(?)",
+            (seg_id, version, json.dumps(list(ids), ensure_ascii=False)),
+        )
+        return
+    conn.execute(
+        "INSERT INTO rows(id, seg_id, pos, metadata, document, added) "
+        "SELECT json_extract(value, '$[0]'), ?, key, json_extract(value, '$[1]'), json_extract(value, '$[2]'), ? "
+        "FROM json_each(?)",
+        (seg_id, version, json.dumps(list(zip(ids, metadatas, documents)), ensure_ascii=False)),
+    )
+
+
 def segment_files(conn: sqlite3.Connection) -> dict[int, tuple[str, int]]:
     return {seg_id: (file, n) for seg_id, file, n in conn.execute("SELECT seg_id, file, n FROM segments")}
+
+
+def config_value(conn: sqlite3.Connection, key: str, default: Any = None) -> Any:
+    """One value of the config table (``default`` when the key is absent, e.g. older collections)."""
+    row = conn.execute("SELECT value FROM config WHERE key = ?", (key,)).fetchone()
+    return json.loads(row[0]) if row is not None else default
+
+
+def set_config(conn: sqlite3.Connection, key: str, value: Any) -> None:
+    """Insert or replace one config value (inside the caller's write transaction)."""
+    conn.execute("INSERT OR REPLACE INTO config(key, value) VALUES (?, ?)", (key, json.dumps(value)))
+
+
+def bump_epoch(conn: sqlite3.Connection) -> int:
+    """Advance the epoch (inside a write transaction): readers reload everything on their next refresh."""
+    new = epoch(conn) + 1
+    set_config(conn, "epoch", new)
+    return new
