@@ -44,7 +44,7 @@ Reproduce:
 ```sh
 make bench                                     # full run, rewrites the sections below
 .venv/bin/python benchmarks/run_all.py --quick # small smoke run (prints only; add --write to update this file)
-.venv/bin/python benchmarks/run_all.py --only core --help  # per-benchmark options
+.venv/bin/python benchmarks/run_all.py --only core          # one benchmark (--help: all options)
 ```
 
 Timings are wall-clock (`time.perf_counter`), after one warm-up call. The reference machine

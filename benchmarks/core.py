@@ -245,16 +245,42 @@ def _faiss_settings(settings: dict[str, int]) -> Any:
             setattr(faiss.cvar, k, val)
 
 
-def _time_block(fn: Any, calls: list[Any]) -> tuple[list[float], list[Any]]:
-    """Warm up with the first call, then time each call once; return (seconds per call, results)."""
-    fn(calls[0])
-    times, results = [], []
-    for c in calls:
-        t0 = time.perf_counter()
-        res = fn(c)
-        times.append(time.perf_counter() - t0)
-        results.append(res)
-    return times, results
+class _FaissWithSettings:
+    """``index.search`` run with some ``faiss.cvar`` settings, restored after each call."""
+
+    def __init__(self, index: Any, settings: dict[str, int]) -> None:
+        self.index, self.settings = index, settings
+
+    def search(self, q: np.ndarray, k: int) -> Any:
+        with _faiss_settings(self.settings):
+            return self.index.search(q, k)
+
+
+def _compare(sides: dict[str, Any], calls: list[Any], rounds: int) -> dict[str, tuple[list[float], list[Any]]]:
+    """Time every side on every call; return {side: (seconds per call, results)}.
+
+    Each side is warmed up once. The calls are split into ``rounds`` rounds; in each
+    round every side runs its share of the calls in its own block (the order of the
+    sides alternates between rounds), after a pause, so that the worker threads of the
+    other library (OpenBLAS / OpenMP threads spin after a call) do not steal the cores,
+    and slow drifts in machine load hit all sides alike.
+    """
+    for fn in sides.values():
+        fn(calls[0])
+    out: dict[str, tuple[list[float], list[Any]]] = {name: ([], []) for name in sides}
+    names = list(sides)
+    chunks = [calls[i::rounds] for i in range(rounds)]
+    for r, chunk in enumerate(chunks):
+        for name in names if r % 2 == 0 else names[::-1]:
+            fn = sides[name]
+            _pause()
+            times, results = out[name]
+            for c in chunk:
+                t0 = time.perf_counter()
+                res = fn(c)
+                times.append(time.perf_counter() - t0)
+                results.append(res)
+    return out
 
 
 def bench_search_one(n: int, tmp: Path) -> dict[str, Any]:
@@ -286,22 +312,24 @@ def bench_search_one(n: int, tmp: Path) -> dict[str, Any]:
     single_q += [queries[i % QUERY_BATCH] for i in range(len(single_q), n_single)]
     res: dict[str, Any] = {"n": n, "build_s": build_s, "n_single": n_single, "n_batch": n_batch}
 
-    # Each side is timed in its own block, after its own warm-up and a pause, so the worker threads
-    # of the other library (OpenBLAS / OpenMP spin after a call) do not steal the 2 cores.
-    _pause()
-    t_vb1, vb1 = _time_block(lambda q: col.search(q, K, include_metadata=False), single_q)
-    _pause()
-    t_f1, f1 = _time_block(lambda q: index.search(q[None, :], K), single_q)
-    _pause()
-    batches = [queries] * n_batch
-    t_vbB, vbB = _time_block(lambda Q: col.search_batch(Q, K, include_metadata=False), batches)
-    _pause()
-    t_vbM, vbM = _time_block(lambda Q: col.search_batch(Q, K, include_metadata=True), batches)
-    _pause()
-    t_fB, fB = _time_block(lambda Q: index.search(Q, K), batches)
-    _pause()
-    with _faiss_settings(FAISS_BLAS):
-        t_fT, fT = _time_block(lambda Q: index.search(Q, K), batches)
+    # Each side is timed in blocks after its own warm-up and a pause, alternating (see _compare).
+    faiss_blas = _FaissWithSettings(index, FAISS_BLAS)
+    single = _compare(
+        {"vb": lambda q: col.search(q, K, include_metadata=False), "faiss": lambda q: index.search(q[None, :], K)},
+        single_q, rounds=4,
+    )
+    batch = _compare(
+        {
+            "vb": lambda Q: col.search_batch(Q, K, include_metadata=False),
+            "vb_meta": lambda Q: col.search_batch(Q, K, include_metadata=True),
+            "faiss": lambda Q: index.search(Q, K),
+            "faiss_blas": lambda Q: faiss_blas.search(Q, K),
+        },
+        [queries] * n_batch, rounds=n_batch,
+    )
+    (t_vb1, vb1), (t_f1, f1) = single["vb"], single["faiss"]
+    (t_vbB, vbB), (t_vbM, vbM) = batch["vb"], batch["vb_meta"]
+    (t_fB, fB), (t_fT, fT) = batch["faiss"], batch["faiss_blas"]
     t_best = min(R.median(t_fB), R.median(t_fT))
 
     assert vbM[0][0][0].metadata is not None and vbM[0][0][0].metadata["i"] == int(vbM[0][0][0].id)
@@ -453,8 +481,10 @@ def _section(results: dict[str, Any], tables: list, env: dict[str, Any]) -> str:
             "",
             f"- Building the search collections (`Collection.add` in batches of {BUILD_BATCH:,} with a "
             f"2-key metadata dict per vector, durable commits): {builds}.",
-            "- Each side is timed in its own block after its own warm-up call and a 0.3 s pause, so the "
-            "spinning worker threads of one library's BLAS/OpenMP do not slow the other down.",
+            "- Each side is warmed up once, then timed in blocks (a block per side per round, after a "
+            "0.3 s pause, the order of the sides alternating between rounds), so that the spinning worker "
+            "threads of one library's BLAS/OpenMP do not slow the other down and drifts in machine load "
+            "hit both sides alike.",
             "- vecbox's matrix products run on numpy's OpenBLAS, FAISS's on the OpenBLAS bundled in the "
             "faiss-cpu wheel (see the BLAS line above: the core each one detected). By default FAISS "
             "scans with its own SIMD kernels, one query per thread, below "

@@ -86,10 +86,14 @@ def main(argv: list[str] | None = None) -> int:
 
     # Per-benchmark options: only modules that define add_arguments are imported here.
     modules: dict[str, ModuleType] = {}
+    broken: dict[str, str] = {}  # a benchmark that fails to import must not stop the others
     for path in files:
         if "add_arguments" in _defines(path, ("add_arguments",)):
-            modules[path.stem] = _load(path)
-            modules[path.stem].add_arguments(parser.add_argument_group(f"{path.stem} options"))
+            try:
+                modules[path.stem] = _load(path)
+                modules[path.stem].add_arguments(parser.add_argument_group(f"{path.stem} options"))
+            except Exception:
+                broken[path.stem] = traceback.format_exc()
     args = parser.parse_args(argv)
     if args.write is None:
         args.write = not args.quick
@@ -108,6 +112,9 @@ def main(argv: list[str] | None = None) -> int:
     for name in selected:
         print(f"\n=== benchmark: {name} ===", file=sys.stderr, flush=True)
         try:
+            if name in broken:
+                print(broken[name], file=sys.stderr)
+                raise RuntimeError(f"benchmarks/{name}.py failed to import (traceback above)")
             module = modules.get(name) or _load(HERE / f"{name}.py")
             module.main(args)
         except KeyboardInterrupt:

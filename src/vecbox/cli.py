@@ -184,6 +184,21 @@ def demo(
     run_demo(path or DEFAULT_PATH, max_texts=max_texts, rebuild=rebuild, console=console)
 
 
+def _register_feature_apps() -> None:
+    """Each feature area keeps its commands in its own module; they are only wired in here."""
+    from vecbox.cli_analyze import analyze_app
+    from vecbox.cli_codecs import analyze_quantization, recompress
+    from vecbox.cli_graph import graph_app
+
+    app.command("recompress")(recompress)
+    analyze_app.command("quantization")(analyze_quantization)
+    app.add_typer(analyze_app, name="analyze")
+    app.add_typer(graph_app, name="graph")
+
+
+_register_feature_apps()
+
+
 def main() -> None:
     """Entry point: runs the app and turns every vecbox error into one readable line."""
     try:

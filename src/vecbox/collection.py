@@ -8,9 +8,9 @@ in-memory view of live vectors, the filter compiler, exact search and the codecs
 from __future__ import annotations
 
 import json
+import shutil
 import threading
 import uuid
-import shutil
 from itertools import repeat as _repeat
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
@@ -188,6 +188,8 @@ class Collection:
         if path.exists() and (not path.is_dir() or any(path.iterdir())):
             raise CollectionExistsError(f"{path} exists and is not an empty directory; choose a new path")
         (path / SEGMENT_DIR).mkdir(parents=True, exist_ok=True)
+        if codec_cfg is not None:
+            (path / CODEC_DIR).mkdir()
         conn = catalog.connect(path, create=True)
         try:
             catalog.initialise(conn, {"dim": dim, "metric": metric, "model": model, "codec": codec_cfg})
@@ -523,6 +525,7 @@ class Collection:
         """Fetch items by id, in the order asked; unknown ids raise :class:`UnknownIdError` unless ``missing_ok``."""
         id_list = v.check_ids(ids)
         with self._state, catalog.transaction(self._conn, write=False) as conn:
+            self._sync_codec(conn)
             self._live.refresh(conn)
             found = catalog.live_rids_for_ids(conn, id_list)
             missing = [i for i in id_list if i not in found]
@@ -532,8 +535,6 @@ class Collection:
                     "check the ids, or pass missing_ok=True to skip them"
                 )
             rids = [found[i] for i in id_list if i in found]
-            self._sync_codec(conn)
-            self._live.refresh(conn)
             rows = _fetch_rows(conn, rids)
             vecs = self._vectors(self._live.positions(np.asarray(rids, dtype=np.int64))) if rids else np.empty((0, self.dim), np.float32)
         return [
@@ -546,7 +547,8 @@ class Collection:
         return [i for (i,) in self._conn.execute(f"SELECT id FROM rows WHERE deleted IS NULL AND ({sql}) ORDER BY rid", params)]
 
     def search(
-        self, query: Any, k: int = 10, *, where: Mapping[str, Any] | None = None, include_metadata: bool = True
+        self, query: Any, k: int = 10, *, where: Mapping[str, Any] | None = None, include_metadata: bool = True,
+        oversample: float = 4.0,
     ) -> list[Hit]:
         """The ``k`` stored items nearest to one query vector, best first.
 
@@ -558,25 +560,39 @@ class Collection:
             Metadata filter, e.g. ``{"year": {"$gte": 2020}, "lang": {"$in": ["en", "de"]}}``.
         include_metadata : bool
             Fetch metadata and documents for the hits (skip for raw speed).
+        oversample : float
+            With a codec: the code scan keeps ``k * oversample`` candidates, which are then
+            rescored exactly from the float vectors on disk (``keep_float=True``) or ranked by
+            the codec's estimates. Ignored without a codec (search is exact).
         """
         q = v.as_matrix(query, d=self.dim, name="query", allow_1d=True)
         if len(q) != 1:
             raise InvalidInputError(f"search() takes one query; got {len(q)} - use search_batch() for several")
-        return self.search_batch(q, k, where=where, include_metadata=include_metadata)[0]
+        return self.search_batch(q, k, where=where, include_metadata=include_metadata, oversample=oversample)[0]
 
     def search_batch(
-        self, queries: Any, k: int = 10, *, where: Mapping[str, Any] | None = None, include_metadata: bool = True
+        self, queries: Any, k: int = 10, *, where: Mapping[str, Any] | None = None, include_metadata: bool = True,
+        oversample: float = 4.0,
     ) -> list[list[Hit]]:
-        """Exact search for many queries at once (one BLAS pass per block of stored rows)."""
+        """Search for many queries at once (one BLAS pass per block of stored rows).
+
+        Exact without a codec; with one, a scan of the codes then exact rescoring (see :meth:`search`).
+        """
         q = v.as_matrix(queries, d=self.dim, name="queries")
         k = v.check_positive_int(k, "k")
+        oversample = v.check_finite_number(oversample, "oversample")
+        if oversample < 1:
+            raise InvalidInputError(f"oversample must be >= 1 (candidates = k * oversample); got {oversample!r}")
         sql, params = compile_filter(where) if where else (None, [])
         if self.metric == "cosine":
             q = _normalise(q, "queries")
         with self._state, catalog.transaction(self._conn, write=False) as conn:
+            self._sync_codec(conn)
             live = self._live
             live.refresh(conn)
-            x, valid, sq, pos_map = live.x, live.alive, live.sq_norms if self.metric == "l2" else None, None
+            codec = self._codec if live.code_size is not None else None
+            x, valid, pos_map = live.x, live.alive, None
+            sq = live.sq_norms if self.metric == "l2" and codec is None else None
             if sql is not None:
                 rids = np.array(
                     conn.execute(f"SELECT rid FROM rows WHERE deleted IS NULL AND ({sql})", params).fetchall(),
@@ -594,7 +610,10 @@ class Collection:
                 valid = None
             if len(x) == 0:
                 return [[] for _ in range(len(q))]
-            scores, idx = exact_topk(x, q, min(k, len(x)), self.metric, valid=valid, sq_norms=sq)
+            if codec is None:
+                scores, idx = exact_topk(x, q, min(k, len(x)), self.metric, valid=valid, sq_norms=sq)
+            else:
+                scores, idx = self._search_codes(codec, x, q, k, oversample, valid, pos_map)
             if pos_map is not None:
                 idx = np.where(idx >= 0, pos_map[np.maximum(idx, 0)], -1)
             hit_rids = np.where(idx >= 0, live.rids[np.maximum(idx, 0)], -1)
@@ -605,6 +624,19 @@ class Collection:
             [Hit(rows[r][0], float(s), rows[r][1], rows[r][2]) for r, s in zip(rr, ss) if r >= 0]
             for rr, ss in zip(hit_rids.tolist(), scores.tolist())
         ]
+
+    def _search_codes(self, codec: Codec, codes: np.ndarray, q: np.ndarray, k: int, oversample: float,
+                      valid: np.ndarray | None, pos_map: np.ndarray | None) -> tuple[np.ndarray, np.ndarray]:
+        """Scan codes, rescore exactly from disk; indices are into ``codes`` (like exact_topk's)."""
+        live = self._live
+        to_live = (lambda rows: pos_map[rows]) if pos_map is not None else (lambda rows: rows)
+        fetch = None
+        if self._keeps_floats(self._codec_cfg):
+            fetch = lambda rows: live.floats(to_live(rows))  # noqa: E731
+            if pos_map is not None and len(codes) <= k * oversample:  # few rows match: score them all exactly
+                return exact_topk(fetch(np.arange(len(codes))), q, min(k, len(codes)), self.metric)
+        return two_stage_search(codec, q, codes, min(k, len(codes)), oversample=oversample,
+                                metric=self.metric, valid=valid, fetch=fetch)
 
     # -------------------------------------------------------------------- text
     @property
@@ -659,12 +691,12 @@ class Collection:
         return version
 
     def search_text(
-        self, text: str, k: int = 10, *, where: Mapping[str, Any] | None = None
+        self, text: str, k: int = 10, *, where: Mapping[str, Any] | None = None, oversample: float = 4.0
     ) -> list[Hit]:
         """Encode ``text`` as a query with the collection's model and search."""
         if not isinstance(text, str) or not text.strip():
             raise InvalidInputError(f"search_text needs a non-empty string; got {text!r}")
-        return self.search(self.encoder.encode([text], kind="query")[0], k, where=where)
+        return self.search(self.encoder.encode([text], kind="query")[0], k, where=where, oversample=oversample)
 
     # -------------------------------------------------------------------- info
     def info(self) -> dict[str, Any]:
@@ -680,7 +712,24 @@ class Collection:
             "tombstones": int(conn.execute("SELECT COUNT(*) FROM rows WHERE deleted IS NOT NULL").fetchone()[0]),
             "segments": int(conn.execute("SELECT COUNT(*) FROM segments").fetchone()[0]),
             "bytes_on_disk": _dir_size(self.path),
+            "codec": self.codec,
+            "keep_float": self._keeps_floats(self._codec_cfg),
+            "bytes_per_vector": (
+                parse_spec(self.codec).bytes_per_vector(self.dim) if self.codec else 4 * self.dim
+            ),
         }
+
+
+def _codec_config(codec: Any, dim: int, keep_float: Any, seed: Any) -> dict[str, Any] | None:
+    """Validate codec options (the spec must fit ``dim``) and return the catalog's codec config."""
+    if not isinstance(keep_float, bool):
+        raise InvalidInputError(f"keep_float must be True or False; got {keep_float!r}")
+    if codec is None:
+        if not keep_float:
+            raise InvalidInputError("keep_float=False needs a codec (the codes are then the only copy); give codec=")
+        return None
+    spec = make_codec(codec, dim, seed=seed).spec  # SpecError / bad seed raise here, before anything is written
+    return {"spec": str(spec), "keep_float": keep_float, "seed": int(seed), "dir": None}
 
 
 def _normalise(x: np.ndarray, name: str) -> np.ndarray:

@@ -4,6 +4,11 @@ Rows are appended in rid order (rids only grow), so a rid's position is found
 with ``searchsorted`` and a refresh reads only rows added, and tombstones
 written, since the version already held. A compaction bumps the catalog's
 epoch, which forces a full reload.
+
+With a codec (``code_size`` set) the view holds each row's codes instead of its
+float vector, so RAM holds only codes; the float vectors stay in their segment
+files and :meth:`LiveVectors.floats` reads the few rows a search rescores
+through memory maps.
 """
 
 from __future__ import annotations
@@ -14,33 +19,39 @@ from pathlib import Path
 import numpy as np
 
 from vecbox.storage import catalog
-from vecbox.storage.segments import open_segment
+from vecbox.storage.segments import has_floats, open_codes, open_segment
 
 
 class LiveVectors:
-    """Contiguous float32 matrix of every stored row, with a liveness mask.
+    """Contiguous matrix of every stored row (float32 vectors, or uint8 codes), with a liveness mask.
 
     Attributes
     ----------
-    x : ndarray (n, d)
-        Vectors in rid order (a view into a growing buffer).
+    x : ndarray (n, d) float32, or (n, code_size) uint8 with a codec
+        Vectors (or codes) in rid order (a view into a growing buffer).
     rids : ndarray (n,) int64
         Catalog row id of each vector, ascending.
     alive : ndarray (n,) bool
         False for rows deleted or replaced by an upsert.
     """
 
-    def __init__(self, root: Path, dim: int, keep_sq_norms: bool = False) -> None:
+    def __init__(self, root: Path, dim: int, keep_sq_norms: bool = False, code_size: int | None = None) -> None:
         self.root = root
         self.dim = dim
-        self.keep_sq_norms = keep_sq_norms
+        self.keep_sq_norms = keep_sq_norms and code_size is None
+        self.code_size = code_size
         self._reset()
 
     def _reset(self) -> None:
-        self._buf = np.empty((0, self.dim), dtype=np.float32)
+        width, dtype = (self.dim, np.float32) if self.code_size is None else (self.code_size, np.uint8)
+        self._buf = np.empty((0, width), dtype=dtype)
         self._rids = np.empty(0, dtype=np.int64)
         self._alive = np.empty(0, dtype=bool)
         self._norms = np.empty(0, dtype=np.float32)
+        self._seg = np.empty(0, dtype=np.int32)  # segment id and position of each row (for float reads)
+        self._pos = np.empty(0, dtype=np.int32)
+        self._segments: dict[int, tuple[str, int]] = {}
+        self._maps: dict[int, np.ndarray] = {}
         self.n = 0
         self.version = -1
         self.epoch = -1
@@ -97,12 +108,16 @@ class LiveVectors:
         m = len(new)
         self._grow(self.n + m)
         segments = catalog.segment_files(conn)
+        self._segments.update(segments)
         out = self._buf[self.n : self.n + m]
         seg_ids = new[:, 1]
         for seg_id in np.unique(seg_ids):
             sel = np.flatnonzero(seg_ids == seg_id)
             file, count = segments[int(seg_id)]
-            seg = open_segment(self.root, file, count, self.dim)
+            if self.code_size is None:
+                seg = open_segment(self.root, file, count, self.dim)
+            else:
+                seg = open_codes(self.root, file, count, self.code_size)
             pos = new[sel, 2]
             if len(pos) == count and pos[0] == 0 and np.all(np.diff(pos) == 1):
                 out[sel] = seg  # the common case: a whole segment, read sequentially
@@ -110,16 +125,45 @@ class LiveVectors:
                 out[sel] = seg[pos]
         self._rids[self.n : self.n + m] = new[:, 0]
         self._alive[self.n : self.n + m] = True
+        self._seg[self.n : self.n + m] = new[:, 1]
+        self._pos[self.n : self.n + m] = new[:, 2]
         if self.keep_sq_norms:
             self._norms[self.n : self.n + m] = np.einsum("ij,ij->i", out, out)
         self.n += m
+
+    def floats(self, positions: np.ndarray) -> np.ndarray:
+        """Float32 vectors ``(len(positions), dim)`` of the given rows, read from the segment files.
+
+        In float mode this is a copy from RAM; with codes it reads through memory maps
+        (the page cache), so only the requested rows are touched.
+        """
+        positions = np.asarray(positions, dtype=np.int64)
+        if self.code_size is None:
+            return self.x[positions]
+        out = np.empty((len(positions), self.dim), dtype=np.float32)
+        segs = self._seg[positions]
+        for seg_id in np.unique(segs):
+            sel = np.flatnonzero(segs == seg_id)
+            rows = self._pos[positions[sel]]
+            order = np.argsort(rows, kind="stable")  # ascending offsets: sequential page reads
+            out[sel[order]] = self._float_map(int(seg_id))[rows[order]]
+        return out
+
+    def _float_map(self, seg_id: int) -> np.ndarray:
+        mm = self._maps.get(seg_id)
+        if mm is None:
+            file, count = self._segments[seg_id]
+            if not has_floats(file):
+                raise ValueError("this collection keeps codes only (keep_float=False); there are no float vectors")
+            mm = self._maps[seg_id] = open_segment(self.root, file, count, self.dim)
+        return mm
 
     def _grow(self, needed: int) -> None:
         cap = len(self._buf)
         if needed <= cap:
             return
         new_cap = max(needed, int(cap * 1.5), 1024)
-        for name in ("_buf", "_rids", "_alive", "_norms"):
+        for name in ("_buf", "_rids", "_alive", "_norms", "_seg", "_pos"):
             old = getattr(self, name)
             grown = np.empty((new_cap,) + old.shape[1:], dtype=old.dtype)
             grown[: self.n] = old[: self.n]

@@ -1,13 +1,15 @@
-"""Immutable vector segments: one ``.npy`` file per committed batch.
+"""Immutable vector segments: one ``.npy`` file per committed batch (plus its codes, with a codec).
 
 A segment is written to a temporary name, fsynced, renamed and its directory
 fsynced *before* the SQLite transaction that references it commits. A file no
-committed version references is garbage (a writer died before its commit).
+committed version references is garbage (a writer died before its commit), and
+so is a codec directory under ``codecs/`` that the catalog's config does not name.
 """
 
 from __future__ import annotations
 
 import os
+import shutil
 import uuid
 from pathlib import Path
 
@@ -16,6 +18,8 @@ import numpy as np
 from vecbox.errors import CorruptCollectionError
 
 SEGMENT_DIR = "segments"
+CODEC_DIR = "codecs"
+CODES_SUFFIX = ".codes.npy"
 _TMP_PREFIX = "tmp-"
 
 
@@ -27,23 +31,63 @@ def _fsync_dir(path: Path) -> None:
         os.close(fd)
 
 
-def write_segment(root: Path, x: np.ndarray) -> str:
-    """Write ``x`` durably as a new segment file under ``root/segments``; return its file name."""
+def codes_file(name: str) -> str:
+    """File holding the codes of the segment ``name`` (the catalog's ``segments.file``)."""
+    return name if name.endswith(CODES_SUFFIX) else name[: -len(".npy")] + CODES_SUFFIX
+
+
+def has_floats(name: str) -> bool:
+    """Whether the segment ``name`` has a float32 file (False for code-only segments, ``keep_float=False``)."""
+    return not name.endswith(CODES_SUFFIX)
+
+
+def write_segment(root: Path, x: np.ndarray | None, codes: np.ndarray | None = None) -> str:
+    """Write a new segment durably under ``root/segments``; return its catalog name.
+
+    ``x`` (float32 vectors) goes to ``seg-<uuid>.npy`` and ``codes`` (uint8, when the
+    collection has a codec) to ``seg-<uuid>.codes.npy``. Each file is written to a
+    temporary name, fsynced and renamed; the directory is fsynced once at the end.
+    The catalog name is the float file, or the codes file when there are no floats.
+    """
     seg_dir = root / SEGMENT_DIR
-    name = f"seg-{uuid.uuid4().hex}.npy"
-    tmp = seg_dir / f"{_TMP_PREFIX}{name}"
-    with open(tmp, "wb") as fh:
-        np.save(fh, np.ascontiguousarray(x), allow_pickle=False)
-        fh.flush()
-        os.fsync(fh.fileno())
-    os.replace(tmp, seg_dir / name)
-    _fsync_dir(seg_dir)
-    return name
+    stem = f"seg-{uuid.uuid4().hex}"
+    names = []
+    try:
+        for arr, name in ((x, f"{stem}.npy"), (codes, f"{stem}{CODES_SUFFIX}")):
+            if arr is None:
+                continue
+            tmp = seg_dir / f"{_TMP_PREFIX}{name}"
+            with open(tmp, "wb") as fh:
+                np.save(fh, np.ascontiguousarray(arr), allow_pickle=False)
+                fh.flush()
+                os.fsync(fh.fileno())
+            os.replace(tmp, seg_dir / name)
+            names.append(name)
+        _fsync_dir(seg_dir)
+    except BaseException:
+        for name in names:
+            (seg_dir / name).unlink(missing_ok=True)
+        raise
+    return names[0]
+
+
+def remove_segment(root: Path, name: str) -> None:
+    """Delete a segment's files (float and codes); used when its commit failed."""
+    for fname in {name, codes_file(name)}:
+        (root / SEGMENT_DIR / fname).unlink(missing_ok=True)
 
 
 def open_segment(root: Path, name: str, n: int, d: int) -> np.ndarray:
     """Memory-map a committed segment, checking it holds ``n`` float32 vectors of width ``d``."""
-    path = root / SEGMENT_DIR / name
+    return _open(root / SEGMENT_DIR / name, n, d, np.float32)
+
+
+def open_codes(root: Path, name: str, n: int, width: int) -> np.ndarray:
+    """Memory-map the codes of a committed segment, checking they are ``n`` uint8 rows of ``width`` bytes."""
+    return _open(root / SEGMENT_DIR / codes_file(name), n, width, np.uint8)
+
+
+def _open(path: Path, n: int, d: int, dtype: type) -> np.ndarray:
     try:
         arr = np.load(path, mmap_mode="r", allow_pickle=False)
     except FileNotFoundError:
@@ -56,20 +100,31 @@ def open_segment(root: Path, name: str, n: int, d: int) -> np.ndarray:
             f"segment file {path} is damaged or truncated ({exc}); "
             "restore it from a backup, or re-create the collection from its source data"
         ) from None
-    if arr.dtype != np.float32 or arr.ndim != 2 or arr.shape != (n, d):
+    if arr.dtype != dtype or arr.ndim != 2 or arr.shape != (n, d):
         raise CorruptCollectionError(
-            f"segment file {path} holds {arr.dtype} {arr.shape}, the catalog expects float32 ({n}, {d}); "
+            f"segment file {path} holds {arr.dtype} {arr.shape}, the catalog expects {np.dtype(dtype)} ({n}, {d}); "
             "restore it from a backup, or re-create the collection from its source data"
         )
     return arr
 
 
-def remove_unreferenced(root: Path, referenced: set[str]) -> int:
-    """Delete segment files no committed version references; call only while holding the write lock."""
+def remove_unreferenced(root: Path, referenced: set[str], codec_dir: str | None = None) -> int:
+    """Delete files no committed version references; call only while holding the write lock.
+
+    ``referenced`` are the catalog's segment names (their codes files are kept with them);
+    ``codec_dir`` is the codec directory the catalog references (other codec directories go).
+    """
     removed = 0
     seg_dir = root / SEGMENT_DIR
+    keep = referenced | {codes_file(r) for r in referenced}
     for path in seg_dir.iterdir():
-        if path.name not in referenced and (path.name.startswith(_TMP_PREFIX) or path.suffix == ".npy"):
+        if path.name not in keep and (path.name.startswith(_TMP_PREFIX) or path.suffix == ".npy"):
             path.unlink(missing_ok=True)
             removed += 1
+    codecs = root / CODEC_DIR
+    if codecs.is_dir():
+        for path in codecs.iterdir():
+            if f"{CODEC_DIR}/{path.name}" != codec_dir:
+                shutil.rmtree(path, ignore_errors=True) if path.is_dir() else path.unlink(missing_ok=True)
+                removed += 1
     return removed

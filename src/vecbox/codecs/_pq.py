@@ -1,0 +1,201 @@
+"""``pq:M[:opq]`` (FAISS product quantizer) and ``lowrank:r`` (SVD projection).
+
+``pq:M`` splits a vector into ``M`` sub-vectors and stores, for each, the index
+(one byte) of its nearest of 256 centroids trained by k-means (FAISS
+``ProductQuantizer``, seeded). ``:opq`` first applies an orthogonal rotation
+learned by FAISS ``OPQMatrix`` that balances variance across sub-vectors; being
+orthogonal it keeps inner products. The centroids and the rotation are stored as
+``.npy`` arrays, so no FAISS file format is involved. Scoring is asymmetric
+distance computation: one lookup table of ``q_sub . centroid`` per query, summed
+over the code bytes; the scan runs in FAISS ``IndexPQ``.
+
+``lowrank:r`` keeps the projections on the top ``r`` right singular vectors of
+the (uncentred) fit sample, stored as float32: the best rank-``r`` approximation
+of the sample in the least-squares sense.
+"""
+
+from __future__ import annotations
+
+import threading
+import warnings
+from typing import Any, ClassVar
+
+import numpy as np
+
+from vecbox.codecs._base import Quantizer
+from vecbox.codecs._scan import block_rows, faiss_search, topk_blocks
+from vecbox.errors import MissingDependencyError
+
+NBITS = 8
+KSUB = 1 << NBITS
+_GOOD_FIT_ROWS = 39 * KSUB
+
+
+def _faiss() -> Any:
+    try:
+        import faiss
+    except ImportError:
+        raise MissingDependencyError(
+            "the 'pq' codec needs FAISS; run: pip install 'vecbox[codecs]' (it brings faiss-cpu)"
+        ) from None
+    return faiss
+
+
+class PQ(Quantizer):
+    """Product quantizer: ``M`` bytes per vector, optional OPQ rotation."""
+
+    name: ClassVar[str] = "pq"
+    min_fit_rows: ClassVar[int] = KSUB
+
+    @property
+    def m(self) -> int:
+        return int(self.args[0])
+
+    @property
+    def opq(self) -> bool:
+        return len(self.args) > 1 and self.args[1] == "opq"
+
+    @property
+    def code_size(self) -> int:
+        return self.m
+
+    def fit(self, x: np.ndarray) -> "PQ":
+        faiss = _faiss()
+        x = np.ascontiguousarray(x, dtype=np.float32)
+        self.rotation_ = None
+        if self.opq:
+            opq = faiss.OPQMatrix(self.d, self.m)
+            opq.train(x)
+            self.rotation_ = faiss.vector_to_array(opq.A).reshape(self.d, self.d).astype(np.float32)
+            x = np.ascontiguousarray(x @ self.rotation_.T)
+        pq = faiss.ProductQuantizer(self.d, self.m, NBITS)
+        pq.cp.seed = int(self.seed) % (2**31)
+        if len(x) < _GOOD_FIT_ROWS:
+            pq.cp.min_points_per_centroid = 1  # warn once here instead of FAISS printing once per sub-quantizer
+            warnings.warn(f"pq:{self.m} was trained on {len(x):,} vectors; k-means with 256 centroids wants at "
+                          f"least {_GOOD_FIT_ROWS:,} (39 per centroid). Refit on more (Collection.recompress)",
+                          stacklevel=3)
+        pq.train(x)
+        self.centroids_ = faiss.vector_to_array(pq.centroids).reshape(self.m, KSUB, self.d // self.m)
+        self._pq = pq
+        self.__dict__.pop("_local", None)
+        return self
+
+    def _rotate(self, x: np.ndarray) -> np.ndarray:
+        return np.ascontiguousarray(x @ self.rotation_.T) if self.rotation_ is not None else x
+
+    def _quantizer(self) -> Any:
+        if getattr(self, "_pq", None) is None:
+            faiss = _faiss()
+            pq = faiss.ProductQuantizer(self.d, self.m, NBITS)
+            faiss.copy_array_to_vector(self.centroids_.ravel(), pq.centroids)
+            self._pq = pq
+        return self._pq
+
+    def encode(self, x: np.ndarray) -> np.ndarray:
+        return self._quantizer().compute_codes(self._rotate(np.ascontiguousarray(x, dtype=np.float32)))
+
+    def decode(self, codes: np.ndarray) -> np.ndarray:
+        dsub = self.d // self.m
+        y = self.centroids_[np.arange(self.m)[None, :], codes].reshape(len(codes), self.m * dsub)
+        return y @ self.rotation_ if self.rotation_ is not None else y
+
+    def _tables(self, q: np.ndarray) -> np.ndarray:
+        """``(m, M, 256)`` inner products of each query sub-vector with each centroid."""
+        qs = self._rotate(q).reshape(len(q), self.m, -1)
+        return np.einsum("qms,mks->qmk", qs, self.centroids_)
+
+    def score(self, q: np.ndarray, codes: np.ndarray) -> np.ndarray:
+        tables = self._tables(q)
+        out = np.empty((len(q), len(codes)), dtype=np.float32)
+        cols = np.arange(self.m)
+        for i in range(len(q)):
+            out[i] = tables[i][cols[None, :], codes].sum(axis=1)
+        return out
+
+    def search(self, q: np.ndarray, codes: np.ndarray, k: int, metric: str = "dot",
+               valid: np.ndarray | None = None) -> tuple[np.ndarray, np.ndarray]:
+        faiss = _faiss()
+        if valid is not None:  # IndexPQ takes no ID selector: scan a copy of the allowed codes (n * M bytes)
+            rows = np.flatnonzero(valid)
+            scores, idx = self.search(q, codes[rows], k, metric)
+            return scores, np.where(idx >= 0, rows[np.maximum(idx, 0)], -1)
+        index = self._index(faiss, metric)
+        out = faiss_search(index, codes, self._rotate(q), k, None, higher_is_better=metric != "l2")
+        if out is not None:
+            return out
+        return self._numpy_search(q, codes, k, metric, None)
+
+    def _index(self, faiss: Any, metric: str) -> Any:
+        """A trained, empty ``IndexPQ`` per thread and metric (copying the centroids costs ~0.1 ms)."""
+        local = self.__dict__.setdefault("_local", threading.local())
+        cache = local.__dict__.setdefault("indexes", {})
+        if metric not in cache:
+            met = faiss.METRIC_L2 if metric == "l2" else faiss.METRIC_INNER_PRODUCT
+            index = faiss.IndexPQ(self.d, self.m, NBITS, met)
+            faiss.copy_array_to_vector(self.centroids_.ravel(), index.pq.centroids)
+            index.is_trained = True
+            cache[metric] = index
+        return cache[metric]
+
+    def get_state(self) -> tuple[dict[str, Any], dict[str, np.ndarray]]:
+        arrays = {"centroids": self.centroids_}
+        if self.rotation_ is not None:
+            arrays["rotation"] = self.rotation_
+        return {"nbits": NBITS}, arrays
+
+    def set_state(self, config: dict[str, Any], arrays: dict[str, np.ndarray]) -> None:
+        self.centroids_ = arrays["centroids"].astype(np.float32)
+        self.rotation_ = arrays["rotation"].astype(np.float32) if "rotation" in arrays else None
+        self._pq = None
+        self.__dict__.pop("_local", None)
+
+
+class LowRank(Quantizer):
+    """Projection on the top ``r`` singular directions, stored as float32 (``4 r`` bytes)."""
+
+    name: ClassVar[str] = "lowrank"
+    min_fit_rows: ClassVar[int] = 1
+
+    @property
+    def r(self) -> int:
+        return int(self.args[0])
+
+    @property
+    def code_size(self) -> int:
+        return 4 * self.r
+
+    def fit(self, x: np.ndarray) -> "LowRank":
+        gram = x.T.astype(np.float64) @ x.astype(np.float64)
+        vals, vecs = np.linalg.eigh(gram)
+        order = np.argsort(-vals, kind="stable")[: self.r]
+        basis = vecs[:, order]
+        basis *= np.where(basis[np.abs(basis).argmax(axis=0), np.arange(self.r)] < 0, -1.0, 1.0)  # sign convention
+        self.basis_ = basis.astype(np.float32)
+        return self
+
+    def encode(self, x: np.ndarray) -> np.ndarray:
+        return np.ascontiguousarray(x @ self.basis_, dtype="<f4").view(np.uint8)
+
+    def _coef(self, codes: np.ndarray) -> np.ndarray:
+        return np.ascontiguousarray(codes).view("<f4")
+
+    def decode(self, codes: np.ndarray) -> np.ndarray:
+        return self._coef(codes) @ self.basis_.T
+
+    def score(self, q: np.ndarray, codes: np.ndarray) -> np.ndarray:
+        return (q @ self.basis_) @ self._coef(codes).T
+
+    def search(self, q: np.ndarray, codes: np.ndarray, k: int, metric: str = "dot",
+               valid: np.ndarray | None = None) -> tuple[np.ndarray, np.ndarray]:
+        if metric == "l2":
+            return self._numpy_search(q, codes, k, metric, valid)
+        qp = q @ self.basis_
+        return topk_blocks(lambda a, b: qp @ self._coef(codes[a:b]).T, len(codes), len(q), k,
+                           block_rows(self.r, len(q)), valid)
+
+    def get_state(self) -> tuple[dict[str, Any], dict[str, np.ndarray]]:
+        return {}, {"basis": self.basis_}
+
+    def set_state(self, config: dict[str, Any], arrays: dict[str, np.ndarray]) -> None:
+        self.basis_ = arrays["basis"].astype(np.float32)

@@ -1,0 +1,275 @@
+"""Token encoder: one vector per token, for multi-vector (late-interaction) retrieval.
+
+The output of a batch of texts is a *ragged* matrix in the layout vecbox uses for
+multi-vector data everywhere (``vecbox.multivector``, collection segments):
+
+- ``x``: float32 ``(N, d)``, the token vectors of every text, concatenated in input order;
+- ``offsets``: int64 ``(n + 1,)``, text ``i`` owns rows ``x[offsets[i]:offsets[i + 1]]``.
+
+Vectors are the last layer of the transformer (before pooling), L2-normalised (``normalize=True``);
+padding and the special tokens the tokenizer adds ([CLS]/[SEP]/[PAD], <s>/</s>/<pad>)
+are dropped, so a text of t word pieces yields t vectors (after truncation to the
+model's ``max_seq_length``). [UNK] pieces stand for real input and are kept. An empty
+text yields no vectors (``offsets[i] == offsets[i + 1]``).
+"""
+
+from __future__ import annotations
+
+import hashlib
+import os
+import sqlite3
+from collections.abc import Callable, Sequence
+from pathlib import Path
+from typing import Any, Literal
+
+import numpy as np
+
+from vecbox._validation import check_positive_int
+from vecbox.encoders.text import DEFAULT_MODEL, _progress_bar, resolve_model
+from vecbox.errors import InvalidInputError, MissingDependencyError
+
+
+class TokenEncoder:
+    """Encode texts into per-token vectors with a sentence-transformers model.
+
+    Parameters
+    ----------
+    model : str
+        ``"default"`` (bundled all-MiniLM-L6-v2) or a local sentence-transformers model directory.
+    batch_size : int
+        Texts per forward pass (texts are length-sorted first, so padding is small).
+    normalize : bool
+        L2-normalise every token vector (the default; Chamfer/MaxSim then sums cosines).
+    query_prompt, document_prompt : str
+        Prefixes for instruction-tuned models; the prompt's tokens are part of the output.
+    cache_dir : str or Path, optional
+        Keep every text's token matrix on disk (``<cache_dir>/tokens.sqlite``), keyed by
+        model fingerprint, prompt and text hash.
+    device : str
+        Torch device; ``"cpu"`` by default.
+
+    Examples
+    --------
+    >>> enc = TokenEncoder()                                       # doctest: +SKIP
+    >>> x, offsets = enc.encode(["read a csv file", "hello"])      # doctest: +SKIP
+    >>> x.shape, offsets.tolist()                                  # doctest: +SKIP
+    ((5, 384), [0, 4, 5])
+    """
+
+    def __init__(
+        self,
+        model: str = "default",
+        *,
+        batch_size: int = 32,
+        normalize: bool = True,
+        query_prompt: str = "",
+        document_prompt: str = "",
+        cache_dir: str | Path | None = None,
+        device: str = "cpu",
+    ) -> None:
+        self.name, self.model_dir = resolve_model(model)
+        self.batch_size = check_positive_int(batch_size, "batch_size")
+        self.normalize = bool(normalize)
+        self.query_prompt = query_prompt
+        self.document_prompt = document_prompt
+        self.device = device
+        self._model: Any = None
+        self._dim: int | None = None
+        self._cache_dir = cache_dir
+        self._cache: TokenCache | None = None
+
+    # ------------------------------------------------------------------ model
+    @property
+    def model(self) -> Any:
+        """The underlying ``SentenceTransformer`` (loaded on first use, offline)."""
+        if self._model is None:
+            os.environ.setdefault("HF_HUB_OFFLINE", "1")
+            os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")
+            try:
+                from sentence_transformers import SentenceTransformer
+            except ImportError:
+                raise MissingDependencyError(
+                    "sentence-transformers is not installed; run: pip install 'vecbox[text]'"
+                ) from None
+            from transformers.utils import logging as hf_logging
+
+            hf_logging.disable_progress_bar()
+            self._model = SentenceTransformer(str(self.model_dir), device=self.device, local_files_only=True)
+        return self._model
+
+    @property
+    def dim(self) -> int:
+        """Width of the token vectors (the transformer's hidden size)."""
+        if self._dim is None:
+            if self.name == DEFAULT_MODEL:
+                self._dim = 384
+            else:
+                self._dim = int(self.model[0].auto_model.config.hidden_size)
+        return self._dim
+
+    @property
+    def fingerprint(self) -> str:
+        """Identifies the model's weights and the token policy, for cache keys."""
+        h = hashlib.sha256(self.name.encode())
+        for f in sorted(self.model_dir.rglob("*")):
+            if f.is_file():
+                h.update(f"{f.relative_to(self.model_dir)}:{f.stat().st_size}".encode())
+        h.update(b"tokens:last-layer:l2:drop-special" if self.normalize else b"tokens:last-layer:raw:drop-special")
+        return h.hexdigest()[:16]
+
+    def special_ids(self) -> np.ndarray:
+        """Token ids that are dropped: the tokenizer's CLS/SEP/PAD/BOS/EOS (not UNK, not MASK)."""
+        tok = self.model.tokenizer
+        ids = {getattr(tok, f"{name}_token_id", None) for name in ("cls", "sep", "pad", "bos", "eos")}
+        return np.array(sorted(i for i in ids if i is not None), dtype=np.int64)
+
+    # ------------------------------------------------------------------ encode
+    def encode(
+        self,
+        texts: Sequence[str],
+        kind: Literal["document", "query"] = "document",
+        *,
+        show_progress: bool = False,
+        progress: Callable[[int], None] | None = None,
+    ) -> tuple[np.ndarray, np.ndarray]:
+        """Encode texts into token vectors.
+
+        Parameters
+        ----------
+        texts : list of str
+        kind : {"document", "query"}
+            Picks the prompt (``document_prompt`` or ``query_prompt``).
+        show_progress : bool
+            Show a progress bar.
+        progress : callable, optional
+            Called with the number of texts finished after each batch.
+
+        Returns
+        -------
+        x : ndarray (N, dim) float32
+            Unit-norm token vectors of all texts, concatenated in input order.
+        offsets : ndarray (len(texts) + 1,) int64
+            Text ``i`` owns ``x[offsets[i]:offsets[i + 1]]``.
+
+        Raises
+        ------
+        InvalidInputError
+            ``texts`` is a single string or holds a non-string, or ``kind`` is unknown.
+        """
+        if isinstance(texts, str):
+            raise InvalidInputError("texts must be a list of strings; got a single string - wrap it in a list")
+        texts = list(texts)
+        for i, t in enumerate(texts):
+            if not isinstance(t, str):
+                raise InvalidInputError(f"texts[{i}] is {type(t).__name__}; every text must be a string")
+        if kind not in ("document", "query"):
+            raise InvalidInputError(f"kind must be 'document' or 'query'; got {kind!r}")
+        prompt = self.query_prompt if kind == "query" else self.document_prompt
+        pieces: list[np.ndarray | None] = [None] * len(texts)
+        keys: list[bytes] = []
+        if self._cache_dir is not None and texts:
+            if self._cache is None:
+                self._cache = TokenCache(self._cache_dir, self.dim)
+            fp = self.fingerprint
+            keys = [_text_key(fp, prompt, t) for t in texts]
+            for key_i, mat in self._cache.get_many(keys).items():
+                for i in key_i:
+                    pieces[i] = mat
+            # get_many maps each key to every position holding it (duplicates share one entry)
+        todo = [i for i in range(len(texts)) if pieces[i] is None]
+        done = len(texts) - len(todo)
+        bar = _progress_bar(len(texts), done) if show_progress and todo else None
+        try:
+            order = sorted(todo, key=lambda i: -len(texts[i]))
+            special = self.special_ids() if todo else None
+            for start in range(0, len(order), self.batch_size):
+                idx = order[start : start + self.batch_size]
+                mats = self._forward([prompt + texts[i] for i in idx], special)
+                for i, mat in zip(idx, mats):
+                    pieces[i] = mat
+                if keys:
+                    self._cache.put_many([keys[i] for i in idx], mats)  # type: ignore[union-attr]
+                done += len(idx)
+                if bar is not None:
+                    bar[0].update(bar[1], completed=done)
+                if progress is not None:
+                    progress(done)
+        finally:
+            if bar is not None:
+                bar[0].stop()
+        counts = np.array([p.shape[0] for p in pieces], dtype=np.int64)  # type: ignore[union-attr]
+        offsets = np.zeros(len(texts) + 1, dtype=np.int64)
+        np.cumsum(counts, out=offsets[1:])
+        if not texts:
+            return np.zeros((0, self.dim), dtype=np.float32), offsets
+        x = np.concatenate(pieces, axis=0).astype(np.float32, copy=False)  # type: ignore[arg-type]
+        return np.ascontiguousarray(x), offsets
+
+    def _forward(self, batch: list[str], special: np.ndarray) -> list[np.ndarray]:
+        """Token matrices (special tokens and padding dropped, rows unit-norm) of one batch."""
+        import torch
+
+        model = self.model
+        prep = getattr(model, "preprocess", None) or model.tokenize  # sentence-transformers >= 6 / older
+        features = prep(batch)
+        features = {k: (v.to(model.device) if isinstance(v, torch.Tensor) else v) for k, v in features.items()}
+        with torch.inference_mode():
+            out = model[0](features)  # the transformer module: last hidden state, before pooling
+        emb = out["token_embeddings"].float().cpu().numpy()
+        ids = features["input_ids"].cpu().numpy()
+        keep = features["attention_mask"].cpu().numpy().astype(bool) & ~np.isin(ids, special)
+        counts = keep.sum(axis=1)
+        rows = emb[keep]  # (sum(counts), d), text by text
+        if self.normalize:
+            rows /= np.maximum(np.linalg.norm(rows, axis=1, keepdims=True), np.float32(1e-12))
+        bounds = np.concatenate([[0], np.cumsum(counts)])
+        return [np.ascontiguousarray(rows[bounds[j] : bounds[j + 1]]) for j in range(len(batch))]
+
+    def __repr__(self) -> str:
+        return f"TokenEncoder({self.name!r}, batch_size={self.batch_size}, normalize={self.normalize})"
+
+
+def _text_key(fingerprint: str, prompt: str, text: str) -> bytes:
+    return hashlib.sha256(f"{fingerprint}\x00{prompt}\x00{text}".encode()).digest()
+
+
+class TokenCache:
+    """Maps text keys to float32 token matrices ``(t, dim)``, stored in ``<dir>/tokens.sqlite`` (no pickle)."""
+
+    def __init__(self, directory: str | Path, dim: int) -> None:
+        self.path = Path(directory) / "tokens.sqlite"
+        self.path.parent.mkdir(parents=True, exist_ok=True)
+        self.dim = dim
+        self._conn = sqlite3.connect(self.path, isolation_level=None, check_same_thread=False, timeout=30.0)
+        self._conn.execute("PRAGMA journal_mode=WAL")
+        self._conn.execute("CREATE TABLE IF NOT EXISTS tok (key BLOB PRIMARY KEY, n INTEGER NOT NULL, x BLOB NOT NULL)")
+
+    def get_many(self, keys: Sequence[bytes]) -> dict[tuple[int, ...], np.ndarray]:
+        """Cached matrices, keyed by the tuple of positions in ``keys`` that hold each found key."""
+        where: dict[bytes, list[int]] = {}
+        for i, k in enumerate(keys):
+            where.setdefault(k, []).append(i)
+        uniq = list(where)
+        out: dict[tuple[int, ...], np.ndarray] = {}
+        for start in range(0, len(uniq), 500):
+            chunk = uniq[start : start + 500]
+            marks = ",".join("?" * len(chunk))
+            for key, n, blob in self._conn.execute(f"SELECT key, n, x FROM tok WHERE key IN ({marks})", chunk):
+                mat = np.frombuffer(blob, dtype=np.float32)
+                if mat.size == n * self.dim:  # a damaged entry is a miss, never an error
+                    out[tuple(where[key])] = mat.reshape(n, self.dim)
+        return out
+
+    def put_many(self, keys: Sequence[bytes], mats: Sequence[np.ndarray]) -> None:
+        self._conn.execute("BEGIN")
+        self._conn.executemany(
+            "INSERT OR REPLACE INTO tok(key, n, x) VALUES (?, ?, ?)",
+            ((k, int(m.shape[0]), np.ascontiguousarray(m, dtype=np.float32).tobytes()) for k, m in zip(keys, mats)),
+        )
+        self._conn.execute("COMMIT")
+
+    def close(self) -> None:
+        self._conn.close()
+
+
+__all__ = ["TokenEncoder", "TokenCache"]

@@ -1,0 +1,15 @@
+"""vecbox on Apache Spark (the optional extra ``pip install 'vecbox[spark]'``).
+
+- :func:`fastrp` - FastRP node embeddings of a graph held in a DataFrame; for the same
+  seed the numbers equal those of :class:`vecbox.encoders.graph.FastRP`.
+- :func:`read_edges` - an edge file (TSV/CSV/Parquet) as a ``src, dst[, weight]`` DataFrame.
+- :func:`to_collection` - FastRP output (DataFrame or Parquet) into a vecbox Collection.
+- :func:`local_session` - a SparkSession set up for vecbox (loopback, no UI, this Python).
+
+Importing this package does not import pyspark; each function raises
+:class:`vecbox.errors.MissingDependencyError` with the install command when it is missing.
+"""
+
+from vecbox.spark.fastrp import fastrp, local_session, read_edges, to_collection
+
+__all__ = ["fastrp", "read_edges", "to_collection", "local_session"]
