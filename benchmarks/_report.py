@@ -183,6 +183,20 @@ def load_average() -> float | None:
         return None
 
 
+def busy_warning(env: dict[str, Any]) -> str | None:
+    """A Markdown warning when the 1-min load average exceeded half the cores during the run."""
+    cores = os.cpu_count() or 1
+    loads = [x for x in (env.get("load_start"), env.get("load_end")) if x is not None]
+    if not loads or max(loads) <= 0.5 * cores:
+        return None
+    return (
+        f"> ⚠️ Measured while other processes were using the CPU (1-min load average up to "
+        f"{max(loads):.1f} on {cores} cores): absolute numbers are pessimistic and noisier than on an idle "
+        f"machine; vecbox and its peers were measured side by side, so the ratios are less affected. "
+        f"Re-run `make bench` on an idle machine for reference figures."
+    )
+
+
 def environment_markdown(env: dict[str, Any]) -> str:
     """The environment as a compact Markdown bullet list."""
     sw = ", ".join(

@@ -466,6 +466,9 @@ def _section(results: dict[str, Any], tables: list, env: dict[str, Any]) -> str:
     parts = ["## Core: ingest and exact search", ""]
     if results["quick"]:
         parts += ["> **Quick mode** (`--quick`): small sizes, smoke test only; run `make bench` for the real figures.", ""]
+    warning = R.busy_warning(env)
+    if warning:
+        parts += [warning, ""]
     parts += [R.environment_markdown(env), ""]
     for title, intro, headers, rows, note in tables:
         parts += [f"### {title}", "", intro, "", R.md_table(headers, rows)]

@@ -510,7 +510,7 @@ its counts are interpolated between the measured k' (log scale):
 
 Latency is single-threaded (BLAS limited to one thread, as in the paper; on this shared 2-core
 machine OpenBLAS's second thread mostly waits), the median over {n_lat} queries run one at a time (query FDE + exact MIPS over the
-{n_docs:,} document FDEs + gather and exact Chamfer of the candidates); brute force is exact Chamfer of
+{n_docs:,} document FDEs + exact Chamfer of the candidates, read in place); brute force is exact Chamfer of
 one query against every document token. Batched over all {n_q} queries, brute force takes
 {brute_batch_s:.1f} s. ![latency](img/multivector_latency.png)
 
@@ -561,7 +561,7 @@ def _reading(results: dict[str, Any], sv90_d: float | None, sv90_n: float | None
     peer = ""
     if peer_curve is not None:
         peer = (f" The peer's different fill rule changes little: {_fmt_n(needed(peer_curve, 0.9))} candidates for 90% "
-                f"with {MAIN} against vecbox's {n90.get(MAIN)}.")
+                f"with {MAIN} against vecbox's {n90.get(MAIN, 'n/a')}.")
     return (
         f"**Reading the candidate counts.** FDE candidate lists need {_fmt_x(nodedup_ratio)} candidates than the "
         f"heuristic's raw count of token hits ({_fmt_f(sv90_n)}), but only {_fmt_x(ratio90)} than its deduplicated "
@@ -569,9 +569,9 @@ def _reading(results: dict[str, Any], sv90_d: float | None, sv90_n: float | None
         "200 FDE candidates vs 800 deduplicated) was measured with ColBERTv2 token vectors on MS MARCO, which are "
         "trained for MaxSim; MiniLM's last-layer tokens are not, and the nearest document tokens of a few query "
         "tokens already find most of the Chamfer top-10. The inner projection width matters most: N for 90% is "
-        f"{n90.get('(20,5,8)')} / {n90.get('(20,5,16)')} / {n90.get('(20,5,32)')} for d_proj = 8 / 16 / 32 at k_sim = 5, "
-        f"while k_sim = 3 / 4 / 5 at d_proj = 8 gives {n90.get('(20,3,8)')} / {n90.get('(20,4,8)')} / "
-        f"{n90.get('(20,5,8)')}.{peer} The heuristic is also not cheap: it needs a nearest-neighbour search over all "
+        f"{n90.get('(20,5,8)', 'n/a')} / {n90.get('(20,5,16)', 'n/a')} / {n90.get('(20,5,32)', 'n/a')} for d_proj = 8 / 16 / 32 at k_sim = 5, "
+        f"while k_sim = 3 / 4 / 5 at d_proj = 8 gives {n90.get('(20,3,8)', 'n/a')} / {n90.get('(20,4,8)', 'n/a')} / "
+        f"{n90.get('(20,5,8)', 'n/a')}.{peer} The heuristic is also not cheap: it needs a nearest-neighbour search over all "
         "document tokens (here exact, about the cost of brute-force Chamfer) before its rerank."
     )
 

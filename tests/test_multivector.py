@@ -354,8 +354,8 @@ def test_single_vector_heuristic(rng: np.random.Generator) -> None:
         assert set(owners.tolist()) <= set(cand.tolist())
         assert len(cand) == len(set(cand.tolist())) <= q.shape[0] * 3
     # with every document token as a neighbour, the heuristic is exact
-    s_sv, i_sv = search_single_vector(queries, docs, k=5, k_token=ts.x.shape[0])
-    s_ex, i_ex = search_exact(queries, docs, k=5)
+    s_sv, _ = search_single_vector(queries, docs, k=5, k_token=ts.x.shape[0])
+    s_ex, _ = search_exact(queries, docs, k=5)
     np.testing.assert_allclose(s_sv, s_ex, rtol=1e-6)
 
 

@@ -119,7 +119,7 @@ def info(path: PathArg, as_json: JsonOpt = False) -> None:
         return
     table = Table(show_header=False, title=str(path), title_justify="left")
     for key, value in data.items():
-        table.add_row(key, f"{value:,}" if isinstance(value, int) else str(value))
+        table.add_row(key, f"{value:,}" if isinstance(value, int) and not isinstance(value, bool) else str(value))
     console.print(table)
 
 

@@ -70,8 +70,12 @@ class Binary(Quantizer):
             scores, idx = self.hamming_search(q, codes[rows], k)
             return scores, np.where(idx >= 0, rows[np.maximum(idx, 0)], -1)
         if faiss is not None and k_eff <= 2048 and n:
-            dist, idx = faiss.knn_hamming(qc, np.ascontiguousarray(codes), k_eff)
-            scores, idx = -dist.astype(np.float32), idx.astype(np.int64)
+            dist, idx = faiss.knn_hamming(qc, np.ascontiguousarray(codes), k_eff)  # sorted, nearest first
+            scores = -dist.astype(np.float32)
+            if k_eff == k:
+                return scores, idx
+            return sort_topk(np.pad(scores, ((0, 0), (0, k - k_eff)), constant_values=-np.inf),
+                             np.pad(idx, ((0, 0), (0, k - k_eff)), constant_values=-1))
         else:
             dist = hamming(qc, codes)
             if valid is not None:

@@ -103,7 +103,8 @@ def maxsim_candidates(queries: Any, documents: Any, candidates: np.ndarray) -> n
     cand = np.asarray(candidates)
     if cand.ndim != 2 or cand.shape[0] != qs.n or not np.issubdtype(cand.dtype, np.integer):
         raise InvalidInputError(
-            f"candidates must be an integer array of shape ({qs.n}, c), one row per query; got {cand.shape} {cand.dtype}"
+            f"candidates must be an integer array of shape ({qs.n}, c), one row per query; "
+            f"got {cand.shape} {cand.dtype}"
         )
     if cand.size and (cand.max() >= ds.n or cand.min() < -1):
         raise InvalidInputError(f"candidates must be document indices in [0, {ds.n}) or -1 for padding")

@@ -55,7 +55,9 @@ class MultiVectorIndex:
         self._cache: tuple[TokenSets, np.ndarray] | None = None
 
     @classmethod
-    def from_encoded(cls, config: FDEConfig, token_sets: Any, fdes: np.ndarray, *, offsets: Any = None) -> MultiVectorIndex:
+    def from_encoded(
+        cls, config: FDEConfig, token_sets: Any, fdes: np.ndarray, *, offsets: Any = None
+    ) -> MultiVectorIndex:
         """An index over documents whose FDEs were computed already (``encode_documents(token_sets, config)``).
 
         The arrays are used as given (not copied): a caller that stores tokens and FDEs
@@ -165,7 +167,9 @@ class MultiVectorIndex:
         root = Path(path)
         manifest = root / "index.json"
         if not manifest.is_file():
-            raise CorruptCollectionError(f"{root} has no index.json; it is not a saved MultiVectorIndex (or the save was interrupted)")
+            raise CorruptCollectionError(
+                f"{root} has no index.json; it is not a saved MultiVectorIndex (or the save was interrupted)"
+            )
         try:
             meta = json.loads(manifest.read_text(encoding="utf-8"))
             if meta.get("format") != FORMAT:
@@ -182,7 +186,9 @@ class MultiVectorIndex:
             and f.shape == (meta["n_documents"], config.output_dim(d)) and f.dtype == np.float32
         )
         if not ok:
-            raise CorruptCollectionError(f"the arrays in {root} do not match index.json (shapes or dtypes); re-create the index")
+            raise CorruptCollectionError(
+                f"the arrays in {root} do not match index.json (shapes or dtypes); re-create the index"
+            )
         index = cls(config)
         index.d = d
         index._tokens, index._counts, index._fdes = [x], [np.diff(np.asarray(offsets))], [f]
