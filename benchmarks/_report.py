@@ -254,8 +254,8 @@ def log(msg: str) -> None:
 
 # --------------------------------------------------------------------------- number formats
 def fmt_rate(x: float) -> str:
-    """Rate with thousands separators (``123,456``), or 3 significant digits when small."""
-    return f"{x:,.0f}" if x >= 100 else f"{x:.3g}"
+    """Rate with thousands separators (``123,456``); one decimal below 100 (``18.0``)."""
+    return f"{x:,.0f}" if x >= 100 else f"{x:.1f}" if x >= 1 else f"{x:.3g}"
 
 
 def fmt_ms(seconds: float) -> str:

@@ -355,7 +355,8 @@ def _tables(res: dict[str, Any], shuffles: int) -> list[tuple[str, list[str], li
             if "missing" in p:
                 rows.append([name, p["missing"], "", "", "", "", ""])
                 continue
-            rows.append([name, f"{p['seconds']:.2f}", f"{p['seconds'] / blog['seconds']:.0f}×",
+            ratio = p["seconds"] / blog["seconds"]
+            rows.append([name, f"{p['seconds']:.2f}", f"{ratio:.0f}×" if ratio >= 10 else f"{ratio:.2f}×",
                          *[_f1(p["f1"], r) for r in RATIOS], p.get("detail", "")])
         raw = next((p["f1_raw"] for p in peers.values() if "f1_raw" in p), None)
         note = ("peers' embeddings get FastRP's final column standardisation before the same classifier "
