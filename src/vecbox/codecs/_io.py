@@ -19,19 +19,12 @@ from typing import Any
 
 import numpy as np
 
+from vecbox._fs import fsync_dir
 from vecbox.errors import CollectionExistsError, CorruptCollectionError
 
 CONFIG_FILE = "codec.json"
 FORMAT_NAME = "vecbox-codec"
 FORMAT_VERSION = 1
-
-
-def fsync_dir(path: Path) -> None:
-    fd = os.open(path, os.O_RDONLY)
-    try:
-        os.fsync(fd)
-    finally:
-        os.close(fd)
 
 
 def _sha256(path: Path) -> str:

@@ -15,20 +15,13 @@ from pathlib import Path
 
 import numpy as np
 
+from vecbox._fs import fsync_dir
 from vecbox.errors import CorruptCollectionError
 
 SEGMENT_DIR = "segments"
 CODEC_DIR = "codecs"
 CODES_SUFFIX = ".codes.npy"
 _TMP_PREFIX = "tmp-"
-
-
-def _fsync_dir(path: Path) -> None:
-    fd = os.open(path, os.O_RDONLY)
-    try:
-        os.fsync(fd)
-    finally:
-        os.close(fd)
 
 
 def codes_file(name: str) -> str:
@@ -63,7 +56,7 @@ def write_segment(root: Path, x: np.ndarray | None, codes: np.ndarray | None = N
                 os.fsync(fh.fileno())
             os.replace(tmp, seg_dir / name)
             names.append(name)
-        _fsync_dir(seg_dir)
+        fsync_dir(seg_dir)
     except BaseException:
         for name in names:
             (seg_dir / name).unlink(missing_ok=True)
