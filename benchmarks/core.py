@@ -91,7 +91,7 @@ def _pause() -> None:
 
 
 # --------------------------------------------------------------------------- 1. raw ingest
-def bench_ingest(n: int, tmp: Path) -> dict[str, Any]:
+def bench_ingest(n: int, tmp: Path, repeats: int) -> dict[str, Any]:
     import faiss
 
     from vecbox import Collection
@@ -101,70 +101,73 @@ def bench_ingest(n: int, tmp: Path) -> dict[str, Any]:
     ids = [f"doc-{i:07d}" for i in range(n)]
     metas = [{"i": i, "group": f"g{i % 16}", "even": i % 2 == 0} for i in range(n)]
     batches = [slice(s, s + INGEST_BATCH) for s in range(0, n, INGEST_BATCH)]
-    out: dict[str, Any] = {"n": n, "batch": INGEST_BATCH}
 
-    # Warm-up: one batch into a throw-away collection (imports, SQLite, allocator, page cache).
+    def vecbox(with_meta: bool) -> float:
+        path = tmp / "ingest"
+        with Collection.create(path, dim=DIM, metric="cosine") as col:
+            t0 = time.perf_counter()
+            for sl in batches:
+                col.add(ids[sl], x[sl], metadatas=metas[sl] if with_meta else None)
+            total = time.perf_counter() - t0
+            assert col.count() == n, "ingest lost rows"
+        return total
+
+    def floor() -> float:
+        """The same float32 bytes, one np.save + fsync + rename (+ directory fsync) per batch; nothing else."""
+        floor_dir = tmp / "ingest"
+        floor_dir.mkdir()
+        t0 = time.perf_counter()
+        for b, sl in enumerate(batches):
+            xb = x[sl]
+            xb = xb / np.linalg.norm(xb, axis=1, keepdims=True)
+            tmpf = floor_dir / f"tmp-{b}.npy"
+            with open(tmpf, "wb") as fh:
+                np.save(fh, xb, allow_pickle=False)
+                fh.flush()
+                os.fsync(fh.fileno())
+            os.replace(tmpf, floor_dir / f"{b}.npy")
+            fd = os.open(floor_dir, os.O_RDONLY)
+            os.fsync(fd)
+            os.close(fd)
+        return time.perf_counter() - t0
+
+    def in_faiss() -> float:
+        """FAISS, in memory: normalise (cosine) and add, batch by batch."""
+        index = faiss.IndexFlatIP(DIM)
+        t0 = time.perf_counter()
+        for sl in batches:
+            xb = np.array(x[sl], dtype=np.float32)
+            faiss.normalize_L2(xb)
+            index.add(xb)
+        total = time.perf_counter() - t0
+        assert index.ntotal == n
+        return total
+
+    paths = {"vecbox": lambda: vecbox(False), "vecbox_meta": lambda: vecbox(True), "floor": floor, "faiss": in_faiss}
+    # Warm-up: one batch through every path (imports, SQLite, allocator).
     with Collection.create(tmp / "warm", dim=DIM, metric="cosine") as col:
         col.add(ids[batches[0]], x[batches[0]], metadatas=metas[batches[0]])
     shutil.rmtree(tmp / "warm")
-
-    for label, with_meta in (("vecbox", False), ("vecbox_meta", True)):
-        R.quiet_gc()
-        path = tmp / f"ingest-{label}"
-        with Collection.create(path, dim=DIM, metric="cosine") as col:
-            per_batch = []
-            t0 = time.perf_counter()
-            for sl in batches:
-                t = time.perf_counter()
-                col.add(ids[sl], x[sl], metadatas=metas[sl] if with_meta else None)
-                per_batch.append(time.perf_counter() - t)
-            total = time.perf_counter() - t0
-            assert col.count() == n, "ingest lost rows"
-        out[label] = {"seconds": total, "rate": n / total, "batch_median_s": R.median(per_batch)}
-        shutil.rmtree(path)
-        R.log(f"ingest {label}: {n / total:,.0f} vectors/s")
-
-    # Floor of durability: the same float32 bytes, one np.save + fsync + rename per batch, no ids, no catalog.
-    R.quiet_gc()
-    floor_dir = tmp / "floor"
-    floor_dir.mkdir()
-    t0 = time.perf_counter()
-    for b, sl in enumerate(batches):
-        xb = x[sl]
-        xb = xb / np.linalg.norm(xb, axis=1, keepdims=True)
-        tmpf = floor_dir / f"tmp-{b}.npy"
-        with open(tmpf, "wb") as fh:
-            np.save(fh, xb, allow_pickle=False)
-            fh.flush()
-            os.fsync(fh.fileno())
-        os.replace(tmpf, floor_dir / f"{b}.npy")
-        fd = os.open(floor_dir, os.O_RDONLY)
-        os.fsync(fd)
-        os.close(fd)
-    total = time.perf_counter() - t0
-    out["floor"] = {"seconds": total, "rate": n / total}
-    shutil.rmtree(floor_dir)
-
-    # FAISS, in memory: normalise (cosine) and add, batch by batch.
-    R.quiet_gc()
-    warm = faiss.IndexFlatIP(DIM)
-    warm.add(np.ascontiguousarray(x[batches[0]]))
-    del warm
-    index = faiss.IndexFlatIP(DIM)
-    t0 = time.perf_counter()
-    for sl in batches:
-        xb = np.array(x[sl], dtype=np.float32)
-        faiss.normalize_L2(xb)
-        index.add(xb)
-    total = time.perf_counter() - t0
-    assert index.ntotal == n
-    out["faiss"] = {"seconds": total, "rate": n / total}
-    del index
+    in_faiss()
+    times: dict[str, list[float]] = {name: [] for name in paths}
+    names = list(paths)
+    for r in range(repeats):
+        for name in names if r % 2 == 0 else names[::-1]:
+            os.sync()  # flush earlier passes' dirty pages now, not inside the next timed pass
+            R.quiet_gc()
+            times[name].append(paths[name]())
+            shutil.rmtree(tmp / "ingest", ignore_errors=True)
+            R.log(f"ingest {name} run {r}: {n / times[name][-1]:,.0f} vectors/s")
+    out: dict[str, Any] = {"n": n, "batch": INGEST_BATCH, "repeats": repeats}
+    for name, ts in times.items():
+        out[name] = {"seconds": R.median(ts), "rate": n / R.median(ts), "all": ts}
     return out
 
 
 # --------------------------------------------------------------------------- 2. text ingest
 def bench_text(n_texts: int, repeats: int, tmp: Path) -> dict[str, Any]:
+    from sentence_transformers import SentenceTransformer
+
     from vecbox import Collection
     from vecbox.demo.stdlib_docs import harvest_stdlib_docs
     from vecbox.encoders.text import TextEncoder
@@ -175,12 +178,13 @@ def bench_text(n_texts: int, repeats: int, tmp: Path) -> dict[str, Any]:
     metas = [d.metadata for d in docs]
     lengths = np.array([len(t) for t in texts])
 
-    from sentence_transformers import SentenceTransformer
-
     model_dir = TextEncoder().model_dir  # the bundled all-MiniLM-L6-v2
     model = SentenceTransformer(str(model_dir), device="cpu", local_files_only=True)
-    model.encode(texts[:64], batch_size=64, normalize_embeddings=True, convert_to_numpy=True,
-                 show_progress_bar=False)  # warm-up: first forward passes allocate and pick kernels
+    # Warm-up texts: the 64 longest (largest padded batch: allocations) and 64 short ones.
+    by_len = sorted(texts, key=len)
+    warm = by_len[-64:] + by_len[:64]
+    model.encode(warm, batch_size=64, normalize_embeddings=True, convert_to_numpy=True,
+                 show_progress_bar=False)  # first forward passes allocate and pick kernels
 
     vb_times, st_times = [], []
     peer_vecs = stored = None
@@ -196,7 +200,7 @@ def bench_text(n_texts: int, repeats: int, tmp: Path) -> dict[str, Any]:
             else:
                 path = tmp / f"texts-{r}"
                 col = Collection.create(path, metric="cosine", model="default")
-                col.encoder.encode(texts[:64])  # untimed: load the model and warm it up
+                col.encoder.encode(warm)  # untimed: load the model and warm it up
                 R.quiet_gc()
                 t, _ = R.timed(lambda: col.add_texts(texts, ids=ids, metadatas=metas))
                 vb_times.append(t)
@@ -360,6 +364,11 @@ def bench_search_one(n: int, tmp: Path) -> dict[str, Any]:
 
 
 # --------------------------------------------------------------------------- report
+def _spread(xs: list[float]) -> str:
+    med = R.median(xs)
+    return f"{med:.2f}" if len(xs) < 2 else f"{med:.2f} ({min(xs):.2f}–{max(xs):.2f})"
+
+
 def _tables(results: dict[str, Any]) -> list[tuple[str, str, list[str], list[list[str]], str | None]]:
     """(title, intro sentence, headers, rows, note) per table."""
     tables = []
@@ -370,20 +379,21 @@ def _tables(results: dict[str, Any]) -> list[tuple[str, str, list[str], list[lis
             "Ingest of raw vectors",
             f"Raw {DIM}-d float32 vectors added with `Collection.add` in batches of {ing['batch']:,} "
             f"(cosine; every batch is one durable commit: segment file fsynced, then the SQLite "
-            f"transaction), {ing['n']:,} vectors in total. Target: ≥ {INGEST_TARGET:,} vectors/s "
+            f"transaction), {ing['n']:,} vectors in total, median of {ing['repeats']} runs. Target: ≥ {INGEST_TARGET:,} vectors/s "
             f"without metadata. The other rows are context, not targets: the same bytes written with "
             f"a bare `np.save` + `fsync` per batch (what durability costs at least), and FAISS "
             f"`IndexFlatIP.add` in memory (nothing is written to disk).",
-            ["Path", "Vectors/s", "vs vecbox", "Target"],
+            ["Path", "Vectors/s", "Seconds: median (min–max)", "vs vecbox", "Target"],
             [
-                ["**vecbox** `Collection.add` (durable, no metadata)", R.fmt_rate(vb), "1.00×",
-                 f"≥ {INGEST_TARGET:,}: {R.verdict(vb >= INGEST_TARGET)}"],
+                ["**vecbox** `Collection.add` (durable, no metadata)", R.fmt_rate(vb),
+                 _spread(ing["vecbox"]["all"]), "1.00×", f"≥ {INGEST_TARGET:,}: {R.verdict(vb >= INGEST_TARGET)}"],
                 ["vecbox `Collection.add` + 3-key metadata per vector", R.fmt_rate(ing["vecbox_meta"]["rate"]),
-                 R.fmt_ratio(ing["vecbox_meta"]["rate"] / vb), "-"],
+                 _spread(ing["vecbox_meta"]["all"]), R.fmt_ratio(ing["vecbox_meta"]["rate"] / vb), "-"],
                 ["floor: `np.save` + `fsync` per batch (no ids, no catalog)", R.fmt_rate(ing["floor"]["rate"]),
-                 R.fmt_ratio(ing["floor"]["rate"] / vb), "-"],
+                 _spread(ing["floor"]["all"]), R.fmt_ratio(ing["floor"]["rate"] / vb), "-"],
                 ["FAISS `IndexFlatIP.add` (normalise + add, in memory, not durable)",
-                 R.fmt_rate(ing["faiss"]["rate"]), R.fmt_ratio(ing["faiss"]["rate"] / vb), "-"],
+                 R.fmt_rate(ing["faiss"]["rate"]), _spread(ing["faiss"]["all"]),
+                 R.fmt_ratio(ing["faiss"]["rate"] / vb), "-"],
             ],
             "'vs vecbox' = rate / vecbox rate (higher means faster than vecbox).",
         ))
@@ -399,12 +409,12 @@ def _tables(results: dict[str, Any]) -> list[tuple[str, str, list[str], list[lis
             f"`SentenceTransformer.encode(batch_size=64, normalize_embeddings=True)` on the same model "
             f"files (encode only). Both models are loaded and warmed up before timing. Median of {txt['repeats']} runs each. Goal: the commit adds little "
             f"to encoding (ratio close to 1.00×).",
-            ["Path", "Texts/s", "Seconds", "Ratio (time vecbox / peer)"],
+            ["Path", "Texts/s", "Seconds: median (min–max)", "Ratio (time vecbox / peer)"],
             [
                 ["**vecbox** `Collection.add_texts`", R.fmt_rate(txt["vecbox"]["rate"]),
-                 f"{txt['vecbox']['seconds']:.2f}", R.fmt_ratio(txt["ratio"])],
+                 _spread(txt["vecbox"]["all"]), R.fmt_ratio(txt["ratio"])],
                 ["sentence-transformers `encode` (peer)", R.fmt_rate(txt["st"]["rate"]),
-                 f"{txt['st']['seconds']:.2f}", "1.00×"],
+                 _spread(txt["st"]["all"]), "1.00×"],
             ],
             f"Stored vectors vs the peer's: minimum cosine similarity {txt['min_cos']:.6f}.",
         ))
@@ -498,6 +508,14 @@ def _section(results: dict[str, Any], tables: list, env: dict[str, Any]) -> str:
     return "\n".join(parts)
 
 
+def _exit_on_sigterm() -> None:
+    import signal
+    import threading
+
+    if threading.current_thread() is threading.main_thread() and signal.getsignal(signal.SIGTERM) == signal.SIG_DFL:
+        signal.signal(signal.SIGTERM, lambda *_: sys.exit(143))
+
+
 def main(args: argparse.Namespace) -> dict[str, Any]:
     """Run the core benchmark; print the tables; write the ``core`` section if ``args.write``."""
     quick = bool(getattr(args, "quick", False))
@@ -508,18 +526,19 @@ def main(args: argparse.Namespace) -> dict[str, Any]:
     ingest_n = _opt(args, "core_ingest_n", 20_000 if quick else 200_000)
     n_texts = _opt(args, "core_texts", 200 if quick else 2000)
     sizes = [int(float(s)) for s in _opt(args, "core_sizes", "1e4,1e5" if quick else "1e4,1e5,1e6").split(",")]
-    started, load_start = time.time(), R.load_average()
+    started, load_start, monitor = time.time(), R.load_average(), R.CpuMonitor()
 
     t_start = time.perf_counter()
     results: dict[str, Any] = {"quick": quick}
     tmp = Path(tempfile.mkdtemp(prefix="vecbox-bench-core-"))
+    _exit_on_sigterm()  # so that `finally` deletes the (up to 1.5 GB) collections when the run is killed
     try:
         if "ingest" not in skip:
             R.log(f"core: raw ingest, {ingest_n:,} vectors")
-            results["ingest"] = bench_ingest(ingest_n, tmp)
+            results["ingest"] = bench_ingest(ingest_n, tmp, repeats=1 if quick else 3)
         if "text" not in skip:
             R.log(f"core: text ingest, {n_texts:,} texts")
-            results["text"] = bench_text(n_texts, repeats=1 if quick else 2, tmp=tmp)
+            results["text"] = bench_text(n_texts, repeats=1 if quick else 3, tmp=tmp)
         if "search" not in skip:
             results["search"] = [bench_search_one(n, tmp) for n in sizes]
     finally:
@@ -527,7 +546,7 @@ def main(args: argparse.Namespace) -> dict[str, Any]:
     results["elapsed_s"] = time.perf_counter() - t_start
 
     env = R.environment(getattr(args, "command", None), started)  # now: lists the BLAS libraries loaded
-    env["load_start"] = load_start
+    env["load_start"], env["others_cpu"] = load_start, monitor.others_share()
     results["environment"] = env
     tables = _tables(results)
     for title, _intro, headers, rows, note in tables:
