@@ -86,6 +86,9 @@ def search(
     vector: Annotated[Optional[str], typer.Option(help="Query vector as a JSON list, instead of text.")] = None,
     k: Annotated[int, typer.Option("-k", "--k", help="Number of results.")] = 10,
     where: Annotated[Optional[str], typer.Option(help='Metadata filter as JSON, e.g. \'{"year": {"$gte": 2020}}\'.')] = None,
+    explain: Annotated[bool, typer.Option(help="Also print the plan: path taken, filter estimate, reason.")] = False,
+    exact: Annotated[bool, typer.Option(help="Ignore the ANN index (exact search).")] = False,
+    ef_search: Annotated[Optional[int], typer.Option(help="HNSW search effort for this query (default: the index's).")] = None,
     as_json: JsonOpt = False,
 ) -> None:
     """Search by text or by vector, optionally filtered."""
@@ -95,10 +98,15 @@ def search(
     flt = _parse_json(where, "--where")
     if (query is None) == (vector is None):
         raise InvalidInputError("give either a QUERY text or --vector '[...]', not both or neither")
-    hits = col.search_text(query, k=k, where=flt) if query is not None else col.search(_parse_json(vector, "--vector"), k=k, where=flt)
+    qvec = col.encoder.encode([query], kind="query")[0] if query is not None else _parse_json(vector, "--vector")
+    res = col.search(qvec, k=k, where=flt, explain=True, exact=exact, ef_search=ef_search)
+    hits, plan = res.hits, res.plan
     if as_json:
-        _emit([{"id": h.id, "score": h.score, "metadata": h.metadata, "document": h.document} for h in hits])
+        out: Any = [{"id": h.id, "score": h.score, "metadata": h.metadata, "document": h.document} for h in hits]
+        _emit({"hits": out, "plan": plan.to_dict()} if explain else out)
         return
+    if explain:
+        console.print(f"[bold]plan[/] {plan}", highlight=False)
     table = Table(title=f"{len(hits)} hits", title_justify="left")
     for col_name in ("score", "id", "metadata", "document"):
         table.add_column(col_name, overflow="fold" if col_name != "document" else "ellipsis")
@@ -144,6 +152,41 @@ def compact(path: PathArg) -> None:
 
     freed = Collection.open(path).compact()
     console.print(f"compacted {path}; freed {freed / 2**20:.1f} MiB")
+
+
+@app.command()
+def index(
+    path: PathArg,
+    kind: Annotated[str, typer.Option(help="hnsw (graph) or ivf (inverted lists).")] = "hnsw",
+    m: Annotated[int, typer.Option("--M", "-M", help="HNSW graph degree.")] = 32,
+    ef_construction: Annotated[int, typer.Option(help="HNSW build beam width.")] = 200,
+    ef_search: Annotated[Optional[int], typer.Option(help="HNSW search effort (default: calibrated).")] = None,
+    nlist: Annotated[Optional[int], typer.Option(help="IVF lists (default ~4 sqrt(n)).")] = None,
+    nprobe: Annotated[Optional[int], typer.Option(help="IVF lists scanned per query (default: calibrated).")] = None,
+    storage: Annotated[str, typer.Option(help="Vectors in the index: flat (float32) or sq8.")] = "flat",
+    target_recall: Annotated[float, typer.Option(help="Calibrate the search effort to this recall@10.")] = 0.95,
+    drop: Annotated[bool, typer.Option("--drop", help="Remove the index instead (searches become exact).")] = False,
+    as_json: JsonOpt = False,
+) -> None:
+    """Build (or rebuild, or --drop) the collection's ANN index; searches use it from then on."""
+    from vecbox.collection import Collection
+
+    col = Collection.open(path)
+    if drop:
+        col.drop_index()
+        console.print(f"dropped the index of {path}; searches are exact")
+        return
+    with console.status(f"building a {kind} index over {col.count():,} rows ...", spinner="dots"):
+        data = col.build_index(kind, M=m, ef_construction=ef_construction, ef_search=ef_search, nlist=nlist,
+                               nprobe=nprobe, storage=storage, target_recall=target_recall)
+    if as_json:
+        _emit(data)
+        return
+    table = Table(show_header=False, title=f"{kind} index of {path}", title_justify="left")
+    for key, value in data.items():
+        if value is not None:
+            table.add_row(key, f"{value:,}" if isinstance(value, int) and not isinstance(value, bool) else str(value))
+    console.print(table)
 
 
 @eval_app.command("beir")

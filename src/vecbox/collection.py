@@ -10,6 +10,7 @@ from __future__ import annotations
 import json
 import shutil
 import threading
+from contextlib import nullcontext
 import uuid
 from itertools import repeat as _repeat
 from collections.abc import Mapping, Sequence
@@ -28,13 +29,18 @@ from vecbox.errors import (
     InvalidInputError,
     UnknownIdError,
 )
+from vecbox.index.ann import AnnIndex, IndexParams, calibrate, new_index_dirname
 from vecbox.index.flat import exact_topk
+from vecbox.index.funnel import check_stages
 from vecbox.query.filters import compile_filter
+from vecbox.query.planner import Plan
+from vecbox.searcher import Searcher
 from vecbox.storage import catalog
 from vecbox.storage.live import LiveVectors
 from vecbox.storage.lock import WriteLock
 from vecbox.storage.segments import (
     CODEC_DIR,
+    INDEX_DIR,
     SEGMENT_DIR,
     remove_segment,
     remove_unreferenced,
@@ -62,6 +68,14 @@ class Hit:
     score: float
     metadata: dict[str, Any] | None = None
     document: str | None = None
+
+
+@dataclass(frozen=True)
+class Explained:
+    """What ``search(..., explain=True)`` returns: the hits and the :class:`~vecbox.query.planner.Plan` that ran."""
+
+    hits: Any
+    plan: Plan
 
 
 @dataclass(frozen=True)
@@ -106,6 +120,8 @@ class Collection:
         self._codec: Codec | None = None
         self._codec_epoch = -1
         self._live = self._new_live(None)
+        self._searcher = Searcher(self.path, self.dim, self.metric)
+        self._seen: tuple[int, int] | None = None  # (data_version, total_changes) at the last refresh
         self._sync_codec(self._conn)
         if self._lock.try_acquire():  # collect garbage left by a writer that died before its commit
             try:
@@ -362,7 +378,18 @@ class Collection:
             codes = live.x[keep] if live.code_size is not None else None
             self._rewrite("compact", keep, floats, codes)
             self._conn.execute("PRAGMA wal_checkpoint(TRUNCATE)")
-            return before - _dir_size(self.path / SEGMENT_DIR)
+            freed = before - _dir_size(self.path / SEGMENT_DIR)
+        self._rebuild_index()
+        return freed
+
+    def _rebuild_index(self) -> None:
+        """After a compaction: rebuild the ANN index (if any) without the dropped tombstones."""
+        with self._state, catalog.transaction(self._conn, write=False) as conn:
+            ann = self._searcher.index(conn)
+        if ann is not None:
+            p = ann.params
+            self.build_index(p.kind, M=p.M, ef_construction=p.ef_construction, ef_search=p.ef_search,
+                             nlist=p.nlist, nprobe=p.nprobe, storage=p.storage)
 
     def recompress(self, codec: str | None, *, keep_float: bool | None = None, seed: int = 0) -> int:
         """Rebuild the collection with another codec (or none) in one atomic commit; return the new version.
@@ -449,6 +476,115 @@ class Collection:
         self._collect_garbage()
         return version
 
+    # ------------------------------------------------------------------- index
+    def build_index(
+        self,
+        kind: str = "hnsw",
+        *,
+        M: int = 32,
+        ef_construction: int = 200,
+        ef_search: int | None = None,
+        nlist: int | None = None,
+        nprobe: int | None = None,
+        storage: str = "flat",
+        target_recall: float | None = 0.95,
+        seed: int = 0,
+    ) -> dict[str, Any]:
+        """Build an ANN index over the live rows and make searches use it; return :meth:`index_info`.
+
+        The index is a derived cache saved with the version it covers: rows written later
+        are searched exactly and merged, deleted rows are never returned, and
+        :meth:`compact` rebuilds it. Building reads a snapshot and does not block readers
+        or writers; only saving it takes the write lock briefly.
+
+        Parameters
+        ----------
+        kind : {"hnsw", "ivf"}
+            FAISS HNSW graph (best speed/recall; RAM ~ vectors + 8*M bytes per row) or IVF lists
+            (smaller, faster to build; ``nlist`` ~ 4 sqrt(n) by default).
+        M, ef_construction : int
+            HNSW graph degree and build beam width.
+        ef_search, nprobe : int, optional
+            Default search effort. When omitted and ``target_recall`` is set, the smallest
+            effort reaching that recall@10 on a sample of 200 stored rows is chosen.
+        storage : {"flat", "sq8"}
+            Vectors inside the index: float32, or 8-bit codes (4x smaller, results rescored exactly).
+        target_recall : float or None
+            Calibrate the default effort to this recall@10 (ignored when the effort is given).
+
+        Examples
+        --------
+        >>> info = col.build_index("hnsw", M=16, target_recall=0.95)  # doctest: +SKIP
+        >>> info["kind"], info["ef_search"] >= 16  # doctest: +SKIP
+        ('hnsw', True)
+        """
+        params = IndexParams(kind=kind, M=M, ef_construction=ef_construction, ef_search=ef_search or 64,
+                             nlist=nlist, nprobe=nprobe or 16, storage=storage,
+                             target_recall=None if (ef_search or nprobe) else target_recall).check()
+        with self._state:
+            with catalog.transaction(self._conn, write=False) as conn:
+                self._sync_codec(conn)
+                self._live.refresh(conn)
+                version = catalog.current_version(conn)
+            live = self._live
+            keep = np.flatnonzero(live.alive)
+            rids = live.rids[keep].copy()
+            x = self._vectors(keep)
+        if len(keep) == 0:
+            raise InvalidInputError("the collection is empty; add vectors before building an index")
+        ann = AnnIndex.build(x, rids, self.metric, params, seed=seed, version=version)
+        if params.target_recall is not None:
+            effort, recall = calibrate(ann, x, self.metric, params.target_recall, seed=seed)
+            if params.kind == "hnsw":
+                params.ef_search = effort
+            else:
+                params.nprobe = effort
+            ann.calibrated_recall = recall  # type: ignore[attr-defined]
+        del x
+        self._commit_index(ann)
+        return self.index_info()
+
+    def _commit_index(self, ann: AnnIndex | None) -> None:
+        """Save ``ann`` (or drop the index when None) and point the catalog at it; takes the write lock."""
+        with self._lock:
+            rel = None
+            if ann is not None:
+                rel = f"{INDEX_DIR}/{new_index_dirname(ann.params.kind)}"
+                ann.save(self.path / rel)
+            try:
+                with catalog.transaction(self._conn) as conn:
+                    cfg = None if ann is None else {"dir": rel, "kind": ann.params.kind, "version": ann.version}
+                    catalog.set_config(conn, "index", cfg)
+            except BaseException:
+                if rel is not None:
+                    shutil.rmtree(self.path / rel, ignore_errors=True)
+                raise
+            with self._state:
+                self._searcher.set_index(ann, cfg)
+            self._collect_garbage()
+
+    def drop_index(self) -> None:
+        """Remove the ANN index (searches become exact); a no-op without one."""
+        self._commit_index(None)
+
+    def index_info(self) -> dict[str, Any] | None:
+        """The ANN index's kind, parameters, covered version and size (``None`` without an index)."""
+        with self._state, catalog.transaction(self._conn, write=False) as conn:
+            ann = self._searcher.index(conn)
+            version = catalog.current_version(conn)
+        if ann is None:
+            return None
+        p = ann.params
+        return {
+            "kind": p.kind, "rows": ann.n, "version": ann.version, "behind_by_versions": version - ann.version,
+            "M": p.M if p.kind == "hnsw" else None, "ef_construction": p.ef_construction if p.kind == "hnsw" else None,
+            "ef_search": p.ef_search if p.kind == "hnsw" else None,
+            "nlist": p.nlist if p.kind == "ivf" else None, "nprobe": p.nprobe if p.kind == "ivf" else None,
+            "storage": p.storage, "target_recall": p.target_recall,
+            "calibrated_recall": getattr(ann, "calibrated_recall", None),
+            "build_seconds": round(ann.build_seconds, 3), "memory_bytes": ann.memory_bytes(),
+        }
+
     # ------------------------------------------------------------------- codecs
     def _new_live(self, cfg: dict[str, Any] | None) -> LiveVectors:
         code_size = parse_spec(cfg["spec"]).bytes_per_vector(self.dim) if cfg else None
@@ -511,8 +647,10 @@ class Collection:
     def _collect_garbage(self) -> None:
         """Delete segment files and codec directories no committed version references (holds the lock)."""
         cfg = catalog.config_value(self._conn, "codec")
+        index = catalog.config_value(self._conn, "index")
         remove_unreferenced(
-            self.path, {f for f, _ in catalog.segment_files(self._conn).values()}, cfg.get("dir") if cfg else None
+            self.path, {f for f, _ in catalog.segment_files(self._conn).values()}, cfg.get("dir") if cfg else None,
+            index["dir"] if index else None,
         )
 
     # ------------------------------------------------------------------- reads
@@ -548,8 +686,9 @@ class Collection:
 
     def search(
         self, query: Any, k: int = 10, *, where: Mapping[str, Any] | None = None, include_metadata: bool = True,
-        oversample: float = 4.0,
-    ) -> list[Hit]:
+        oversample: float = 4.0, explain: bool = False, ef_search: int | None = None, nprobe: int | None = None,
+        exact: bool = False, funnel: Sequence[tuple[int | None, int]] | None = None,
+    ) -> "list[Hit] | Explained":
         """The ``k`` stored items nearest to one query vector, best first.
 
         Parameters
@@ -564,66 +703,125 @@ class Collection:
             With a codec: the code scan keeps ``k * oversample`` candidates, which are then
             rescored exactly from the float vectors on disk (``keep_float=True``) or ranked by
             the codec's estimates. Ignored without a codec (search is exact).
+        explain : bool
+            Return an :class:`Explained` (``.hits`` and ``.plan``: the path taken, the
+            filter's estimated match count and the reason) instead of the list of hits.
+        ef_search, nprobe : int, optional
+            Search effort of the ANN index (HNSW beam width / IVF lists scanned) for this
+            call; default: the index's own (calibrated by ``target_recall=``). The planner
+            grows it under selective filters.
+        exact : bool
+            Ignore the ANN index: exact search over the allowed rows.
+        funnel : list of (dims, keep), optional
+            Matryoshka funnel, e.g. ``[(64, 400), (None, k)]``: an exact scan over the first
+            64 dimensions keeps 400 rows, which are reranked with all dimensions. Needs
+            float vectors in RAM in a variance-ordered basis: a Matryoshka-trained model
+            (no codec) or a collection created with ``codec="pca+f32"``.
+
+        Examples
+        --------
+        >>> col.search(x[0], k=5, where={"lang": "en"}, explain=True).plan.path  # doctest: +SKIP
+        'hnsw+filter'
         """
         q = v.as_matrix(query, d=self.dim, name="query", allow_1d=True)
         if len(q) != 1:
             raise InvalidInputError(f"search() takes one query; got {len(q)} - use search_batch() for several")
-        return self.search_batch(q, k, where=where, include_metadata=include_metadata, oversample=oversample)[0]
+        out = self.search_batch(q, k, where=where, include_metadata=include_metadata, oversample=oversample,
+                                explain=explain, ef_search=ef_search, nprobe=nprobe, exact=exact, funnel=funnel)
+        if isinstance(out, Explained):
+            return Explained(out.hits[0], out.plan)
+        return out[0]
 
     def search_batch(
         self, queries: Any, k: int = 10, *, where: Mapping[str, Any] | None = None, include_metadata: bool = True,
-        oversample: float = 4.0,
-    ) -> list[list[Hit]]:
-        """Search for many queries at once (one BLAS pass per block of stored rows).
-
-        Exact without a codec; with one, a scan of the codes then exact rescoring (see :meth:`search`).
-        """
+        oversample: float = 4.0, explain: bool = False, ef_search: int | None = None, nprobe: int | None = None,
+        exact: bool = False, funnel: Sequence[tuple[int | None, int]] | None = None,
+    ) -> "list[list[Hit]] | Explained":
+        """Search for many queries at once (one plan for the batch; options as in :meth:`search`)."""
         q = v.as_matrix(queries, d=self.dim, name="queries")
         k = v.check_positive_int(k, "k")
         oversample = v.check_finite_number(oversample, "oversample")
         if oversample < 1:
             raise InvalidInputError(f"oversample must be >= 1 (candidates = k * oversample); got {oversample!r}")
-        sql, params = compile_filter(where) if where else (None, [])
+        effort = None
+        for name, value in (("ef_search", ef_search), ("nprobe", nprobe)):
+            if value is not None:
+                effort = v.check_positive_int(value, name)
+        stages = check_stages(funnel, self.dim, k) if funnel is not None else None
+        if where:
+            compile_filter(where)  # malformed filters fail before any work
         if self.metric == "cosine":
             q = _normalise(q, "queries")
-        with self._state, catalog.transaction(self._conn, write=False) as conn:
-            self._sync_codec(conn)
-            live = self._live
-            live.refresh(conn)
-            codec = self._codec if live.code_size is not None else None
-            x, valid, pos_map = live.x, live.alive, None
-            sq = live.sq_norms if self.metric == "l2" and codec is None else None
-            if sql is not None:
-                rids = np.array(
-                    conn.execute(f"SELECT rid FROM rows WHERE deleted IS NULL AND ({sql})", params).fetchall(),
-                    dtype=np.int64,
-                ).ravel()
-                pos = live.positions(rids)
-                if len(pos) < _GATHER_FRACTION * live.n:
-                    pos_map = pos
-                    x, valid = x[pos], None
-                    sq = sq[pos] if sq is not None else None
+        with self._state:
+            # Id-only searches whose filter mask is cached need no SQLite read at all: the
+            # live view holds the ids, and PRAGMA data_version says whether anyone committed.
+            need_sql = include_metadata or bool(where) and not self._searcher.has_mask(where, self._live)
+            with (catalog.transaction(self._conn, write=False) if need_sql else nullcontext(self._conn)) as conn:
+                self._sync(conn, in_transaction=need_sql)
+                live = self._live
+                codec = self._codec if live.code_size is not None else None
+                if live.n == 0:
+                    plan = Plan("exact", "the collection is empty", 0, 0, "empty", 0.0)
+                    empty: list[list[Hit]] = [[] for _ in range(len(q))]
+                    return Explained(empty, plan) if explain else empty
+                exact_fn = lambda qq, kk, mask, count: self._exact(live, codec, qq, kk, mask, count, oversample)  # noqa: E731
+                if stages is not None:
+                    scores, pos, plan = self._funnel(conn, live, codec, q, stages, where)
                 else:
-                    valid = np.zeros(live.n, dtype=bool)
-                    valid[pos] = True
-            elif live.n_alive == live.n:
-                valid = None
-            if len(x) == 0:
-                return [[] for _ in range(len(q))]
-            if codec is None:
-                scores, idx = exact_topk(x, q, min(k, len(x)), self.metric, valid=valid, sq_norms=sq)
-            else:
-                scores, idx = self._search_codes(codec, x, q, k, oversample, valid, pos_map)
-            if pos_map is not None:
-                idx = np.where(idx >= 0, pos_map[np.maximum(idx, 0)], -1)
-            hit_rids = np.where(idx >= 0, live.rids[np.maximum(idx, 0)], -1)
-            rows = _fetch_rows(conn, np.unique(hit_rids[hit_rids >= 0]).tolist(), with_payload=include_metadata)
+                    scores, pos, plan = self._searcher.run(
+                        conn, live, q, k, where=where, exact_fn=exact_fn, floats=self._vectors, effort=effort,
+                        exact=exact, oversample=oversample)
+                if include_metadata:
+                    hit_rids = np.where(pos >= 0, live.rids[np.maximum(pos, 0)], -1)
+                    rows = _fetch_rows(conn, np.unique(hit_rids[hit_rids >= 0]).tolist())
+                    keys = hit_rids.tolist()
+                else:
+                    ids = live.ids
+                    keys = [[ids[p] if p >= 0 else None for p in row] for row in pos.tolist()]
         if self.metric == "l2":
             scores = np.sqrt(np.maximum(np.einsum("ij,ij->i", q, q)[:, None] - scores, 0.0))
-        return [
-            [Hit(rows[r][0], float(s), rows[r][1], rows[r][2]) for r, s in zip(rr, ss) if r >= 0]
-            for rr, ss in zip(hit_rids.tolist(), scores.tolist())
-        ]
+        if include_metadata:
+            hits = [[Hit(rows[r][0], float(s), rows[r][1], rows[r][2]) for r, s in zip(rr, ss) if r >= 0]
+                    for rr, ss in zip(keys, scores.tolist())]
+        else:
+            hits = [[Hit(i, float(s)) for i, s in zip(rr, ss) if i is not None] for rr, ss in zip(keys, scores.tolist())]
+        return Explained(hits, plan) if explain else hits
+
+    def _sync(self, conn: Any, *, in_transaction: bool) -> None:
+        """Bring the live view, codec and index up to the latest commit - only if something was committed.
+
+        ``PRAGMA data_version`` changes when another connection commits, ``total_changes``
+        when this handle's own connection writes. The refresh runs in one read transaction.
+        """
+        seen = (conn.execute("PRAGMA data_version").fetchone()[0], self._conn.total_changes)
+        if seen == self._seen:
+            return
+        with (nullcontext(conn) if in_transaction else catalog.transaction(conn, write=False)) as c:
+            self._sync_codec(c)
+            self._live.refresh(c)
+            self._searcher.index(c)
+        self._seen = seen
+
+    def _exact(self, live: LiveVectors, codec: Codec | None, q: np.ndarray, k: int, mask: np.ndarray | None,
+               count: int, oversample: float) -> tuple[np.ndarray, np.ndarray]:
+        """Exact (or code-scan + rescore) top ``k`` over the rows in ``mask`` (None: every live row)."""
+        x, valid, pos_map = live.x, mask, None
+        sq = live.sq_norms if self.metric == "l2" and codec is None else None
+        if mask is None:
+            valid = None if live.n_alive == live.n else live.alive
+        elif count < _GATHER_FRACTION * live.n:
+            pos_map = np.flatnonzero(mask)
+            x, valid = x[pos_map], None
+            sq = sq[pos_map] if sq is not None else None
+        if len(x) == 0 or count == 0:
+            return np.full((len(q), k), -np.inf, np.float32), np.full((len(q), k), -1, np.int64)
+        if codec is None:
+            scores, idx = exact_topk(x, q, min(k, len(x)), self.metric, valid=valid, sq_norms=sq)
+        else:
+            scores, idx = self._search_codes(codec, x, q, k, oversample, valid, pos_map)
+        if pos_map is not None:
+            idx = np.where(idx >= 0, pos_map[np.maximum(idx, 0)], -1)
+        return scores, idx
 
     def _search_codes(self, codec: Codec, codes: np.ndarray, q: np.ndarray, k: int, oversample: float,
                       valid: np.ndarray | None, pos_map: np.ndarray | None) -> tuple[np.ndarray, np.ndarray]:
@@ -637,6 +835,25 @@ class Collection:
                 return exact_topk(fetch(np.arange(len(codes))), q, min(k, len(codes)), self.metric)
         return two_stage_search(codec, q, codes, min(k, len(codes)), oversample=oversample,
                                 metric=self.metric, valid=valid, fetch=fetch)
+
+    def _funnel(self, conn: Any, live: LiveVectors, codec: Codec | None, q: np.ndarray,
+                stages: list[tuple[int, int]], where: Mapping[str, Any] | None) -> tuple[np.ndarray, np.ndarray, Plan]:
+        if codec is None:
+            x = live.x
+        elif self.codec == "pca+f32":
+            x, q = live.x.view(np.float32), codec.transform(q)
+        else:
+            raise InvalidInputError(
+                f"funnel search needs float vectors in RAM in a variance-ordered basis; this collection keeps "
+                f"{self.codec!r} codes. Use a collection without a codec (Matryoshka-trained model) or "
+                "recompress(codec='pca+f32')"
+            )
+        allowed = self._searcher.allowed(conn, live, where)
+        scores, pos = self._searcher.funnel(live, x, q, stages, allowed)
+        plan = Plan("funnel", f"shortlist at {stages[0][0]} dims, rerank at " +
+                    ", ".join(str(d) for d, _ in stages[1:]) + " dims", live.n_alive, allowed.count,
+                    allowed.source, allowed.count / max(live.n_alive, 1))
+        return scores, pos, plan
 
     # -------------------------------------------------------------------- text
     @property
@@ -717,6 +934,7 @@ class Collection:
             "bytes_per_vector": (
                 parse_spec(self.codec).bytes_per_vector(self.dim) if self.codec else 4 * self.dim
             ),
+            "index": self.index_info(),
         }
 
 
@@ -754,4 +972,4 @@ def _dir_size(path: Path) -> int:
     return sum(p.stat().st_size for p in path.rglob("*") if p.is_file())
 
 
-__all__ = ["Collection", "Hit", "Record"]
+__all__ = ["Collection", "Explained", "Hit", "Record"]

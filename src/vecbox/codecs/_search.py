@@ -14,9 +14,8 @@ from collections.abc import Callable
 import numpy as np
 
 from vecbox.codecs._codec import Codec
-from vecbox.codecs._scan import sort_topk
+from vecbox.index.flat import rescore
 
-_RESCORE_CHUNK = 256  # queries per einsum over their shortlists
 
 
 def two_stage_search(
@@ -61,24 +60,7 @@ def two_stage_search(
         if l2:  # codec scores are -|q - x|²; add |q|² back for the 2 q.x - |x|² convention
             s = s + np.einsum("ij,ij->i", q, q)[:, None]
         return _pad(s[:, :k], idx[:, :k], k)
-    found = idx >= 0
-    uniq, inv = np.unique(idx[found], return_inverse=True)
-    vecs = fetch(uniq)
-    local = np.zeros(idx.shape, dtype=np.int64)
-    local[found] = inv
-    exact = np.full(idx.shape, -np.inf, dtype=np.float32)
-    for start in range(0, len(q), _RESCORE_CHUNK):
-        sl = slice(start, start + _RESCORE_CHUNK)
-        rows = vecs[local[sl]]  # (chunk, kk, d)
-        sc = np.einsum("mkd,md->mk", rows, q[sl])
-        if l2:
-            sc = 2 * sc - np.einsum("mkd,mkd->mk", rows, rows)
-        exact[sl] = np.where(found[sl], sc, -np.inf)
-    if exact.shape[1] > k:
-        top = np.argpartition(-exact, k - 1, axis=1)[:, :k]
-        exact, idx = np.take_along_axis(exact, top, axis=1), np.take_along_axis(idx, top, axis=1)
-    scores, idx = sort_topk(exact, idx)
-    return _pad(scores, idx, k)
+    return rescore(q, idx, fetch, k, metric)
 
 
 def _pad(scores: np.ndarray, idx: np.ndarray, k: int) -> tuple[np.ndarray, np.ndarray]:

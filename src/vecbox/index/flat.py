@@ -13,13 +13,14 @@ from __future__ import annotations
 
 import functools
 from contextlib import contextmanager
-from typing import Any, Iterator
+from typing import Any, Callable, Iterator
 
 import numpy as np
 
 _SMALL_FLOPS = 5e7  # below this, one BLAS thread beats waking (and syncing) the thread pool
 _SCORE_BUDGET = 1 << 22  # floats in one block of scores (16 MiB): big enough for BLAS, small enough for cache
 _MIN_BLOCK = 4096
+_RESCORE_CHUNK = 256  # queries per einsum over their candidate lists
 
 
 def exact_topk(
@@ -84,6 +85,68 @@ def exact_topk(
     best_i = np.take_along_axis(best_i, order, axis=1)
     best_i[~np.isfinite(best_s)] = -1
     return best_s, best_i
+
+
+def rescore(
+    q: np.ndarray,
+    idx: np.ndarray,
+    fetch: Callable[[np.ndarray], np.ndarray],
+    k: int,
+    metric: str = "dot",
+) -> tuple[np.ndarray, np.ndarray]:
+    """Exact top ``k`` of each query's candidate rows ``idx`` (``-1`` = none), vectors from ``fetch``.
+
+    ``fetch(rows)`` returns the float vectors of the given (unique, ascending) rows;
+    each is read once however many queries share it. Scores follow :func:`exact_topk`.
+
+    >>> x = np.eye(3, dtype=np.float32)
+    >>> s, i = rescore(x[[1]], np.array([[0, 1, -1]]), lambda rows: x[rows], k=2)
+    >>> i.tolist()
+    [[1, 0]]
+    """
+    found = idx >= 0
+    uniq, inv = np.unique(idx[found], return_inverse=True)
+    vecs = fetch(uniq)
+    local = np.zeros(idx.shape, dtype=np.int64)
+    local[found] = inv
+    exact = np.full(idx.shape, -np.inf, dtype=np.float32)
+    for start in range(0, len(q), _RESCORE_CHUNK):
+        sl = slice(start, start + _RESCORE_CHUNK)
+        rows = vecs[local[sl]]  # (chunk, candidates, d)
+        sc = np.einsum("mkd,md->mk", rows, q[sl])
+        if metric == "l2":
+            sc = 2 * sc - np.einsum("mkd,mkd->mk", rows, rows)
+        exact[sl] = np.where(found[sl], sc, -np.inf)
+    if exact.shape[1] > k:
+        top = np.argpartition(-exact, k - 1, axis=1)[:, :k]
+        exact, idx = np.take_along_axis(exact, top, axis=1), np.take_along_axis(idx, top, axis=1)
+    order = np.argsort(-exact, axis=1, kind="stable")
+    exact = np.take_along_axis(exact, order, axis=1)
+    idx = np.take_along_axis(idx, order, axis=1)
+    idx = np.where(np.isfinite(exact), idx, -1)
+    if exact.shape[1] < k:
+        pad = ((0, 0), (0, k - exact.shape[1]))
+        exact, idx = np.pad(exact, pad, constant_values=-np.inf), np.pad(idx, pad, constant_values=-1)
+    return exact, idx
+
+
+def merge_topk(parts: list[tuple[np.ndarray, np.ndarray]], k: int) -> tuple[np.ndarray, np.ndarray]:
+    """Merge per-query top lists ``(scores, idx)`` from disjoint row sets into one top ``k``.
+
+    >>> a = (np.array([[0.9, 0.1]]), np.array([[4, 7]]))
+    >>> b = (np.array([[0.5, -np.inf]]), np.array([[2, -1]]))
+    >>> merge_topk([a, b], 3)[1].tolist()
+    [[4, 2, 7]]
+    """
+    scores = np.concatenate([p[0] for p in parts], axis=1).astype(np.float32)
+    idx = np.concatenate([p[1] for p in parts], axis=1)
+    order = np.argsort(-scores, axis=1, kind="stable")[:, :k]
+    scores, idx = np.take_along_axis(scores, order, axis=1), np.take_along_axis(idx, order, axis=1)
+    idx = np.where(np.isfinite(scores), idx, -1)
+    if scores.shape[1] < k:
+        pad = ((0, 0), (0, k - scores.shape[1]))
+        scores, idx = np.pad(scores, pad, constant_values=-np.inf), np.pad(idx, pad, constant_values=-1)
+    return scores, idx
 
 
 def _merge_block(

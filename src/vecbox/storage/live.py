@@ -31,6 +31,8 @@ class LiveVectors:
         Vectors (or codes) in rid order (a view into a growing buffer).
     rids : ndarray (n,) int64
         Catalog row id of each vector, ascending.
+    ids : ndarray (n,) object
+        External id of each row (so id-only searches need no SQLite read).
     alive : ndarray (n,) bool
         False for rows deleted or replaced by an upsert.
     """
@@ -48,11 +50,13 @@ class LiveVectors:
         self._rids = np.empty(0, dtype=np.int64)
         self._alive = np.empty(0, dtype=bool)
         self._norms = np.empty(0, dtype=np.float32)
+        self._ids = np.empty(0, dtype=object)
         self._seg = np.empty(0, dtype=np.int32)  # segment id and position of each row (for float reads)
         self._pos = np.empty(0, dtype=np.int32)
         self._segments: dict[int, tuple[str, int]] = {}
         self._maps: dict[int, np.ndarray] = {}
         self.n = 0
+        self._n_alive: int | None = 0
         self.version = -1
         self.epoch = -1
 
@@ -65,6 +69,10 @@ class LiveVectors:
         return self._rids[: self.n]
 
     @property
+    def ids(self) -> np.ndarray:
+        return self._ids[: self.n]
+
+    @property
     def alive(self) -> np.ndarray:
         return self._alive[: self.n]
 
@@ -74,7 +82,9 @@ class LiveVectors:
 
     @property
     def n_alive(self) -> int:
-        return int(np.count_nonzero(self.alive))
+        if self._n_alive is None:
+            self._n_alive = int(np.count_nonzero(self.alive))
+        return self._n_alive
 
     def positions(self, rids: np.ndarray) -> np.ndarray:
         """Positions in ``x`` of the given rids (which must be held)."""
@@ -102,6 +112,7 @@ class LiveVectors:
         ).ravel()
         if len(dead):
             self._alive[self.positions(dead)] = False
+            self._n_alive = None
         self.version = version
 
     def _append(self, conn: sqlite3.Connection, new: np.ndarray) -> None:
@@ -124,7 +135,10 @@ class LiveVectors:
             else:
                 out[sel] = seg[pos]
         self._rids[self.n : self.n + m] = new[:, 0]
+        self._ids[self.n : self.n + m] = [i for (i,) in conn.execute(
+            "SELECT id FROM rows WHERE rid >= ? AND rid <= ? ORDER BY rid", (int(new[0, 0]), int(new[-1, 0])))]
         self._alive[self.n : self.n + m] = True
+        self._n_alive = None
         self._seg[self.n : self.n + m] = new[:, 1]
         self._pos[self.n : self.n + m] = new[:, 2]
         if self.keep_sq_norms:
@@ -163,7 +177,7 @@ class LiveVectors:
         if needed <= cap:
             return
         new_cap = max(needed, int(cap * 1.5), 1024)
-        for name in ("_buf", "_rids", "_alive", "_norms", "_seg", "_pos"):
+        for name in ("_buf", "_rids", "_ids", "_alive", "_norms", "_seg", "_pos"):
             old = getattr(self, name)
             grown = np.empty((new_cap,) + old.shape[1:], dtype=old.dtype)
             grown[: self.n] = old[: self.n]

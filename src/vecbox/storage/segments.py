@@ -20,6 +20,7 @@ from vecbox.errors import CorruptCollectionError
 
 SEGMENT_DIR = "segments"
 CODEC_DIR = "codecs"
+INDEX_DIR = "indexes"  # ANN indexes: derived caches, one directory each
 CODES_SUFFIX = ".codes.npy"
 _TMP_PREFIX = "tmp-"
 
@@ -101,11 +102,13 @@ def _open(path: Path, n: int, d: int, dtype: type) -> np.ndarray:
     return arr
 
 
-def remove_unreferenced(root: Path, referenced: set[str], codec_dir: str | None = None) -> int:
+def remove_unreferenced(root: Path, referenced: set[str], codec_dir: str | None = None,
+                        index_dir: str | None = None) -> int:
     """Delete files no committed version references; call only while holding the write lock.
 
     ``referenced`` are the catalog's segment names (their codes files are kept with them);
-    ``codec_dir`` is the codec directory the catalog references (other codec directories go).
+    ``codec_dir`` / ``index_dir`` are the codec and ANN-index directories the catalog
+    references (other directories under ``codecs/`` and ``indexes/`` go).
     """
     removed = 0
     seg_dir = root / SEGMENT_DIR
@@ -114,10 +117,10 @@ def remove_unreferenced(root: Path, referenced: set[str], codec_dir: str | None 
         if path.name not in keep and (path.name.startswith(_TMP_PREFIX) or path.suffix == ".npy"):
             path.unlink(missing_ok=True)
             removed += 1
-    codecs = root / CODEC_DIR
-    if codecs.is_dir():
-        for path in codecs.iterdir():
-            if f"{CODEC_DIR}/{path.name}" != codec_dir:
-                shutil.rmtree(path, ignore_errors=True) if path.is_dir() else path.unlink(missing_ok=True)
-                removed += 1
+    for parent, kept in ((CODEC_DIR, codec_dir), (INDEX_DIR, index_dir)):
+        if (root / parent).is_dir():
+            for path in (root / parent).iterdir():
+                if f"{parent}/{path.name}" != kept:
+                    shutil.rmtree(path, ignore_errors=True) if path.is_dir() else path.unlink(missing_ok=True)
+                    removed += 1
     return removed

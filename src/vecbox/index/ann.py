@@ -1,0 +1,292 @@
+"""Approximate nearest-neighbour indexes (FAISS HNSW and IVF) as derived caches of a collection.
+
+An :class:`AnnIndex` holds a FAISS index over a snapshot of the collection's rows
+plus the catalog row id (rid) of every FAISS label. It never decides what may be
+returned: the caller passes an allow-bitmap (liveness and filter) and merges the
+rows committed after the snapshot, so a stale index is slower, never wrong.
+
+Why FAISS (and not USearch) backs ``hnsw``: on our data both graphs reach the
+same recall for the same M/ef (see docs/ARCHITECTURE.md and the ``search``
+benchmark), but FAISS takes an allow-set as a C++ bitmap
+(``IDSelectorBitmap``) inside the graph walk, where USearch's Python binding
+filters through a Python callback per visited node. Filtered search is the
+reason the index exists, so the bitmap wins.
+
+Scores are "higher is better" as in :mod:`vecbox.index.flat`: inner products for
+``dot``/``cosine`` and ``2 q.x - |x|^2`` for ``l2`` (FAISS's squared distances
+are converted back).
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import os
+import uuid
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from vecbox._fs import fsync_dir
+from vecbox.errors import CorruptCollectionError, InvalidInputError, MissingDependencyError
+
+INDEX_KINDS = ("hnsw", "ivf")
+STORAGES = ("flat", "sq8")
+_META = "meta.json"
+_RIDS = "rids.npy"
+_FAISS = "index.faiss"
+_FORMAT = 1
+EF_GRID = (16, 24, 32, 48, 64, 96, 128, 192, 256, 384, 512, 768, 1024)
+
+
+def _faiss() -> Any:
+    try:
+        import faiss
+    except ImportError:  # pragma: no cover - faiss-cpu is a dependency of the [peers]/[codecs] extras
+        raise MissingDependencyError(
+            "ANN indexes need FAISS: pip install 'vecbox[codecs]' (or faiss-cpu)"
+        ) from None
+    return faiss
+
+
+@dataclass
+class IndexParams:
+    """Build and search parameters of an ANN index (defaults are sound for 10^4-10^7 rows of d <= 1024).
+
+    ``M`` / ``ef_construction`` / ``ef_search`` are HNSW's (graph degree, build and search
+    beam width); ``nlist`` / ``nprobe`` are IVF's (number of lists, lists scanned per query;
+    ``nlist`` defaults to about 4 sqrt(n)). ``storage="sq8"`` keeps 8-bit codes in the
+    index instead of float32 (4x smaller; results are rescored exactly).
+    """
+
+    kind: str = "hnsw"
+    M: int = 32
+    ef_construction: int = 200
+    ef_search: int = 64
+    nlist: int | None = None
+    nprobe: int = 16
+    storage: str = "flat"
+    target_recall: float | None = None
+
+    def check(self) -> "IndexParams":
+        if self.kind not in INDEX_KINDS:
+            raise InvalidInputError(f"unknown index kind {self.kind!r}; choose one of {', '.join(INDEX_KINDS)}")
+        if self.storage not in STORAGES:
+            raise InvalidInputError(f"unknown index storage {self.storage!r}; choose one of {', '.join(STORAGES)}")
+        for name in ("M", "ef_construction", "ef_search", "nprobe"):
+            value = getattr(self, name)
+            if isinstance(value, bool) or not isinstance(value, (int, np.integer)) or value < 1:
+                raise InvalidInputError(f"{name} must be a positive integer; got {value!r}")
+        if self.nlist is not None and (not isinstance(self.nlist, (int, np.integer)) or self.nlist < 1):
+            raise InvalidInputError(f"nlist must be a positive integer; got {self.nlist!r}")
+        if self.target_recall is not None and not 0.0 < float(self.target_recall) <= 1.0:
+            raise InvalidInputError(f"target_recall must be in (0, 1]; got {self.target_recall!r}")
+        return self
+
+    @property
+    def effort(self) -> int:
+        """The default search effort: ef_search (hnsw) or nprobe (ivf)."""
+        return self.ef_search if self.kind == "hnsw" else self.nprobe
+
+
+@dataclass
+class AnnIndex:
+    """A FAISS index over a snapshot of rows, labelled 0..n-1, with the rid of each label.
+
+    Examples
+    --------
+    >>> rng = np.random.default_rng(0)
+    >>> x = rng.standard_normal((2000, 16)).astype(np.float32)
+    >>> idx = AnnIndex.build(x, np.arange(1, 2001), "l2", IndexParams("hnsw", M=16))
+    >>> s, lab = idx.search(x[:3], 1)
+    >>> lab[:, 0].tolist()
+    [0, 1, 2]
+    """
+
+    params: IndexParams
+    metric: str
+    rids: np.ndarray
+    faiss_index: Any = field(repr=False)
+    version: int = 0
+    build_seconds: float = 0.0
+    _search_params: dict[int, Any] = field(default_factory=dict, repr=False)
+
+    @property
+    def n(self) -> int:
+        return len(self.rids)
+
+    @property
+    def max_rid(self) -> int:
+        """Rows with a larger rid were committed after this snapshot (searched exactly by the caller)."""
+        return int(self.rids[-1]) if len(self.rids) else 0
+
+    @property
+    def exact_scores(self) -> bool:
+        """False when the index stores compressed vectors (its scores need an exact rescore)."""
+        return self.params.storage == "flat"
+
+    # ------------------------------------------------------------------ build
+    @classmethod
+    def build(cls, x: np.ndarray, rids: np.ndarray, metric: str, params: IndexParams, *, seed: int = 0,
+              version: int = 0) -> "AnnIndex":
+        """Build over ``x`` (rows in rid order; normalised already for cosine)."""
+        import time
+
+        faiss = _faiss()
+        params.check()
+        n, d = x.shape
+        t0 = time.perf_counter()
+        fmetric = faiss.METRIC_L2 if metric == "l2" else faiss.METRIC_INNER_PRODUCT
+        store = "Flat" if params.storage == "flat" else "SQ8"
+        if params.kind == "hnsw":
+            index = faiss.index_factory(d, f"HNSW{int(params.M)},{store}", fmetric)
+            index.hnsw.efConstruction = int(params.ef_construction)
+            index.hnsw.efSearch = int(params.ef_search)
+        else:
+            nlist = int(params.nlist or max(1, min(n // 39, int(round(4 * math.sqrt(max(n, 1)))))))
+            params.nlist = nlist
+            index = faiss.index_factory(d, f"IVF{nlist},{store}", fmetric)
+            index.cp.seed = int(seed)
+            index.nprobe = int(params.nprobe)
+        x = np.ascontiguousarray(x, dtype=np.float32)
+        if not index.is_trained:
+            train = x
+            cap = 256 * (params.nlist or 1) if params.kind == "ivf" else 200_000
+            if n > cap:
+                train = x[np.sort(np.random.default_rng(seed).choice(n, cap, replace=False))]
+            index.train(train)
+        index.add(x)
+        return cls(params, metric, np.asarray(rids, dtype=np.int64).copy(), index, version,
+                   time.perf_counter() - t0)
+
+    # ----------------------------------------------------------------- search
+    def search(self, q: np.ndarray, k: int, *, effort: int | None = None,
+               allow: np.ndarray | None = None) -> tuple[np.ndarray, np.ndarray]:
+        """Top ``k`` labels per query (``-1`` where fewer were found), scores higher-is-better.
+
+        ``effort`` is ef_search (hnsw) or nprobe (ivf); ``allow`` a packed little-endian
+        bitmap over labels (``np.packbits(mask, bitorder="little")``) of rows that may be returned.
+        """
+        faiss = _faiss()
+        effort = int(effort or self.params.effort)
+        k = max(1, min(int(k), self.n))
+        sel = faiss.IDSelectorBitmap(self.n, faiss.swig_ptr(allow)) if allow is not None else None
+        key = max(effort, k) if self.params.kind == "hnsw" else min(effort, int(self.params.nlist or effort))
+        sp = self._search_params.get(key) if sel is None else None
+        if sp is None:
+            if self.params.kind == "hnsw":
+                sp = faiss.SearchParametersHNSW(efSearch=key)
+            else:
+                sp = faiss.SearchParametersIVF(nprobe=key)
+            if sel is not None:
+                sp.sel = sel
+            elif len(self._search_params) < 64:  # SWIG objects cost ~10 us to make: keep the unfiltered ones
+                self._search_params[key] = sp
+        q = np.ascontiguousarray(q, dtype=np.float32)
+        dist, lab = self.faiss_index.search(q, k, params=sp)
+        del sel  # the selector reads ``allow`` during the search only
+        if self.metric == "l2":
+            scores = np.einsum("ij,ij->i", q, q)[:, None] - dist
+        else:
+            scores = dist
+        scores = np.where(lab >= 0, scores, -np.inf).astype(np.float32)
+        return scores, lab.astype(np.int64)
+
+    # --------------------------------------------------------------- persist
+    def save(self, directory: Path) -> Path:
+        """Write ``index.faiss`` + ``rids.npy`` + ``meta.json`` into a new directory (fsynced)."""
+        faiss = _faiss()
+        directory.mkdir(parents=True)
+        faiss.write_index(self.faiss_index, str(directory / _FAISS))
+        with open(directory / _RIDS, "wb") as fh:
+            np.save(fh, self.rids, allow_pickle=False)
+            fh.flush()
+            os.fsync(fh.fileno())
+        meta = {"format": _FORMAT, "metric": self.metric, "n": self.n, "version": self.version,
+                "build_seconds": self.build_seconds, "params": self.params.__dict__}
+        with open(directory / _META, "w", encoding="utf-8") as fh:
+            json.dump(meta, fh)
+            fh.flush()
+            os.fsync(fh.fileno())
+        fd = os.open(directory / _FAISS, os.O_RDONLY)
+        try:
+            os.fsync(fd)
+        finally:
+            os.close(fd)
+        fsync_dir(directory)
+        fsync_dir(directory.parent)
+        return directory
+
+    @classmethod
+    def load(cls, directory: Path) -> "AnnIndex":
+        """Read an index written by :meth:`save`; damaged files raise :class:`CorruptCollectionError`."""
+        faiss = _faiss()
+        try:
+            meta = json.loads((directory / _META).read_text(encoding="utf-8"))
+            rids = np.load(directory / _RIDS, allow_pickle=False)
+            index = faiss.read_index(str(directory / _FAISS))
+            params = IndexParams(**meta["params"])
+            if meta.get("format") != _FORMAT or index.ntotal != len(rids) or len(rids) != meta["n"]:
+                raise ValueError("sizes or format do not agree")
+        except (OSError, ValueError, KeyError, TypeError, RuntimeError) as exc:
+            raise CorruptCollectionError(
+                f"the index in {directory} is damaged ({exc}); it is only a cache - run "
+                "Collection.build_index() (or `vecbox index PATH`) to rebuild it, or drop_index()"
+            ) from None
+        return cls(params, meta["metric"], rids.astype(np.int64), index, int(meta["version"]),
+                   float(meta.get("build_seconds", 0.0)))
+
+    def memory_bytes(self) -> int:
+        """Approximate RAM of the FAISS structure (vectors + graph links or list ids)."""
+        d = self.faiss_index.d
+        per = 4 * d if self.params.storage == "flat" else d
+        links = 2 * self.params.M * 4 * 1.1 if self.params.kind == "hnsw" else 8
+        return int(self.n * (per + links + 8))
+
+
+def new_index_dirname(kind: str) -> str:
+    return f"{kind}-{uuid.uuid4().hex}"
+
+
+def calibrate(index: AnnIndex, x: np.ndarray, metric: str, target: float, *, k: int = 10,
+              n_queries: int = 200, seed: int = 0) -> tuple[int, float]:
+    """Smallest effort (ef_search / nprobe) whose mean recall@k reaches ``target`` on a sample.
+
+    A stored row is an easy query (the walk ends on the row itself, whose graph links
+    are its neighbours), so each calibration query is a sampled row moved by a random
+    offset as long as its distance to its k-th neighbour: off the data, at the
+    neighbourhood's scale, like a real query. Returns ``(effort, recall)``; the
+    largest effort tried if none reaches the target. The recall must clear the target
+    with 95% confidence over the sample, not just on average.
+    """
+    from vecbox.index.flat import exact_topk
+
+    n, d = x.shape
+    if n <= k:
+        return index.params.effort, 1.0
+    rng = np.random.default_rng(seed)
+    sample = np.sort(rng.choice(n, min(n_queries, n), replace=False))
+    base = x[sample]
+    sq = np.einsum("ij,ij->i", x, x) if metric == "l2" else None
+    _, nn = exact_topk(x, base, k + 1, "l2", sq_norms=np.einsum("ij,ij->i", x, x))
+    radius = np.linalg.norm(x[nn[:, -1]] - base, axis=1, keepdims=True)
+    noise = rng.standard_normal(base.shape).astype(np.float32)
+    q = base + noise / np.linalg.norm(noise, axis=1, keepdims=True) * radius
+    if metric == "cosine":
+        q /= np.linalg.norm(q, axis=1, keepdims=True)
+    _, truth = exact_topk(x, q, k, metric, sq_norms=sq)
+    grid = EF_GRID if index.params.kind == "hnsw" else tuple(
+        p for p in (1, 2, 4, 8, 12, 16, 24, 32, 48, 64, 96, 128, 192, 256) if p <= int(index.params.nlist or 1)
+    )
+    best = (grid[-1], 0.0)
+    for effort in grid:
+        _, lab = index.search(q, k, effort=effort)
+        per = np.array([len(np.intersect1d(a, b)) / k for a, b in zip(truth, lab)])
+        rec = float(per.mean())
+        # one-sided 95% lower bound: the sample is small, and a lucky sample must not pick a low effort
+        if rec - 1.645 * per.std(ddof=1) / np.sqrt(len(per)) >= target:
+            return effort, rec
+        best = (effort, rec)
+    return best

@@ -1,0 +1,285 @@
+"""Per-collection search state and execution: filter masks, the ANN index, funnel prefixes.
+
+:class:`Searcher` turns one search call into a plan (:mod:`vecbox.query.planner`)
+and runs it. It caches, per collection handle:
+
+* the filter's allowed-row mask (from the in-memory metadata columns of
+  :mod:`vecbox.query.columns`, or from SQLite when a filter cannot be evaluated
+  there), keyed by the filter and the committed version - repeated filters,
+  such as a tenant or a language, cost nothing after the first search;
+* the loaded ANN index and the map from its labels to rows of the live view;
+* contiguous prefix matrices for funnel search.
+
+The exact scan itself stays with the caller (``exact_fn``), which knows about
+codecs; this module only decides where it runs and merges results.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+from collections import OrderedDict
+from collections.abc import Callable, Mapping
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from vecbox.errors import CorruptCollectionError
+from vecbox.index.ann import AnnIndex
+from vecbox.index.flat import merge_topk, rescore
+from vecbox.index.funnel import funnel_search, prefix_matrix
+from vecbox.query import planner
+from vecbox.query.columns import MetadataColumns
+from vecbox.query.filters import compile_filter
+from vecbox.storage import catalog
+from vecbox.storage.live import LiveVectors
+
+ExactFn = Callable[[np.ndarray, int, "np.ndarray | None", int], tuple[np.ndarray, np.ndarray]]
+_MASK_CACHE = 8  # filters whose masks are kept (LRU)
+_SAMPLE_ABOVE = 200_000  # rows: above this, a filter SQLite must evaluate is first estimated on a sample
+_SAMPLE_SIZE = 2_000
+
+
+class Allowed:
+    """Rows a search may return: ``mask`` over the live view (``None`` = every live row)."""
+
+    __slots__ = ("mask", "count", "source", "bitmaps", "sql")
+
+    def __init__(self, mask: np.ndarray | None, count: int, source: str, sql: tuple[str, list[Any]] | None = None):
+        self.mask = mask
+        self.count = count
+        self.source = source
+        self.bitmaps: dict[int, tuple[np.ndarray, np.ndarray, int]] = {}
+        self.sql = sql  # set when only estimated: the filter still to be checked on candidates
+
+
+class Searcher:
+    """Search state of one collection handle (not shared between processes)."""
+
+    def __init__(self, root: Path, dim: int, metric: str) -> None:
+        self.root = root
+        self.dim = dim
+        self.metric = metric
+        self.columns = MetadataColumns()
+        self._masks: OrderedDict[tuple[Any, ...], Allowed] = OrderedDict()
+        self._ann: AnnIndex | None = None
+        self._ann_cfg: Any = None
+        self._ann_error: CorruptCollectionError | None = None
+        self._labels: tuple[tuple[Any, ...], np.ndarray, np.ndarray, int] | None = None
+        self._prefix: dict[int, tuple[tuple[Any, ...], np.ndarray]] = {}
+
+    # ------------------------------------------------------------------ index
+    def index(self, conn: Any) -> AnnIndex | None:
+        """The collection's current ANN index (loaded on first use and after another process rebuilds it)."""
+        cfg = catalog.config_value(conn, "index")
+        if cfg != self._ann_cfg:
+            self._ann, self._ann_error = None, None
+            try:
+                self._ann = AnnIndex.load(self.root / cfg["dir"]) if cfg else None
+            except CorruptCollectionError as exc:  # exact searches and rebuilds still work
+                self._ann_error = exc
+            self._ann_cfg = cfg
+            self._labels = None
+        return self._ann
+
+    def set_index(self, ann: AnnIndex | None, cfg: Any) -> None:
+        """Adopt an index this handle just built (saves re-reading it from disk)."""
+        self._ann, self._ann_cfg, self._labels, self._ann_error = ann, cfg, None, None
+
+    def _label_map(self, live: LiveVectors, ann: AnnIndex) -> tuple[np.ndarray, np.ndarray, int]:
+        """(position of each label in the live view, label's row still held, rows covered by the index)."""
+        key = (id(ann), live.epoch, live.n)
+        if self._labels is None or self._labels[0][:2] != key[:2] or self._labels[0][2] > live.n:
+            pos = live.positions(ann.rids)
+            pos_c = np.minimum(pos, max(live.n - 1, 0))
+            held = (pos < live.n) & (live.rids[pos_c] == ann.rids) if live.n else np.zeros(ann.n, bool)
+            covered = int(np.searchsorted(live.rids, ann.max_rid, side="right"))
+            self._labels = (key, pos_c, held, covered)
+        return self._labels[1], self._labels[2], self._labels[3]
+
+    # ---------------------------------------------------------------- filters
+    @staticmethod
+    def _mask_key(where: Mapping[str, Any], live: LiveVectors) -> tuple[Any, ...]:
+        return (json.dumps(where, sort_keys=True, default=repr), live.epoch, live.version, live.n)
+
+    def has_mask(self, where: Mapping[str, Any], live: LiveVectors) -> bool:
+        """True when ``where``'s allowed rows at the live view's version are cached (no SQLite needed)."""
+        hit = self._masks.get(self._mask_key(where, live))
+        return hit is not None and hit.sql is None
+
+    def allowed(self, conn: Any, live: LiveVectors, where: Mapping[str, Any] | None, *,
+                may_estimate: bool = False) -> Allowed:
+        """Which live rows match ``where`` (cached per filter and version)."""
+        if not where:
+            return Allowed(None, live.n_alive, "no filter")
+        key = self._mask_key(where, live)
+        hit = self._masks.get(key)
+        if hit is not None and hit.sql is None:
+            self._masks.move_to_end(key)
+            return hit
+        mask = self.columns.mask(conn, where, live.rids, live.epoch)
+        if mask is not None:
+            mask &= live.alive
+            result = Allowed(mask, int(np.count_nonzero(mask)), "exact count (metadata columns)")
+        else:
+            sql, params = compile_filter(where)
+            if may_estimate and live.n_alive > _SAMPLE_ABOVE:
+                return self._estimate(conn, live, sql, params)
+            rids = np.array(conn.execute(f"SELECT rid FROM rows WHERE deleted IS NULL AND ({sql})", params)
+                            .fetchall(), dtype=np.int64).ravel()
+            pos = live.positions(rids)
+            held = pos < live.n  # a commit after this view's refresh may add rows it does not hold yet
+            held[held] = live.rids[pos[held]] == rids[held]
+            mask = np.zeros(live.n, dtype=bool)
+            mask[pos[held]] = True
+            rids = rids[held]
+            result = Allowed(mask, len(rids), "exact count (SQLite)")
+        self._masks[key] = result
+        while len(self._masks) > _MASK_CACHE:
+            self._masks.popitem(last=False)
+        return result
+
+    def _estimate(self, conn: Any, live: LiveVectors, sql: str, params: list[Any]) -> Allowed:
+        """Estimate the match count from a seeded sample of live rows (the filter is checked later)."""
+        alive = np.flatnonzero(live.alive)
+        sample = live.rids[np.random.default_rng(0).choice(alive, min(_SAMPLE_SIZE, len(alive)), replace=False)]
+        hits = conn.execute(
+            f"SELECT COUNT(*) FROM rows WHERE rid IN (SELECT value FROM json_each(?)) AND ({sql})",
+            [json.dumps(sample.tolist()), *params],
+        ).fetchone()[0]
+        est = int(round(hits / len(sample) * len(alive)))
+        return Allowed(None, est, f"estimated from a sample of {len(sample):,} rows (SQLite)", sql=(sql, params))
+
+    def _check_sql(self, conn: Any, live: LiveVectors, allowed: Allowed, pos: np.ndarray) -> np.ndarray:
+        """Mask of candidate positions that pass the filter of an estimated ``allowed``."""
+        assert allowed.sql is not None
+        sql, params = allowed.sql
+        cand = np.unique(pos[pos >= 0])
+        rids = live.rids[cand]
+        ok = {r for (r,) in conn.execute(
+            f"SELECT rid FROM rows WHERE deleted IS NULL AND rid IN (SELECT value FROM json_each(?)) AND ({sql})",
+            [json.dumps(rids.tolist()), *params])}
+        good = np.zeros(live.n, dtype=bool)
+        good[cand[np.isin(rids, list(ok))]] = True
+        return good
+
+    # ---------------------------------------------------------------- search
+    def run(self, conn: Any, live: LiveVectors, q: np.ndarray, k: int, *, where: Mapping[str, Any] | None,
+            exact_fn: ExactFn, floats: Callable[[np.ndarray], np.ndarray], effort: int | None = None,
+            exact: bool = False, oversample: float = 4.0) -> tuple[np.ndarray, np.ndarray, planner.Plan]:
+        """Plan and run a search; returns (scores, live positions or -1, plan)."""
+        if self._ann_error is not None and not exact:
+            raise self._ann_error
+        ann = None if exact else self._ann
+        allowed = self.allowed(conn, live, where, may_estimate=ann is not None)
+        if ann is None:
+            if allowed.sql is not None:  # pragma: no cover - estimates are only made with an index
+                allowed = self.allowed(conn, live, where)
+            plan = planner.choose(live.n_alive, allowed.count, k, None, estimate_source=allowed.source,
+                                  n_queries=len(q))
+            if exact:
+                plan.reason = "exact=True"
+            s, pos = exact_fn(q, k, allowed.mask, allowed.count)
+            return s, pos, plan
+        label_pos, held, covered = self._label_map(live, ann)
+        base = allowed.mask if allowed.mask is not None else live.alive
+        lab_allowed, n_lab = self._label_allow(allowed, base, label_pos, held, ann, live)
+        tail_mask = None
+        tail_count = 0
+        if covered < live.n:
+            tail_mask = np.zeros(live.n, dtype=bool)
+            tail_mask[covered:] = base[covered:]
+            tail_count = int(np.count_nonzero(tail_mask))
+        if allowed.sql is not None:  # estimated: the index fraction is estimated too
+            n_lab = min(ann.n, allowed.count)
+        stats = planner.IndexStats(ann.params.kind, ann.n, ann.params.M, ann.params.effort, int(ann.params.nlist or 1))
+        plan = planner.choose(live.n_alive, allowed.count, k, stats, effort=effort, estimate_source=allowed.source,
+                              index_rows_allowed=n_lab, n_queries=len(q))
+        plan.tail_rows = tail_count
+        if plan.path == "exact" or (allowed.sql is not None and not plan.path.endswith("post-filter")):
+            if allowed.sql is not None:
+                allowed = self.allowed(conn, live, where)
+                plan.estimate_source += "; then counted exactly for the scan"
+                if plan.path != "exact":
+                    plan.path, plan.reason = "exact", plan.reason + " (filter checked exactly by SQLite)"
+            s, pos = exact_fn(q, k, allowed.mask, allowed.count)
+            return s, pos, plan
+        kk = k if ann.exact_scores else max(k, math.ceil(k * oversample))
+        if plan.path.endswith("post-filter"):
+            want = max(kk, math.ceil(k * planner.POST_FILTER_SAFETY / max(n_lab / max(ann.n, 1), 1e-9)) + k)
+            s, lab = ann.search(q, want, effort=max(plan.effort or 0, want))
+            pos = np.where(lab >= 0, label_pos[np.maximum(lab, 0)], -1)
+            if allowed.sql is not None:
+                ok = self._check_sql(conn, live, allowed, pos) & live.alive
+                keep = (lab >= 0) & ok[np.maximum(pos, 0)]
+            else:
+                keep = (lab >= 0) & lab_allowed[np.maximum(lab, 0)]
+            s = np.where(keep, s, -np.inf)
+            s, pos = merge_topk([(s, np.where(keep, pos, -1))], kk)
+        else:
+            bitmap = None
+            if n_lab < ann.n:
+                bitmap = self._bitmap(allowed, lab_allowed, ann)
+            s, lab = ann.search(q, kk, effort=plan.effort, allow=bitmap)
+            pos = np.where(lab >= 0, label_pos[np.maximum(lab, 0)], -1)
+        if not ann.exact_scores:
+            s, pos = rescore(q, pos, floats, k, self.metric)
+        else:
+            s, pos = s[:, :k], pos[:, :k]
+        if tail_count:
+            ts, tp = exact_fn(q, k, tail_mask, tail_count)
+            s, pos = merge_topk([(s, pos), (ts, tp)], k)
+        total = allowed.count if allowed.sql is None else None
+        need = min(k, total) if total is not None else k
+        short = np.flatnonzero(np.count_nonzero(pos >= 0, axis=1) < need)
+        if len(short) and allowed.sql is None:
+            fs, fp = exact_fn(q[short], k, allowed.mask, allowed.count)
+            s, pos = s.copy(), pos.copy()
+            s[short], pos[short] = fs, fp
+            plan.fallback = len(short)
+        return s, pos, plan
+
+    def _label_allow(self, allowed: Allowed, base: np.ndarray, label_pos: np.ndarray, held: np.ndarray,
+                     ann: AnnIndex, live: LiveVectors) -> tuple[np.ndarray, int]:
+        cache = allowed.bitmaps.get(id(ann)) if allowed.mask is not None else None
+        if cache is not None:
+            return cache[0], cache[2]
+        if allowed.mask is None:
+            key = ("alive", id(ann), live.epoch, live.version)
+            hit = self._masks.get(key)
+            if hit is not None:
+                return hit.mask, hit.count  # type: ignore[return-value]
+        lab = held & base[label_pos]
+        n_lab = int(np.count_nonzero(lab))
+        if allowed.mask is not None:
+            allowed.bitmaps[id(ann)] = (lab, np.empty(0, np.uint8), n_lab)
+        else:
+            self._masks[key] = Allowed(lab, n_lab, "alive labels")
+        return lab, n_lab
+
+    def _bitmap(self, allowed: Allowed, lab_allowed: np.ndarray, ann: AnnIndex) -> np.ndarray:
+        entry = allowed.bitmaps.get(id(ann))
+        if entry is not None and len(entry[1]):
+            return entry[1]
+        bitmap = np.packbits(lab_allowed, bitorder="little")
+        if entry is not None:
+            allowed.bitmaps[id(ann)] = (entry[0], bitmap, entry[2])
+        return bitmap
+
+    # ---------------------------------------------------------------- funnel
+    def funnel(self, live: LiveVectors, x: np.ndarray, q: np.ndarray, stages: list[tuple[int, int]],
+               allowed: Allowed) -> tuple[np.ndarray, np.ndarray]:
+        """Funnel search over the float matrix ``x`` of the live view (see :mod:`vecbox.index.funnel`)."""
+        d1 = stages[0][0]
+        key = (live.epoch, live.n)
+        cached = self._prefix.get(d1)
+        if cached is None or cached[0][0] != live.epoch or cached[0][1] > live.n:
+            prefix = prefix_matrix(x, d1, self.metric)
+        elif cached[0][1] < live.n:
+            prefix = np.concatenate([cached[1], prefix_matrix(x[cached[0][1]:], d1, self.metric)])
+        else:
+            prefix = cached[1]
+        self._prefix = {d1: (key, prefix)}
+        valid = allowed.mask if allowed.mask is not None else (None if live.n_alive == live.n else live.alive)
+        return funnel_search(x, q, stages, self.metric, prefix, valid=valid)

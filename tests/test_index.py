@@ -1,0 +1,272 @@
+"""ANN indexes inside collections, the filtered-search planner and funnel search.
+
+Every approximate path is checked against exact search on seeded data.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from vecbox.collection import Collection, Explained
+from vecbox.errors import CorruptCollectionError, FilterError, InvalidInputError
+from vecbox.index.flat import exact_topk
+
+D = 32
+K = 10
+
+
+def clustered(n: int, d: int = D, seed: int = 0, centers: int = 50) -> np.ndarray:
+    """Gaussian mixture; the centres are the same for every seed (queries come from the data's distribution)."""
+    c = np.random.default_rng(12345).standard_normal((centers, d)).astype(np.float32) * 2
+    rng = np.random.default_rng(seed)
+    x = c[rng.integers(0, centers, n)] + rng.standard_normal((n, d)).astype(np.float32)
+    return x.astype(np.float32)
+
+
+def metadata(n: int, seed: int = 1) -> list[dict]:
+    rng = np.random.default_rng(seed)
+    num = rng.random(n)
+    cat = rng.integers(0, 100, n)
+    return [{"num": float(a), "cat": f"c{b}", "i": i} for i, (a, b) in enumerate(zip(num, cat))]
+
+
+def exact_ids(x: np.ndarray, ids: list[str], q: np.ndarray, k: int, metric: str, allow: np.ndarray | None = None):
+    xx = x / np.linalg.norm(x, axis=1, keepdims=True) if metric == "cosine" else x
+    qq = q / np.linalg.norm(q, axis=1, keepdims=True) if metric == "cosine" else q
+    _, idx = exact_topk(xx, qq, k, metric, valid=allow)
+    return [[ids[i] for i in row if i >= 0] for row in idx]
+
+
+def recall(found: list[list], truth: list[list]) -> float:
+    return float(np.mean([len(set(f) & set(t)) / max(len(t), 1) for f, t in zip(found, truth)]))
+
+
+@pytest.fixture(scope="module")
+def data():
+    n = 20_000
+    x = clustered(n)
+    ids = [f"r{i}" for i in range(n)]
+    metas = metadata(n)
+    q = clustered(100, seed=7)
+    return x, ids, metas, q
+
+
+@pytest.fixture(scope="module")
+def hnsw_col(tmp_path_factory, data):
+    x, ids, metas, _ = data
+    col = Collection.create(tmp_path_factory.mktemp("h") / "c", dim=D, metric="cosine")
+    col.add(ids, x, metas)
+    col.build_index("hnsw", M=8, ef_construction=80, target_recall=0.95)
+    return col
+
+
+def _search_ids(col, q, **kw):
+    return [[h.id for h in hits] for hits in col.search_batch(q, K, include_metadata=False, **kw)]
+
+
+# ----------------------------------------------------------------------------- unfiltered
+@pytest.mark.parametrize("kind", ["hnsw", "ivf"])
+@pytest.mark.parametrize("metric", ["cosine", "l2", "dot"])
+def test_index_recall_against_exact(tmp_path, data, kind, metric):
+    x, ids, _, q = data
+    x, ids = x[:8000], ids[:8000]
+    col = Collection.create(tmp_path / "c", dim=D, metric=metric)
+    col.add(ids, x)
+    info = col.build_index(kind, M=16, target_recall=0.95)
+    assert info["kind"] == kind and info["rows"] == 8000 and info["calibrated_recall"] >= 0.95
+    res = col.search_batch(q, K, include_metadata=False, explain=True)
+    assert res.plan.path == kind
+    found = [[h.id for h in hits] for hits in res.hits]
+    assert recall(found, exact_ids(x, ids, q, K, metric)) >= 0.93
+    # scores of what the index returns are the exact scores
+    exact = {h.id: h.score for h in col.search(q[0], 50, exact=True, include_metadata=False)}
+    for h in res.hits[0]:
+        if h.id in exact:
+            assert h.score == pytest.approx(exact[h.id], abs=1e-4)
+
+
+def test_sq8_storage_rescored_exactly(tmp_path, data):
+    x, ids, _, q = data
+    col = Collection.create(tmp_path / "c", dim=D)
+    col.add(ids[:5000], x[:5000])
+    col.build_index("hnsw", M=16, storage="sq8")
+    got = col.search_batch(q, K, include_metadata=False)
+    assert recall([[h.id for h in r] for r in got], exact_ids(x[:5000], ids[:5000], q, K, "cosine")) >= 0.93
+    ex = {h.id: h.score for h in col.search(q[0], 100, exact=True, include_metadata=False)}
+    assert all(abs(h.score - ex[h.id]) < 1e-4 for h in got[0] if h.id in ex)
+
+
+# ----------------------------------------------------------------------------- filters
+@pytest.mark.parametrize("count", [0, 1, K - 1, K, 20_000])
+def test_filters_matching_edge_counts(hnsw_col, data, count):
+    x, ids, metas, q = data
+    where = {"i": {"$lt": count}}
+    allow = np.array([m["i"] < count for m in metas])
+    res = hnsw_col.search_batch(q[:20], K, where=where, include_metadata=False, explain=True)
+    found = [[h.id for h in hits] for hits in res.hits]
+    truth = exact_ids(x, ids, q[:20], K, "cosine", allow)
+    assert all(len(f) == min(K, count) for f in found)
+    if count <= K:
+        assert res.plan.path == "exact"
+        assert [sorted(f) for f in found] == [sorted(t) for t in truth]
+    else:
+        assert recall(found, truth) >= 0.95
+
+
+@pytest.mark.parametrize("sel", [0.01, 0.1, 0.3, 0.6])
+@pytest.mark.parametrize("kind", ["range", "in"])
+def test_filtered_recall_every_selectivity(hnsw_col, data, sel, kind):
+    x, ids, metas, q = data
+    if kind == "range":
+        where = {"num": {"$lt": sel}}
+        allow = np.array([m["num"] < sel for m in metas])
+    else:
+        cats = [f"c{i}" for i in range(int(round(sel * 100)))]
+        where = {"cat": {"$in": cats}}
+        allow = np.array([m["cat"] in cats for m in metas])
+    res = hnsw_col.search_batch(q, K, where=where, include_metadata=False, explain=True)
+    found = [[h.id for h in hits] for hits in res.hits]
+    assert recall(found, exact_ids(x, ids, q, K, "cosine", allow)) >= 0.95
+    assert res.plan.estimate == int(allow.sum())
+    single = hnsw_col.search(q[0], K, where=where, explain=True)
+    assert isinstance(single, Explained) and single.plan.path in (
+        "exact", "hnsw+filter", "hnsw+post-filter")
+    if sel >= 0.6:
+        assert res.plan.path == "hnsw+post-filter"
+    if sel <= 0.01:
+        assert res.plan.path == "exact"
+    assert res.plan.reason and str(res.plan)
+
+
+def test_in_graph_filter_path_is_taken_and_accurate(hnsw_col, data):
+    x, ids, metas, q = data
+    where = {"num": {"$gte": 0.7}}
+    allow = np.array([m["num"] >= 0.7 for m in metas])
+    res = hnsw_col.search(q[0], K, where=where, explain=True)
+    assert res.plan.path == "hnsw+filter"
+    assert res.plan.effort > hnsw_col.index_info()["ef_search"]  # grown as selectivity fell
+    found = [[h.id for h in hnsw_col.search(qq, K, where=where, include_metadata=False)] for qq in q]
+    assert recall(found, exact_ids(x, ids, q, K, "cosine", allow)) >= 0.95
+
+
+def test_malformed_filter_is_rejected_before_search(hnsw_col, data):
+    with pytest.raises(FilterError):
+        hnsw_col.search(data[3][0], K, where={"num": {"$lt": [1]}})
+
+
+# ----------------------------------------------------------------------------- lifecycle
+def test_deletes_upserts_and_reopen(tmp_path, data):
+    x, ids, metas, q = data
+    n = 6000
+    path = tmp_path / "c"
+    col = Collection.create(path, dim=D)
+    col.add(ids[:n], x[:n], metas[:n])
+    col.build_index("hnsw", M=16)
+    top = [h.id for h in col.search(q[0], K)]
+    col.delete(top[:5])
+    new_vec = q[0] * 3  # an upserted row that is the best match for q[0]
+    col.upsert([top[5]], new_vec[None, :])
+    col.add(["late"], (q[0] + 0.01)[None, :])  # committed after the index: searched exactly
+    hits = [h.id for h in col.search(q[0], K)]
+    assert not set(top[:5]) & set(hits)
+    assert hits[0] in (top[5], "late") and {"late", top[5]} <= set(hits)
+    res = col.search(q[0], K, explain=True)
+    assert res.plan.tail_rows == 2
+    # a fresh handle (another process) loads the saved index and gets the same answer
+    col2 = Collection.open(path)
+    assert col2.index_info()["rows"] == n
+    assert [h.id for h in col2.search(q[0], K)] == hits
+    for _ in range(3):  # interleave more writes and a rebuild
+        col2.delete(hits[:1])
+        hits = hits[1:]
+        col2.build_index("hnsw", M=16)
+        assert hits[0] == col2.search(q[0], 1)[0].id
+    freed = col2.compact()
+    assert freed > 0
+    info = col2.index_info()
+    assert info["rows"] == col2.count() and info["behind_by_versions"] == 0
+    truth = [[h.id for h in r] for r in col2.search_batch(q, K, exact=True)]
+    assert recall([[h.id for h in r] for r in col2.search_batch(q, K)], truth) >= 0.9
+    col2.drop_index()
+    assert col2.index_info() is None and not list((path / "indexes").iterdir())
+    assert col2.search(q[0], K, explain=True).plan.path == "exact"
+
+
+def test_corrupt_index_is_a_clear_error_and_data_is_safe(tmp_path, data):
+    x, ids, _, q = data
+    path = tmp_path / "c"
+    col = Collection.create(path, dim=D)
+    col.add(ids[:3000], x[:3000])
+    col.build_index("hnsw", M=8)
+    (idx_dir,) = (path / "indexes").iterdir()
+    (idx_dir / "index.faiss").write_bytes(b"garbage")
+    col2 = Collection.open(path)
+    with pytest.raises(CorruptCollectionError, match="build_index"):
+        col2.search(q[0], K)
+    assert len(col2.search(q[0], K, exact=True)) == K  # the vectors are untouched
+    col2.build_index("hnsw", M=8)
+    assert col2.search(q[0], K, explain=True).plan.path == "hnsw"
+
+
+def test_bad_index_parameters(tmp_path):
+    col = Collection.create(tmp_path / "c", dim=4)
+    with pytest.raises(InvalidInputError, match="empty"):
+        col.build_index()
+    col.add(["a"], np.ones((1, 4)))
+    with pytest.raises(InvalidInputError, match="unknown index kind"):
+        col.build_index("annoy")
+    with pytest.raises(InvalidInputError, match="M must be"):
+        col.build_index("hnsw", M=0)
+    with pytest.raises(InvalidInputError, match="ef_search"):
+        col.search(np.ones(4), 1, ef_search=0)
+
+
+def test_target_recall_calibration_generalises(tmp_path, data):
+    x, ids, _, q = data
+    col = Collection.create(tmp_path / "c", dim=D)
+    col.add(ids[:10000], x[:10000])
+    low = col.build_index("hnsw", M=8, ef_construction=40, target_recall=0.8)
+    high = col.build_index("hnsw", M=8, ef_construction=40, target_recall=0.99)
+    assert high["ef_search"] >= low["ef_search"]
+    found = [[h.id for h in r] for r in col.search_batch(q, K, include_metadata=False)]
+    assert recall(found, exact_ids(x[:10000], ids[:10000], q, K, "cosine")) >= 0.96
+
+
+# ----------------------------------------------------------------------------- funnel
+def _pca_friendly(n: int, d: int = 64, seed: int = 3) -> np.ndarray:
+    """Vectors whose variance decays over dimensions after a random rotation (like real embeddings)."""
+    rng = np.random.default_rng(seed)
+    z = rng.standard_normal((n, d)) * (1.0 / np.arange(1, d + 1) ** 1.2)
+    rot, _ = np.linalg.qr(rng.standard_normal((d, d)))
+    return (z @ rot).astype(np.float32)
+
+
+def test_funnel_on_pca_collection_tracks_exact(tmp_path):
+    x = _pca_friendly(8000)
+    q = _pca_friendly(50, seed=9)
+    ids = [str(i) for i in range(len(x))]
+    col = Collection.create(tmp_path / "c", dim=64, codec="pca+f32")
+    col.add(ids, x)
+    res = col.search_batch(q, K, funnel=[(16, 200), (None, K)], include_metadata=False, explain=True)
+    assert res.plan.path == "funnel"
+    truth = exact_ids(x, ids, q, K, "cosine")
+    assert recall([[h.id for h in r] for r in res.hits], truth) >= 0.97
+    exact = {h.id: h.score for h in col.search(q[0], 100, exact=True, include_metadata=False)}
+    assert all(abs(h.score - exact[h.id]) < 1e-4 for h in res.hits[0] if h.id in exact)
+    # a filter and rows added later are honoured
+    col.add(["new"], q[:1])
+    hits = col.search(q[0], K, funnel=[(16, 200), (None, K)], where=None)
+    assert hits[0].id == "new"
+
+
+def test_funnel_errors(tmp_path):
+    col = Collection.create(tmp_path / "c", dim=8, codec="int8")
+    col.add([str(i) for i in range(300)], np.random.default_rng(0).standard_normal((300, 8)))
+    with pytest.raises(InvalidInputError, match="pca\\+f32"):
+        col.search(np.ones(8), 3, funnel=[(4, 50), (None, 3)])
+    plain = Collection.create(tmp_path / "p", dim=8)
+    plain.add(["a"], np.ones((1, 8)))
+    for bad in ([(4, 50)], [(9, 50), (None, 3)], [(4, 2), (None, 3)], [(4, 50), (2, 10)], "64"):
+        with pytest.raises(InvalidInputError):
+            plain.search(np.ones(8), 3, funnel=bad)
