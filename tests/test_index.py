@@ -270,3 +270,53 @@ def test_funnel_errors(tmp_path):
     for bad in ([(4, 50)], [(9, 50), (None, 3)], [(4, 2), (None, 3)], [(4, 50), (2, 10)], "64"):
         with pytest.raises(InvalidInputError):
             plain.search(np.ones(8), 3, funnel=bad)
+
+
+# ----------------------------------------------------------------------------- estimates, CLI
+def test_sampled_estimate_for_filters_sqlite_must_answer(tmp_path, data, monkeypatch):
+    """Array-valued fields are answered by SQLite; on big collections the match count is first estimated."""
+    import vecbox.searcher as searcher_mod
+
+    x, ids, _, q = data
+    n = 6000
+    rng = np.random.default_rng(5)
+    tags = [["common", "rare"] if rng.random() < 0.03 else ["common"] if rng.random() < 0.9 else ["other"]
+            for _ in range(n)]
+    col = Collection.create(tmp_path / "c", dim=D)
+    col.add(ids[:n], x[:n], [{"tags": t} for t in tags])
+    col.build_index("hnsw", M=16)
+    monkeypatch.setattr(searcher_mod, "_SAMPLE_ABOVE", 1000)  # what 200k rows would trigger
+    for tag in ("common", "rare"):
+        allow = np.array([tag in t for t in tags])
+        res = col.search_batch(q[:30], K, where={"tags": tag}, include_metadata=False, explain=True)
+        assert "sample" in res.plan.estimate_source
+        assert abs(res.plan.estimate - allow.sum()) < 0.1 * n
+        truth = exact_ids(x[:n], ids[:n], q[:30], K, "cosine", allow)
+        assert recall([[h.id for h in r] for r in res.hits], truth) >= 0.95
+        assert all(len(r) == min(K, allow.sum()) for r in res.hits)
+    assert res.plan.path == "exact"  # 3% of the rows: counted exactly, then scanned
+
+
+def test_cli_index_and_explain(tmp_path, data):
+    from typer.testing import CliRunner
+
+    from vecbox.cli import app
+
+    x, ids, metas, q = data
+    path = tmp_path / "c"
+    col = Collection.create(path, dim=D)
+    col.add(ids[:4000], x[:4000], metas[:4000])
+    runner = CliRunner()
+    out = runner.invoke(app, ["index", str(path), "--M", "8", "--json"])
+    assert out.exit_code == 0, out.output
+    info = __import__("json").loads(out.output)
+    assert info["kind"] == "hnsw" and info["rows"] == 4000 and info["M"] == 8
+    vec = __import__("json").dumps(q[0].tolist())
+    out = runner.invoke(app, ["search", str(path), "--vector", vec, "--where", '{"num": {"$gte": 0.5}}', "--explain",
+                              "--json"])
+    assert out.exit_code == 0, out.output
+    res = __import__("json").loads(out.output)
+    assert res["plan"]["path"] in ("hnsw+post-filter", "hnsw+filter", "exact") and len(res["hits"]) == K
+    assert all(h["metadata"]["num"] >= 0.5 for h in res["hits"])
+    out = runner.invoke(app, ["index", str(path), "--drop"])
+    assert out.exit_code == 0 and Collection.open(path).index_info() is None

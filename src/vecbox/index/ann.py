@@ -111,7 +111,7 @@ class AnnIndex:
     faiss_index: Any = field(repr=False)
     version: int = 0
     build_seconds: float = 0.0
-    _search_params: dict[int, Any] = field(default_factory=dict, repr=False)
+    _search_params: dict[tuple[int, int | None], Any] = field(default_factory=dict, repr=False)
 
     @property
     def n(self) -> int:
@@ -172,21 +172,23 @@ class AnnIndex:
         faiss = _faiss()
         effort = int(effort or self.params.effort)
         k = max(1, min(int(k), self.n))
-        sel = faiss.IDSelectorBitmap(self.n, faiss.swig_ptr(allow)) if allow is not None else None
-        key = max(effort, k) if self.params.kind == "hnsw" else min(effort, int(self.params.nlist or effort))
-        sp = self._search_params.get(key) if sel is None else None
-        if sp is None:
-            if self.params.kind == "hnsw":
-                sp = faiss.SearchParametersHNSW(efSearch=key)
-            else:
-                sp = faiss.SearchParametersIVF(nprobe=key)
-            if sel is not None:
+        key = (max(effort, k) if self.params.kind == "hnsw" else min(effort, int(self.params.nlist or effort)),
+               id(allow) if allow is not None else None)
+        entry = self._search_params.get(key)
+        if entry is None or entry[1] is not allow:
+            sp = faiss.SearchParametersHNSW(efSearch=key[0]) if self.params.kind == "hnsw" else \
+                faiss.SearchParametersIVF(nprobe=key[0])
+            sel = None
+            if allow is not None:
+                sel = faiss.IDSelectorBitmap(self.n, faiss.swig_ptr(allow))
                 sp.sel = sel
-            elif len(self._search_params) < 64:  # SWIG objects cost ~10 us to make: keep the unfiltered ones
-                self._search_params[key] = sp
+            if len(self._search_params) >= 64:  # SWIG objects cost ~10 us each to make: keep recent ones
+                self._search_params.pop(next(iter(self._search_params)))
+            # the entry keeps the bitmap and selector alive for as long as FAISS may read them
+            entry = self._search_params[key] = (sp, allow, sel)
+        sp = entry[0]
         q = np.ascontiguousarray(q, dtype=np.float32)
         dist, lab = self.faiss_index.search(q, k, params=sp)
-        del sel  # the selector reads ``allow`` during the search only
         if self.metric == "l2":
             scores = np.einsum("ij,ij->i", q, q)[:, None] - dist
         else:

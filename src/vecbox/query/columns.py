@@ -62,8 +62,10 @@ _JSON_TYPES = ("null", "false", "true", "integer", "real", "text", "object", "ar
 _KIND_SQL = (
     "CASE json_type(metadata, ?{i}) "
     + " ".join(f"WHEN '{name}' THEN {code}" for code, name in enumerate(_JSON_TYPES, start=1))
-    + " ELSE 0 END, json_extract(metadata, ?{i})"
+    + " ELSE 0 END"
 )
+_VALUE_SQL = "json_extract(metadata, ?{i})"
+_MAX_SPAN = 2**58  # (rid - lower) * 16 + kind must stay within int64
 _EXACT_LIMIT = 2**53  # integers above this magnitude may not survive float64
 _CHUNK = 1 << 16  # rows fetched per fetchmany
 _DICT_ARRAY_BUDGET = 64 << 20  # bytes: above this the string dictionary is compared as Python objects
@@ -263,7 +265,13 @@ class MetadataColumns:
             self._load_group(conn, group, n, rids)
 
     def _load_group(self, conn: sqlite3.Connection, group: list[str], n: int, rids: np.ndarray) -> None:
-        lower = int(rids[n - 1]) + 1 if n else -(2**63)
+        if n:
+            lower = int(rids[n - 1]) + 1
+        else:  # read from the first rid passed; the table must hold nothing below it
+            lower = int(rids[0])
+            if conn.execute("SELECT EXISTS (SELECT 1 FROM rows WHERE rid < ?)", (lower,)).fetchone()[0]:
+                self._forget_empty(group)
+                raise _Fallback("the table holds rows below the first rid passed")
         try:
             got, kinds, values = _read(conn, group, lower, int(rids[-1]))
         except _Undecodable as exc:
@@ -274,15 +282,18 @@ class MetadataColumns:
                     self._load_group(conn, [path], n, rids)
             return
         if not np.array_equal(got, rids[n:]):
-            for path in group:  # nothing of this read is kept
-                if self._columns[path].n == 0:
-                    del self._columns[path]
+            self._forget_empty(group)  # nothing of this read is kept
             raise _Fallback("the table's rows differ from the rids passed")
         # rids[:n] matched self._rids and the table holds exactly rids[n:] above
         # them: every rid passed is now verified.
         self._verified(rids)
         for path, kind, vals in zip(group, kinds, values):
             self._columns[path].append(kind, vals)
+
+    def _forget_empty(self, group: list[str]) -> None:
+        for path in group:
+            if self._columns[path].n == 0 and not self._columns[path].unsupported:
+                del self._columns[path]
 
     def _verified(self, rids: np.ndarray) -> None:
         r = len(rids)
@@ -297,22 +308,29 @@ class MetadataColumns:
 
 def _read(conn: sqlite3.Connection, paths: list[str], lower: int, upper: int) -> tuple[np.ndarray, list[np.ndarray], list[np.ndarray]]:
     """rid, kind codes and json_extract values of ``paths`` for rows with lower <= rid <= upper."""
+    if upper - lower >= _MAX_SPAN:
+        raise _Fallback("rids span too wide a range")
     k = len(paths)
-    select = ", ".join(_KIND_SQL.format(i=i + 1) for i in range(k))
-    sql = f"SELECT rid, {select} FROM rows WHERE rid >= ?{k + 1} AND rid <= ?{k + 2} ORDER BY rid"
+    # The first column packs (rid - lower) and the first kind into one integer: one
+    # Python object less per row, which is most of the cost after SQLite's JSON parsing.
+    kinds = [_KIND_SQL.format(i=i + 1) for i in range(k)]
+    select = ", ".join([f"(rid - ?{k + 1}) * 16 + {kinds[0]}", _VALUE_SQL.format(i=1)]
+                       + [f"{kinds[i]}, {_VALUE_SQL.format(i=i + 1)}" for i in range(1, k)])
+    sql = f"SELECT {select} FROM rows WHERE rid >= ?{k + 1} AND rid <= ?{k + 2} ORDER BY rid"
     cur = conn.cursor()
     cur.row_factory = None
-    rid_parts: list[np.ndarray] = []
+    packed_parts: list[np.ndarray] = []
     kind_parts: list[list[np.ndarray]] = [[] for _ in paths]
     value_parts: list[list[np.ndarray]] = [[] for _ in paths]
     try:
         cur.execute(sql, (*paths, lower, upper))
         while rows := cur.fetchmany(_CHUNK):
             c = len(rows)
-            rid_parts.append(np.fromiter(map(operator.itemgetter(0), rows), np.int64, c))
-            for j in range(k):
-                kind_parts[j].append(np.fromiter(map(operator.itemgetter(1 + 2 * j), rows), np.int8, c))
-                value_parts[j].append(np.fromiter(map(operator.itemgetter(2 + 2 * j), rows), object, c))
+            packed_parts.append(np.fromiter(map(operator.itemgetter(0), rows), np.int64, c))
+            value_parts[0].append(np.fromiter(map(operator.itemgetter(1), rows), object, c))
+            for j in range(1, k):
+                kind_parts[j].append(np.fromiter(map(operator.itemgetter(2 * j), rows), np.int8, c))
+                value_parts[j].append(np.fromiter(map(operator.itemgetter(2 * j + 1), rows), object, c))
     except sqlite3.OperationalError as exc:  # a stored string that is not UTF-8 cannot be fetched as str
         if "decode" in str(exc).lower():
             raise _Undecodable(f"a string that is not valid UTF-8 ({exc})") from None
@@ -323,11 +341,9 @@ def _read(conn: sqlite3.Connection, paths: list[str], lower: int, upper: int) ->
     def cat(parts: list[np.ndarray], dtype: Any) -> np.ndarray:
         return np.concatenate(parts) if parts else np.zeros(0, dtype)
 
-    return (
-        cat(rid_parts, np.int64),
-        [cat(p, np.int8) for p in kind_parts],
-        [cat(p, object) for p in value_parts],
-    )
+    packed = cat(packed_parts, np.int64)
+    kind_arrays = [(packed & 15).astype(np.int8)] + [cat(p, np.int8) for p in kind_parts[1:]]
+    return (packed >> 4) + lower, kind_arrays, [cat(p, object) for p in value_parts]
 
 
 # ---------------------------------------------------------------------- plans
@@ -430,7 +446,7 @@ def _operator(col: _Column, op: str, arg: Any, r: int) -> np.ndarray:
         if unicode and "\x00" not in arg:  # numpy drops trailing NULs of str values, so not with one
             table[:-1] = cmp(dictionary, arg)
         else:
-            table[:-1] = np.fromiter(map(cmp, dictionary.tolist(), itertools.repeat(arg)), bool, len(dictionary))
+            table[:-1] = np.fromiter(map(cmp, col.strings, itertools.repeat(arg)), bool, len(dictionary))
         return table[col.code[:r]]
     return cmp(col.num[:r], arg)  # NaN (not a number) compares False
 
