@@ -47,7 +47,7 @@ import numbers
 import operator
 import sqlite3
 from collections import defaultdict
-from collections.abc import Callable, Iterable, Mapping
+from collections.abc import Callable, Mapping
 from typing import Any
 
 import numpy as np
@@ -70,7 +70,7 @@ _EXACT_LIMIT = 2**53  # integers above this magnitude may not survive float64
 _CHUNK = 1 << 16  # rows fetched per fetchmany
 _DICT_ARRAY_BUDGET = 64 << 20  # bytes: above this the string dictionary is compared as Python objects
 _RANGE = {"$gt": operator.gt, "$gte": operator.ge, "$lt": operator.lt, "$lte": operator.le}
-_SMALL_IN = 8  # number lists up to this length are tested by repeated ==
+_SMALL_IN = 64  # longer number lists are looked up by binary search
 
 
 class _Fallback(Exception):
@@ -142,7 +142,8 @@ class _Column:
             if len(strings) * width * 4 <= _DICT_ARRAY_BUDGET:
                 arr = np.array(strings, dtype=f"<U{max(width, 1)}")
                 # numpy drops trailing NULs from str items; keep exactness.
-                if not np.array_equal(np.char.str_len(arr), np.fromiter(map(len, strings), np.int64, len(strings))):
+                lengths = np.fromiter(map(len, strings), np.int64, len(strings))
+                if not np.array_equal(np.char.str_len(arr), lengths):
                     arr = None
             unicode = arr is not None
             if arr is None:
@@ -193,7 +194,9 @@ class MetadataColumns:
         self._n = 0
         self._columns.clear()
 
-    def mask(self, conn: sqlite3.Connection, where: Mapping[str, Any] | None, rids: np.ndarray, epoch: int) -> np.ndarray | None:
+    def mask(
+        self, conn: sqlite3.Connection, where: Mapping[str, Any] | None, rids: np.ndarray, epoch: int
+    ) -> np.ndarray | None:
         """Boolean mask (len(rids),) of rows matching `where`, or None when this filter cannot be
         evaluated from columns (the caller then falls back to SQL). `rids` are ALL rows the caller holds,
         ascending (every row of the table with rid <= rids[-1], in order); call inside the caller's read
@@ -306,7 +309,9 @@ class MetadataColumns:
             self._n = r
 
 
-def _read(conn: sqlite3.Connection, paths: list[str], lower: int, upper: int) -> tuple[np.ndarray, list[np.ndarray], list[np.ndarray]]:
+def _read(
+    conn: sqlite3.Connection, paths: list[str], lower: int, upper: int
+) -> tuple[np.ndarray, list[np.ndarray], list[np.ndarray]]:
     """rid, kind codes and json_extract values of ``paths`` for rows with lower <= rid <= upper."""
     if upper - lower >= _MAX_SPAN:
         raise _Fallback("rids span too wide a range")
@@ -384,7 +389,7 @@ def _value(v: Any) -> str | bool | float:
             v.encode("utf-8")
         except UnicodeEncodeError:
             raise _Fallback("a filter string that is not valid UTF-8") from None
-        return str(v)
+        return str.__str__(v)  # the characters SQLite is given, even for a str subclass
     if isinstance(v, numbers.Integral):
         f = float(int(v))
         if int(f) != int(v):
@@ -451,7 +456,7 @@ def _operator(col: _Column, op: str, arg: Any, r: int) -> np.ndarray:
     return cmp(col.num[:r], arg)  # NaN (not a number) compares False
 
 
-def _isin(col: _Column, values: Iterable[Any], r: int) -> np.ndarray:
+def _isin(col: _Column, values: list[Any], r: int) -> np.ndarray:
     """Rows whose scalar equals one of ``values`` (normalised: bool, str or float)."""
     bools = {v for v in values if isinstance(v, bool)}
     strs = [v for v in values if isinstance(v, str)]
@@ -469,9 +474,8 @@ def _isin(col: _Column, values: Iterable[Any], r: int) -> np.ndarray:
     if nums:
         num = col.num[:r]
         wanted = np.unique(np.asarray(nums, dtype=np.float64))
-        if len(wanted) <= _SMALL_IN:
-            for v in wanted:
-                out |= num == v
+        if len(wanted) <= _SMALL_IN:  # numpy tests short lists element by element
+            out |= np.isin(num, wanted)
         else:
             idx = np.searchsorted(wanted, num)
             np.minimum(idx, len(wanted) - 1, out=idx)
