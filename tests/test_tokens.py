@@ -105,3 +105,15 @@ def test_normalize_false_keeps_raw_norms(encoder: TokenEncoder, encoded: tuple[n
     assert norms.min() > 1.5  # MiniLM's last layer is far from unit norm
     np.testing.assert_allclose(raw / norms[:, None], encoded[0], atol=2e-4)
     assert raw_enc.fingerprint != encoder.fingerprint
+
+
+def test_text_encoder_token_output_equals_token_encoder(encoded: tuple[np.ndarray, np.ndarray]) -> None:
+    from vecbox.encoders.text import TextEncoder
+
+    enc = TextEncoder(output="tokens")
+    x, offsets = enc.encode(TEXTS)
+    np.testing.assert_array_equal(offsets, encoded[1])
+    np.testing.assert_allclose(x, encoded[0], atol=1e-6)
+    assert TextEncoder().encode(TEXTS[:1]).shape == (1, 384)  # the pooled output is unchanged
+    with pytest.raises(InvalidInputError, match="output"):
+        TextEncoder(output="words")  # type: ignore[arg-type]

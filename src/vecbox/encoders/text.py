@@ -46,6 +46,30 @@ def resolve_model(model: str) -> tuple[str, Path]:
     return str(path.resolve()), path.resolve()
 
 
+def load_sentence_transformer(model_dir: Path, device: str = "cpu") -> Any:
+    """Load a sentence-transformers model from a local directory, offline (never downloads)."""
+    os.environ.setdefault("HF_HUB_OFFLINE", "1")
+    os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")
+    try:
+        from sentence_transformers import SentenceTransformer
+    except ImportError:
+        raise MissingDependencyError("sentence-transformers is not installed; run: pip install 'vecbox[text]'") from None
+    from transformers.utils import logging as hf_logging
+
+    hf_logging.disable_progress_bar()  # its "Loading weights" bar would pollute --json output
+    return SentenceTransformer(str(model_dir), device=device, local_files_only=True)
+
+
+def model_fingerprint(name: str, model_dir: Path, policy: str) -> str:
+    """16 hex digits identifying a model's files (names and sizes) and an output policy, for cache keys."""
+    h = hashlib.sha256(name.encode())
+    for f in sorted(model_dir.rglob("*")):
+        if f.is_file():
+            h.update(f"{f.relative_to(model_dir)}:{f.stat().st_size}".encode())
+    h.update(policy.encode())
+    return h.hexdigest()[:16]
+
+
 class TextEncoder:
     """Encode texts into float32 vectors with a sentence-transformers model.
 
@@ -64,12 +88,19 @@ class TextEncoder:
         Keep every embedding on disk, keyed by model, prompt and text hash.
     device : str
         Torch device; ``"cpu"`` by default.
+    output : {"vectors", "tokens"}
+        ``"vectors"``: one pooled vector per text. ``"tokens"``: per-token vectors of the last
+        layer (L2-normalised, padding and special tokens dropped) for multi-vector retrieval;
+        :meth:`encode` then returns ``(x, offsets)`` as :class:`~vecbox.encoders.tokens.TokenEncoder` does.
 
     Examples
     --------
     >>> enc = TextEncoder()                                  # doctest: +SKIP
     >>> enc.encode(["read a csv file"]).shape                # doctest: +SKIP
     (1, 384)
+    >>> x, offsets = TextEncoder(output="tokens").encode(["read a csv file"])  # doctest: +SKIP
+    >>> x.shape, offsets.tolist()                            # doctest: +SKIP
+    ((4, 384), [0, 4])
     """
 
     def __init__(
@@ -82,7 +113,11 @@ class TextEncoder:
         document_prompt: str = "",
         cache_dir: str | Path | None = None,
         device: str = "cpu",
+        output: Literal["vectors", "tokens"] = "vectors",
     ) -> None:
+        if output not in ("vectors", "tokens"):
+            raise InvalidInputError(f"output must be 'vectors' or 'tokens'; got {output!r}")
+        self.output = output
         self.name, self.model_dir = resolve_model(model)
         self.batch_size = check_positive_int(batch_size, "batch_size")
         self.normalize = normalize
@@ -98,18 +133,7 @@ class TextEncoder:
     def model(self) -> Any:
         """The underlying ``SentenceTransformer`` (loaded on first use, offline)."""
         if self._model is None:
-            os.environ.setdefault("HF_HUB_OFFLINE", "1")
-            os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")
-            try:
-                from sentence_transformers import SentenceTransformer
-            except ImportError:
-                raise MissingDependencyError(
-                    "sentence-transformers is not installed; run: pip install 'vecbox[text]'"
-                ) from None
-            from transformers.utils import logging as hf_logging
-
-            hf_logging.disable_progress_bar()  # its "Loading weights" bar would pollute --json output
-            self._model = SentenceTransformer(str(self.model_dir), device=self.device, local_files_only=True)
+            self._model = load_sentence_transformer(self.model_dir, self.device)
         return self._model
 
     @property
@@ -127,12 +151,7 @@ class TextEncoder:
     @property
     def fingerprint(self) -> str:
         """Identifies the model's weights and settings, for cache keys."""
-        h = hashlib.sha256(self.name.encode())
-        for f in sorted(self.model_dir.rglob("*")):
-            if f.is_file():
-                h.update(f"{f.relative_to(self.model_dir)}:{f.stat().st_size}".encode())
-        h.update(f"normalize={self.normalize}".encode())
-        return h.hexdigest()[:16]
+        return model_fingerprint(self.name, self.model_dir, f"normalize={self.normalize}")
 
     def encode(
         self,
@@ -146,7 +165,10 @@ class TextEncoder:
 
         ``kind`` picks the prompt (``query_prompt`` or ``document_prompt``).
         ``progress`` is called with the number of texts finished after each batch.
+        With ``output="tokens"``: returns ``(x, offsets)`` (see :mod:`vecbox.encoders.tokens`).
         """
+        if self.output == "tokens":
+            return self._tokens().encode(texts, kind, show_progress=show_progress)  # type: ignore[return-value]
         if isinstance(texts, str):
             raise InvalidInputError("texts must be a list of strings; got a single string - wrap it in a list")
         texts = list(texts)
@@ -194,8 +216,21 @@ class TextEncoder:
                 bar[0].stop()
         return out
 
+    def _tokens(self) -> Any:
+        """The token encoder behind ``output="tokens"`` (same model object, same settings)."""
+        if getattr(self, "_token_encoder", None) is None:
+            from vecbox.encoders.tokens import TokenEncoder
+
+            enc = TokenEncoder(str(self.model_dir) if self.name != DEFAULT_MODEL else "default",
+                               batch_size=self.batch_size, normalize=self.normalize, query_prompt=self.query_prompt,
+                               document_prompt=self.document_prompt, cache_dir=self._cache_dir, device=self.device)
+            enc._model = self._model  # share the loaded weights (None until first use)
+            self._token_encoder = enc
+        return self._token_encoder
+
     def __repr__(self) -> str:
-        return f"TextEncoder({self.name!r}, batch_size={self.batch_size}, normalize={self.normalize})"
+        out = "" if self.output == "vectors" else f", output={self.output!r}"
+        return f"TextEncoder({self.name!r}, batch_size={self.batch_size}, normalize={self.normalize}{out})"
 
 
 def _progress_bar(total: int, done: int) -> tuple[Any, Any]:

@@ -16,7 +16,6 @@ text yields no vectors (``offsets[i] == offsets[i + 1]``).
 from __future__ import annotations
 
 import hashlib
-import os
 import sqlite3
 from collections.abc import Callable, Sequence
 from pathlib import Path
@@ -25,8 +24,14 @@ from typing import Any, Literal
 import numpy as np
 
 from vecbox._validation import check_positive_int
-from vecbox.encoders.text import DEFAULT_MODEL, _progress_bar, resolve_model
-from vecbox.errors import InvalidInputError, MissingDependencyError
+from vecbox.encoders.text import (
+    DEFAULT_MODEL,
+    _progress_bar,
+    load_sentence_transformer,
+    model_fingerprint,
+    resolve_model,
+)
+from vecbox.errors import InvalidInputError
 
 
 class TokenEncoder:
@@ -83,18 +88,7 @@ class TokenEncoder:
     def model(self) -> Any:
         """The underlying ``SentenceTransformer`` (loaded on first use, offline)."""
         if self._model is None:
-            os.environ.setdefault("HF_HUB_OFFLINE", "1")
-            os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")
-            try:
-                from sentence_transformers import SentenceTransformer
-            except ImportError:
-                raise MissingDependencyError(
-                    "sentence-transformers is not installed; run: pip install 'vecbox[text]'"
-                ) from None
-            from transformers.utils import logging as hf_logging
-
-            hf_logging.disable_progress_bar()
-            self._model = SentenceTransformer(str(self.model_dir), device=self.device, local_files_only=True)
+            self._model = load_sentence_transformer(self.model_dir, self.device)
         return self._model
 
     @property
@@ -110,12 +104,8 @@ class TokenEncoder:
     @property
     def fingerprint(self) -> str:
         """Identifies the model's weights and the token policy, for cache keys."""
-        h = hashlib.sha256(self.name.encode())
-        for f in sorted(self.model_dir.rglob("*")):
-            if f.is_file():
-                h.update(f"{f.relative_to(self.model_dir)}:{f.stat().st_size}".encode())
-        h.update(b"tokens:last-layer:l2:drop-special" if self.normalize else b"tokens:last-layer:raw:drop-special")
-        return h.hexdigest()[:16]
+        policy = "tokens:last-layer:l2:drop-special" if self.normalize else "tokens:last-layer:raw:drop-special"
+        return model_fingerprint(self.name, self.model_dir, policy)
 
     def special_ids(self) -> np.ndarray:
         """Token ids that are dropped: the tokenizer's CLS/SEP/PAD/BOS/EOS (not UNK, not MASK)."""
