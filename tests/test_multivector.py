@@ -412,3 +412,16 @@ def test_index_from_encoded_arrays(rng: np.random.Generator) -> None:
                                   search(queries, docs, fdes, cfg, k=3, candidates=10)[1])
     with pytest.raises(InvalidInputError, match="encode_documents"):
         MultiVectorIndex.from_encoded(cfg, ts, fdes[:, :10])
+
+
+def test_hnsw_over_fdes_keeps_the_recall_of_exact_mips() -> None:
+    docs, queries = topic_corpus(seed=3, n_docs=400, n_queries=30)
+    index = MultiVectorIndex(FDEConfig(20, 4, 16, seed=1))
+    index.add(docs)
+    _, exact = index.search_exact(queries, k=10)
+    _, flat = index.search(queries, k=10, candidates=100)
+    _, graph = index.build_ann(M=16).search(queries, k=10, candidates=100)
+    rec = lambda got: np.mean([len(set(a) & set(b)) / 10 for a, b in zip(got.tolist(), exact.tolist())])  # noqa: E731
+    assert rec(graph) >= rec(flat) - 0.02 and rec(graph) >= 0.9
+    index.add(docs[:1])  # new documents drop the graph: results stay exact-MIPS based
+    assert index._ann is None

@@ -53,6 +53,7 @@ class MultiVectorIndex:
         self._counts: list[np.ndarray] = []
         self._fdes: list[np.ndarray] = []
         self._cache: tuple[TokenSets, np.ndarray] | None = None
+        self._ann: Any = None  # optional AnnIndex over the FDEs (build_ann)
 
     @classmethod
     def from_encoded(
@@ -90,6 +91,7 @@ class MultiVectorIndex:
         self._counts.append(ts.counts.astype(np.int64))
         self._fdes.append(fdes)
         self._cache = None
+        self._ann = None  # the FDE graph no longer covers every document; build_ann() again
         return np.arange(start, start + ts.n, dtype=np.int64)
 
     @property
@@ -133,8 +135,25 @@ class MultiVectorIndex:
             raise InvalidInputError(f"candidates ({candidates}) must be >= k ({k}); the rerank keeps k of them")
         ts, f = self._consolidated()
         qs = as_token_sets(queries, d=self.d, name="queries")
-        cand = _fde_candidates(encode_queries(qs, self.config), f, candidates)
+        qf = encode_queries(qs, self.config)
+        if self._ann is not None:  # approximate MIPS over the FDEs, then the same exact rerank
+            _, cand = self._ann.search(qf, min(candidates, len(self)), effort=max(self._ann.params.ef_search, candidates))
+        else:
+            cand = _fde_candidates(qf, f, candidates)
         return _top_k(_maxsim_candidates(qs, ts, cand), cand, k)
+
+    def build_ann(self, *, M: int = 32, ef_construction: int = 200, ef_search: int = 64) -> "MultiVectorIndex":
+        """Index the FDEs with an HNSW graph (FAISS, inner product), so candidate search is sublinear.
+
+        :meth:`search` then asks the graph for ``candidates`` documents (with ``ef_search`` at least
+        ``candidates``) instead of scanning every FDE. Adding documents drops the graph.
+        """
+        from vecbox.index.ann import AnnIndex, IndexParams
+
+        f = self.fdes
+        params = IndexParams("hnsw", M=M, ef_construction=ef_construction, ef_search=ef_search)
+        self._ann = AnnIndex.build(np.ascontiguousarray(f), np.arange(len(f)), "dot", params)
+        return self
 
     def search_exact(self, queries: Any, *, k: int = 10) -> tuple[np.ndarray, np.ndarray]:
         """Brute-force Chamfer over every document (the reference for :meth:`search`)."""
