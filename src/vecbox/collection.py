@@ -16,7 +16,7 @@ from itertools import repeat as _repeat
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, NamedTuple
 
 import numpy as np
 
@@ -55,9 +55,8 @@ _GATHER_FRACTION = 0.5  # below this share of allowed rows, copy them out instea
 _FIT_ROWS = 100_000  # recompress fits the new codec on at most this many live vectors (seeded sample)
 
 
-@dataclass(frozen=True)
-class Hit:
-    """One search result.
+class Hit(NamedTuple):
+    """One search result (a named tuple: cheap to make, since searches return many).
 
     ``score`` is the cosine similarity (cosine, in [-1, 1]) or the inner product
     (dot) - higher is more similar - or the Euclidean distance (l2) - lower is
@@ -726,7 +725,7 @@ class Collection:
         q = v.as_matrix(query, d=self.dim, name="query", allow_1d=True)
         if len(q) != 1:
             raise InvalidInputError(f"search() takes one query; got {len(q)} - use search_batch() for several")
-        out = self.search_batch(q, k, where=where, include_metadata=include_metadata, oversample=oversample,
+        out = self._search(q, k, where=where, include_metadata=include_metadata, oversample=oversample,
                                 explain=explain, ef_search=ef_search, nprobe=nprobe, exact=exact, funnel=funnel)
         if isinstance(out, Explained):
             return Explained(out.hits[0], out.plan)
@@ -738,7 +737,13 @@ class Collection:
         exact: bool = False, funnel: Sequence[tuple[int | None, int]] | None = None,
     ) -> "list[list[Hit]] | Explained":
         """Search for many queries at once (one plan for the batch; options as in :meth:`search`)."""
-        q = v.as_matrix(queries, d=self.dim, name="queries")
+        return self._search(v.as_matrix(queries, d=self.dim, name="queries"), k, where=where,
+                            include_metadata=include_metadata, oversample=oversample, explain=explain,
+                            ef_search=ef_search, nprobe=nprobe, exact=exact, funnel=funnel)
+
+    def _search(self, q: np.ndarray, k: int, *, where: Mapping[str, Any] | None, include_metadata: bool,
+                oversample: float, explain: bool, ef_search: int | None, nprobe: int | None, exact: bool,
+                funnel: Any) -> "list[list[Hit]] | Explained":
         k = v.check_positive_int(k, "k")
         oversample = v.check_finite_number(oversample, "oversample")
         if oversample < 1:
@@ -951,7 +956,7 @@ def _codec_config(codec: Any, dim: int, keep_float: Any, seed: Any) -> dict[str,
 
 
 def _normalise(x: np.ndarray, name: str) -> np.ndarray:
-    norms = np.linalg.norm(x, axis=1, keepdims=True)
+    norms = np.sqrt(np.einsum("ij,ij->i", x, x))[:, None]
     if np.any(norms == 0):
         row = int(np.flatnonzero(norms.ravel() == 0)[0])
         raise InvalidInputError(

@@ -16,6 +16,7 @@ codecs; this module only decides where it runs and merges results.
 
 from __future__ import annotations
 
+import copy
 import json
 import math
 from collections import OrderedDict
@@ -68,6 +69,7 @@ class Searcher:
         self._ann_error: CorruptCollectionError | None = None
         self._labels: tuple[tuple[Any, ...], np.ndarray, np.ndarray, int] | None = None
         self._prefix: dict[int, tuple[tuple[Any, ...], np.ndarray]] = {}
+        self._plans: dict[tuple[Any, ...], planner.Plan] = {}  # the same inputs always give the same plan
 
     # ------------------------------------------------------------------ index
     def index(self, conn: Any) -> AnnIndex | None:
@@ -193,10 +195,19 @@ class Searcher:
             tail_count = int(np.count_nonzero(tail_mask))
         if allowed.sql is not None:  # estimated: the index fraction is estimated too
             n_lab = min(ann.n, allowed.count)
-        stats = planner.IndexStats(ann.params.kind, ann.n, ann.params.M, ann.params.effort, int(ann.params.nlist or 1))
-        plan = planner.choose(live.n_alive, allowed.count, k, stats, effort=effort, estimate_source=allowed.source,
-                              index_rows_allowed=n_lab, n_queries=len(q))
-        plan.tail_rows = tail_count
+        key = (id(ann), live.n_alive, allowed.count, allowed.source, k, effort, n_lab, min(len(q), 2), tail_count)
+        plan = self._plans.get(key)
+        if plan is None:
+            stats = planner.IndexStats(ann.params.kind, ann.n, ann.params.M, ann.params.effort,
+                                       int(ann.params.nlist or 1))
+            plan = planner.choose(live.n_alive, allowed.count, k, stats, effort=effort,
+                                  estimate_source=allowed.source, index_rows_allowed=n_lab, n_queries=len(q))
+            plan.tail_rows = tail_count
+            if len(self._plans) > 256:
+                self._plans.clear()
+            self._plans[key] = plan
+        if allowed.sql is not None:
+            plan = copy.copy(plan)  # annotated below; the cached plan stays as chosen
         if plan.path == "exact" or (allowed.sql is not None and not plan.path.endswith("post-filter")):
             if allowed.sql is not None:
                 allowed = self.allowed(conn, live, where)
@@ -232,8 +243,11 @@ class Searcher:
             s, pos = merge_topk([(s, pos), (ts, tp)], k)
         total = allowed.count if allowed.sql is None else None
         need = min(k, total) if total is not None else k
-        short = np.flatnonzero(np.count_nonzero(pos >= 0, axis=1) < need)
+        if need == 0 or pos[:, need - 1].min() >= 0:  # hits are sorted, -1 last: the k-th is there
+            return s, pos, plan
+        short = np.flatnonzero(pos[:, need - 1] < 0)
         if len(short) and allowed.sql is None:
+            plan = copy.copy(plan)
             fs, fp = exact_fn(q[short], k, allowed.mask, allowed.count)
             s, pos = s.copy(), pos.copy()
             s[short], pos[short] = fs, fp

@@ -189,12 +189,10 @@ class AnnIndex:
         sp = entry[0]
         q = np.ascontiguousarray(q, dtype=np.float32)
         dist, lab = self.faiss_index.search(q, k, params=sp)
-        if self.metric == "l2":
-            scores = np.einsum("ij,ij->i", q, q)[:, None] - dist
-        else:
-            scores = dist
-        scores = np.where(lab >= 0, scores, -np.inf).astype(np.float32)
-        return scores, lab.astype(np.int64)
+        scores = np.einsum("ij,ij->i", q, q)[:, None] - dist if self.metric == "l2" else dist
+        if lab.min() < 0:
+            scores = np.where(lab >= 0, scores, np.float32(-np.inf))
+        return scores, lab
 
     # --------------------------------------------------------------- persist
     def save(self, directory: Path) -> Path:
