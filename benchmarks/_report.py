@@ -360,3 +360,39 @@ def write_section(name: str, body: str, path: Path = DOCS_PATH) -> Path:
     tmp.write_text(text, encoding="utf-8")
     os.replace(tmp, path)
     return path
+
+
+# --------------------------------------------------------------------------- memory, disk, versions
+def rss_bytes() -> int | None:
+    """Resident set size of this process now (Linux ``/proc/self/statm``), or None elsewhere."""
+    try:
+        pages = int(Path("/proc/self/statm").read_text().split()[1])
+        return pages * os.sysconf("SC_PAGE_SIZE")
+    except (OSError, ValueError, IndexError, AttributeError):
+        return None
+
+
+def trim_memory() -> None:
+    """Collect garbage and hand freed heap pages back to the OS (glibc ``malloc_trim``), before an RSS reading."""
+    gc.collect()
+    try:
+        import ctypes
+
+        ctypes.CDLL("libc.so.6").malloc_trim(0)
+    except (OSError, AttributeError):
+        pass
+
+
+def dir_bytes(path: Path | str) -> int:
+    """Bytes of all files under ``path`` (a file: its size; missing: 0)."""
+    path = Path(path)
+    if path.is_file():
+        return path.stat().st_size
+    if not path.exists():
+        return 0
+    return sum(p.stat().st_size for p in path.rglob("*") if p.is_file())
+
+
+def versions(dists: Sequence[str]) -> str:
+    """``"name 1.2.3, other 4.5"`` for the installed distributions among ``dists`` (missing ones: "not installed")."""
+    return ", ".join(f"{d} {_version(d) or 'not installed'}" for d in dists)

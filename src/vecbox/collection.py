@@ -52,6 +52,7 @@ if TYPE_CHECKING:
 
 LOCK_FILE = "LOCK"
 _GATHER_FRACTION = 0.5  # below this share of allowed rows, copy them out instead of masking the rest
+_GATHER_CACHE_BYTES = 32 << 20  # a cached filter keeps its gathered rows up to this size (8 filters cached)
 _FIT_ROWS = 100_000  # recompress fits the new codec on at most this many live vectors (seeded sample)
 
 
@@ -753,14 +754,14 @@ class Collection:
             if value is not None:
                 effort = v.check_positive_int(value, name)
         stages = check_stages(funnel, self.dim, k) if funnel is not None else None
-        if where:
-            compile_filter(where)  # malformed filters fail before any work
         if self.metric == "cosine":
             q = _normalise(q, "queries")
         with self._state:
             # Id-only searches whose filter mask is cached need no SQLite read at all: the
             # live view holds the ids, and PRAGMA data_version says whether anyone committed.
             need_sql = include_metadata or bool(where) and not self._searcher.has_mask(where, self._live)
+            if where and need_sql:
+                compile_filter(where)  # a malformed filter fails before any work (cached masks passed already)
             with (catalog.transaction(self._conn, write=False) if need_sql else nullcontext(self._conn)) as conn:
                 self._sync(conn, in_transaction=need_sql)
                 live = self._live
@@ -769,7 +770,8 @@ class Collection:
                     plan = Plan("exact", "the collection is empty", 0, 0, "empty", 0.0)
                     empty: list[list[Hit]] = [[] for _ in range(len(q))]
                     return Explained(empty, plan) if explain else empty
-                exact_fn = lambda qq, kk, mask, count: self._exact(live, codec, qq, kk, mask, count, oversample)  # noqa: E731
+                exact_fn = lambda qq, kk, mask, count, cache: self._exact(  # noqa: E731
+                    live, codec, qq, kk, mask, count, oversample, cache)
                 if stages is not None:
                     scores, pos, plan = self._funnel(conn, live, codec, q, stages, where)
                 else:
@@ -808,16 +810,25 @@ class Collection:
         self._seen = seen
 
     def _exact(self, live: LiveVectors, codec: Codec | None, q: np.ndarray, k: int, mask: np.ndarray | None,
-               count: int, oversample: float) -> tuple[np.ndarray, np.ndarray]:
-        """Exact (or code-scan + rescore) top ``k`` over the rows in ``mask`` (None: every live row)."""
+               count: int, oversample: float, cache: dict[str, Any] | None = None) -> tuple[np.ndarray, np.ndarray]:
+        """Exact (or code-scan + rescore) top ``k`` over the rows in ``mask`` (None: every live row).
+
+        ``cache`` (a repeated filter's) keeps the gathered rows: copying them costs more than scoring them.
+        """
         x, valid, pos_map = live.x, mask, None
         sq = live.sq_norms if self.metric == "l2" and codec is None else None
         if mask is None:
             valid = None if live.n_alive == live.n else live.alive
         elif count < _GATHER_FRACTION * live.n:
-            pos_map = np.flatnonzero(mask)
-            x, valid = x[pos_map], None
-            sq = sq[pos_map] if sq is not None else None
+            if cache is not None and "gather" in cache:
+                pos_map, x, sq = cache["gather"]
+            else:
+                pos_map = np.flatnonzero(mask)
+                x = x[pos_map]
+                sq = sq[pos_map] if sq is not None else None
+                if cache is not None and x.nbytes <= _GATHER_CACHE_BYTES:
+                    cache["gather"] = (pos_map, x, sq)
+            valid = None
         if len(x) == 0 or count == 0:
             return np.full((len(q), k), -np.inf, np.float32), np.full((len(q), k), -1, np.int64)
         if codec is None:

@@ -36,7 +36,8 @@ from vecbox.query.filters import compile_filter
 from vecbox.storage import catalog
 from vecbox.storage.live import LiveVectors
 
-ExactFn = Callable[[np.ndarray, int, "np.ndarray | None", int], tuple[np.ndarray, np.ndarray]]
+ExactFn = Callable[[np.ndarray, int, "np.ndarray | None", int, "dict[str, Any] | None"],
+                   tuple[np.ndarray, np.ndarray]]
 _MASK_CACHE = 8  # filters whose masks are kept (LRU)
 _SAMPLE_ABOVE = 200_000  # rows: above this, a filter SQLite must evaluate is first estimated on a sample
 _SAMPLE_SIZE = 2_000
@@ -45,7 +46,7 @@ _SAMPLE_SIZE = 2_000
 class Allowed:
     """Rows a search may return: ``mask`` over the live view (``None`` = every live row)."""
 
-    __slots__ = ("mask", "count", "source", "bitmaps", "sql")
+    __slots__ = ("mask", "count", "source", "bitmaps", "sql", "cache")
 
     def __init__(self, mask: np.ndarray | None, count: int, source: str, sql: tuple[str, list[Any]] | None = None):
         self.mask = mask
@@ -53,6 +54,7 @@ class Allowed:
         self.source = source
         self.bitmaps: dict[int, tuple[np.ndarray, np.ndarray, int]] = {}
         self.sql = sql  # set when only estimated: the filter still to be checked on candidates
+        self.cache: dict[str, Any] = {}  # the exact scan's gathered rows, reused by repeated filters
 
 
 class Searcher:
@@ -182,7 +184,7 @@ class Searcher:
                                   n_queries=len(q))
             if exact:
                 plan.reason = "exact=True"
-            s, pos = exact_fn(q, k, allowed.mask, allowed.count)
+            s, pos = exact_fn(q, k, allowed.mask, allowed.count, allowed.cache)
             return s, pos, plan
         label_pos, held, covered = self._label_map(live, ann)
         base = allowed.mask if allowed.mask is not None else live.alive
@@ -214,7 +216,7 @@ class Searcher:
                 plan.estimate_source += "; then counted exactly for the scan"
                 if plan.path != "exact":
                     plan.path, plan.reason = "exact", plan.reason + " (filter checked exactly by SQLite)"
-            s, pos = exact_fn(q, k, allowed.mask, allowed.count)
+            s, pos = exact_fn(q, k, allowed.mask, allowed.count, allowed.cache)
             return s, pos, plan
         kk = k if ann.exact_scores else max(k, math.ceil(k * oversample))
         if plan.path.endswith("post-filter"):
@@ -239,7 +241,7 @@ class Searcher:
         else:
             s, pos = s[:, :k], pos[:, :k]
         if tail_count:
-            ts, tp = exact_fn(q, k, tail_mask, tail_count)
+            ts, tp = exact_fn(q, k, tail_mask, tail_count, None)
             s, pos = merge_topk([(s, pos), (ts, tp)], k)
         total = allowed.count if allowed.sql is None else None
         need = min(k, total) if total is not None else k
@@ -248,7 +250,7 @@ class Searcher:
         short = np.flatnonzero(pos[:, need - 1] < 0)
         if len(short) and allowed.sql is None:
             plan = copy.copy(plan)
-            fs, fp = exact_fn(q[short], k, allowed.mask, allowed.count)
+            fs, fp = exact_fn(q[short], k, allowed.mask, allowed.count, allowed.cache)
             s, pos = s.copy(), pos.copy()
             s[short], pos[short] = fs, fp
             plan.fallback = len(short)

@@ -20,7 +20,8 @@ import numpy as np
 _SMALL_FLOPS = 5e7  # below this, one BLAS thread beats waking (and syncing) the thread pool
 _SCORE_BUDGET = 1 << 22  # floats in one block of scores (16 MiB): big enough for BLAS, small enough for cache
 _MIN_BLOCK = 4096
-_RESCORE_CHUNK = 256  # queries per einsum over their candidate lists
+_RESCORE_CHUNK = 256  # queries per batched product over their candidate lists
+_ONE_SHOT = 1 << 20  # scores: up to this many (4 MiB), compute them all at once
 
 
 def exact_topk(
@@ -57,7 +58,7 @@ def exact_topk(
     Examples
     --------
     >>> x = np.eye(3, dtype=np.float32)
-    >>> s, i = exact_topk(x, x[[2]], k=2)
+    >>> s, i = exact_topk(x, np.array([[0.1, 0, 1]], np.float32), k=2)
     >>> i.tolist(), s[0, 0].item()
     ([[2, 0]], 1.0)
     """
@@ -65,6 +66,8 @@ def exact_topk(
     m = q.shape[0]
     if metric == "l2" and sq_norms is None:
         sq_norms = np.einsum("ij,ij->i", x, x)
+    if m * n <= _ONE_SHOT:
+        return _one_shot(x, q, k, metric, valid, sq_norms)
     best_s = np.full((m, k), -np.inf, dtype=np.float32)
     best_i = np.full((m, k), -1, dtype=np.int64)
     block = max(_MIN_BLOCK, _SCORE_BUDGET // max(m, 1))
@@ -85,6 +88,34 @@ def exact_topk(
     best_i = np.take_along_axis(best_i, order, axis=1)
     best_i[~np.isfinite(best_s)] = -1
     return best_s, best_i
+
+
+def _one_shot(x: np.ndarray, q: np.ndarray, k: int, metric: str, valid: np.ndarray | None,
+              sq_norms: np.ndarray | None) -> tuple[np.ndarray, np.ndarray]:
+    """Small problems: all scores at once, then one partition (no block merging, far less overhead)."""
+    s = q @ x.T
+    if metric == "l2":
+        s *= 2.0
+        s -= sq_norms
+    if valid is not None:
+        s[:, ~valid] = -np.inf
+    k = min(k, s.shape[1])
+    if len(q) == 1:  # one query: 1-d operations, a few microseconds instead of tens
+        row = s[0]
+        part = np.argpartition(row, len(row) - k)[len(row) - k:] if k < len(row) else np.arange(len(row))
+        part = part[np.argsort(-row[part], kind="stable")]
+        top = row[part][None, :]
+        idx = part[None, :].astype(np.int64)
+        idx[~np.isfinite(top)] = -1
+        return top.astype(np.float32, copy=False), idx
+    idx = np.argpartition(s, s.shape[1] - k, axis=1)[:, s.shape[1] - k:] if k < s.shape[1] else \
+        np.broadcast_to(np.arange(s.shape[1]), s.shape).copy()
+    top = np.take_along_axis(s, idx, axis=1)
+    order = np.argsort(-top, axis=1, kind="stable")
+    top = np.take_along_axis(top, order, axis=1)
+    idx = np.take_along_axis(idx, order, axis=1).astype(np.int64)
+    idx[~np.isfinite(top)] = -1
+    return top.astype(np.float32, copy=False), idx
 
 
 def rescore(
@@ -112,10 +143,16 @@ def rescore(
     exact = np.full(idx.shape, -np.inf, dtype=np.float32)
     for start in range(0, len(q), _RESCORE_CHUNK):
         sl = slice(start, start + _RESCORE_CHUNK)
-        rows = vecs[local[sl]]  # (chunk, candidates, d)
-        sc = np.einsum("mkd,md->mk", rows, q[sl])
-        if metric == "l2":
-            sc = 2 * sc - np.einsum("mkd,mkd->mk", rows, rows)
+        if len(q) == 1:  # one query: a plain matrix-vector product over its candidates
+            rows = vecs[local[0]]
+            sc = (rows @ q[0])[None, :]
+            if metric == "l2":
+                sc = 2 * sc - np.einsum("kd,kd->k", rows, rows)[None, :]
+        else:
+            rows = vecs[local[sl]]  # (chunk, candidates, d)
+            sc = np.matmul(rows, q[sl][:, :, None])[:, :, 0]
+            if metric == "l2":
+                sc = 2 * sc - np.einsum("mkd,mkd->mk", rows, rows)
         exact[sl] = np.where(found[sl], sc, -np.inf)
     if exact.shape[1] > k:
         top = np.argpartition(-exact, k - 1, axis=1)[:, :k]
