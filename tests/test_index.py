@@ -320,3 +320,20 @@ def test_cli_index_and_explain(tmp_path, data):
     assert all(h["metadata"]["num"] >= 0.5 for h in res["hits"])
     out = runner.invoke(app, ["index", str(path), "--drop"])
     assert out.exit_code == 0 and Collection.open(path).index_info() is None
+
+
+def test_many_deletions_after_build_use_an_allow_bitmap(tmp_path, data):
+    x, ids, _, q = data
+    n = 6000
+    col = Collection.create(tmp_path / "c", dim=D)
+    col.add(ids[:n], x[:n])
+    col.build_index("hnsw", M=8)
+    gone = ids[: int(0.7 * n)]
+    col.delete(gone)
+    res = col.search_batch(q[:30], K, include_metadata=False, explain=True)
+    assert res.plan.path in ("hnsw+filter", "exact") and res.plan.estimate == n - len(gone)
+    found = [[h.id for h in r] for r in res.hits]
+    assert not set(gone) & {i for r in found for i in r}
+    assert recall(found, exact_ids(x[len(gone):n], ids[len(gone):n], q[:30], K, "cosine")) >= 0.95
+    again = col.search_batch(q[:30], K, include_metadata=False)  # the cached bitmap gives the same answer
+    assert [[h.id for h in r] for r in again] == found

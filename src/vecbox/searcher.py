@@ -233,7 +233,7 @@ class Searcher:
         else:
             bitmap = None
             if n_lab < ann.n:
-                bitmap = self._bitmap(allowed, lab_allowed, ann)
+                bitmap = self._bitmap(allowed, lab_allowed, ann, live)
             s, lab = ann.search(q, kk, effort=plan.effort, allow=bitmap)
             pos = np.where(lab >= 0, label_pos[np.maximum(lab, 0)], -1)
         if not ann.exact_scores:
@@ -248,7 +248,10 @@ class Searcher:
         if need == 0 or pos[:, need - 1].min() >= 0:  # hits are sorted, -1 last: the k-th is there
             return s, pos, plan
         short = np.flatnonzero(pos[:, need - 1] < 0)
-        if len(short) and allowed.sql is None:
+        if allowed.sql is not None:  # only estimated so far: count exactly, then re-run the short queries
+            allowed = self.allowed(conn, live, where)
+            short = np.flatnonzero(np.count_nonzero(pos >= 0, axis=1) < min(k, allowed.count))
+        if len(short):
             plan = copy.copy(plan)
             fs, fp = exact_fn(q[short], k, allowed.mask, allowed.count, allowed.cache)
             s, pos = s.copy(), pos.copy()
@@ -274,7 +277,11 @@ class Searcher:
             self._masks[key] = Allowed(lab, n_lab, "alive labels")
         return lab, n_lab
 
-    def _bitmap(self, allowed: Allowed, lab_allowed: np.ndarray, ann: AnnIndex) -> np.ndarray:
+    def _bitmap(self, allowed: Allowed, lab_allowed: np.ndarray, ann: AnnIndex, live: LiveVectors) -> np.ndarray:
+        if allowed.mask is None:  # no filter, only deletions: the bitmap lives with the cached alive labels
+            allowed = self._masks[("alive", id(ann), live.epoch, live.version)]
+            if not allowed.bitmaps:
+                allowed.bitmaps[id(ann)] = (lab_allowed, np.empty(0, np.uint8), allowed.count)
         entry = allowed.bitmaps.get(id(ann))
         if entry is not None and len(entry[1]):
             return entry[1]
