@@ -396,3 +396,22 @@ def dir_bytes(path: Path | str) -> int:
 def versions(dists: Sequence[str]) -> str:
     """``"name 1.2.3, other 4.5"`` for the installed distributions among ``dists`` (missing ones: "not installed")."""
     return ", ".join(f"{d} {_version(d) or 'not installed'}" for d in dists)
+
+
+def run_standalone(doc: str, script: str, add_arguments: Callable[[Any], None], main: Callable[[Any], Any]) -> Any:
+    """The ``if __name__ == "__main__"`` block every benchmark shares: ``--quick``, ``--write``, its own options.
+
+    ``--write`` defaults to yes for a full run and no with ``--quick``; ``args.command`` records the command line.
+    """
+    import argparse
+
+    p = argparse.ArgumentParser(description=doc.split("\n\n")[0])
+    p.add_argument("--quick", action="store_true", help="small sizes, for a smoke run")
+    p.add_argument("--write", action=argparse.BooleanOptionalAction, default=None,
+                   help="update docs/BENCHMARKS.md (default: yes for a full run, no with --quick)")
+    add_arguments(p)
+    args = p.parse_args()
+    if args.write is None:
+        args.write = not args.quick
+    args.command = " ".join(["python", script, *sys.argv[1:]])
+    return main(args)

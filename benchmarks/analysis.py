@@ -451,10 +451,4 @@ def render(sms: dict[str, Any], scale: dict[str, Any], spaces: dict[str, Any], c
 
 
 if __name__ == "__main__":
-    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    p.add_argument("--quick", action="store_true")
-    p.add_argument("--write", action=argparse.BooleanOptionalAction, default=None)
-    add_arguments(p)
-    a = p.parse_args()
-    a.write = (not a.quick) if a.write is None else a.write
-    main(a)
+    R.run_standalone(__doc__, "benchmarks/analysis.py", add_arguments, main)

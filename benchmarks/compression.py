@@ -582,13 +582,4 @@ def main(args: Any) -> dict[str, Any]:
 
 
 if __name__ == "__main__":
-    p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    p.add_argument("--quick", action="store_true", help="small sizes, for a smoke run")
-    p.add_argument("--write", action=argparse.BooleanOptionalAction, default=None,
-                   help="update docs/BENCHMARKS.md (default: yes for a full run, no with --quick)")
-    add_arguments(p)
-    a = p.parse_args()
-    if a.write is None:
-        a.write = not a.quick
-    a.command = " ".join(["python", "benchmarks/compression.py", *sys.argv[1:]])
-    main(a)
+    R.run_standalone(__doc__, "benchmarks/compression.py", add_arguments, main)
