@@ -254,6 +254,12 @@ def test_funnel_on_pca_collection_tracks_exact(tmp_path):
     assert recall([[h.id for h in r] for r in res.hits], truth) >= 0.97
     exact = {h.id: h.score for h in col.search(q[0], 100, exact=True, include_metadata=False)}
     assert all(abs(h.score - exact[h.id]) < 1e-4 for h in res.hits[0] if h.id in exact)
+    # one query at a time gives the same hits and exact scores (the query must not be altered on the way)
+    q0 = q[0].copy()
+    single = col.search(q0, K, funnel=[(16, 200), (None, K)], include_metadata=False)
+    np.testing.assert_array_equal(q0, q[0])
+    assert [h.id for h in single] == [h.id for h in res.hits[0]]
+    assert all(abs(h.score - exact[h.id]) < 1e-4 for h in single if h.id in exact)
     # a filter and rows added later are honoured
     col.add(["new"], q[:1])
     hits = col.search(q[0], K, funnel=[(16, 200), (None, K)], where=None)

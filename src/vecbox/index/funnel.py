@@ -55,7 +55,7 @@ def check_stages(stages: Any, dim: int, k: int) -> list[tuple[int, int]]:
 
 def prefix_matrix(x: np.ndarray, dims: int, metric: str) -> np.ndarray:
     """Contiguous copy of the first ``dims`` columns (rows renormalised under cosine)."""
-    p = np.ascontiguousarray(x[:, :dims], dtype=np.float32)
+    p = np.array(x[:, :dims], dtype=np.float32, order="C", copy=True)  # never a view: normalised in place below
     if metric == "cosine":
         norms = np.linalg.norm(p, axis=1, keepdims=True)
         np.divide(p, norms, out=p, where=norms > 0)
