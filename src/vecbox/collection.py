@@ -35,9 +35,10 @@ from vecbox.index.funnel import check_stages
 from vecbox.query.filters import compile_filter
 from vecbox.query.planner import Plan
 from vecbox.searcher import Searcher
-from vecbox.storage import catalog
+from vecbox.storage import catalog, tokens
 from vecbox.storage.live import LiveVectors
 from vecbox.storage.lock import WriteLock
+from vecbox.storage.tokens import TokenFiles
 from vecbox.storage.segments import (
     CODEC_DIR,
     INDEX_DIR,
@@ -49,6 +50,7 @@ from vecbox.storage.segments import (
 
 if TYPE_CHECKING:
     from vecbox.encoders.text import TextEncoder
+    from vecbox.multivector import FDEConfig
 
 LOCK_FILE = "LOCK"
 _GATHER_FRACTION = 0.5  # below this share of allowed rows, copy them out instead of masking the rest
@@ -113,6 +115,8 @@ class Collection:
         self.dim: int = int(self._config["dim"])
         self.metric: str = str(self._config["metric"])
         self.model: str | None = self._config.get("model")
+        self._mv: dict[str, Any] | None = self._config.get("multivector")
+        self._token_files: TokenFiles | None = None
         self._lock = WriteLock(self.path / LOCK_FILE, timeout=lock_timeout)
         self._state = threading.RLock()
         self._encoder = encoder
@@ -143,6 +147,8 @@ class Collection:
         codec: str | None = None,
         keep_float: bool = True,
         seed: int = 0,
+        multivector: "FDEConfig | None" = None,
+        token_dim: int | None = None,
     ) -> "Collection":
         """Create an empty collection in the directory ``path``.
 
@@ -169,6 +175,12 @@ class Collection:
             for exact rescoring and :meth:`get`. ``False`` stores codes only (smallest, lossy).
         seed : int
             Seed of the codec's random parts (rotations, k-means): same data + seed = same codes.
+        multivector : FDEConfig, optional
+            Make this a multi-vector (late-interaction) collection: each item is a set of token
+            vectors of width ``token_dim`` (taken from ``model`` when omitted), stored as they are
+            and represented by its MUVERA document FDE (so ``dim`` is the FDE width and the metric
+            is ``dot``). Add with :meth:`add_multi` (or :meth:`add_texts` with a model), search with
+            :meth:`search_multi` / :meth:`search_text`: FDE candidates, then exact Chamfer rerank.
         """
         path = Path(path)
         metric = v.check_metric(metric)
@@ -180,6 +192,15 @@ class Collection:
             model = encoder.name
             if dim is None:
                 dim = encoder.dim
+        mv_cfg = None
+        if multivector is not None:
+            from vecbox.multivector import FDEConfig
+
+            if not isinstance(multivector, FDEConfig):
+                raise InvalidInputError(f"multivector must be an FDEConfig; got {type(multivector).__name__}")
+            token_dim = v.check_positive_int(token_dim if token_dim is not None else dim, "token_dim")
+            mv_cfg = {"fde": multivector.to_dict(), "token_dim": token_dim}
+            dim, metric = multivector.output_dim(token_dim), "dot"
         if dim is None:
             raise InvalidInputError("give dim= (the vector width) or model= (a text model to take it from)")
         dim = v.check_positive_int(dim, "dim")
@@ -208,7 +229,8 @@ class Collection:
             (path / CODEC_DIR).mkdir()
         conn = catalog.connect(path, create=True)
         try:
-            catalog.initialise(conn, {"dim": dim, "metric": metric, "model": model, "codec": codec_cfg})
+            catalog.initialise(conn, {"dim": dim, "metric": metric, "model": model, "codec": codec_cfg,
+                                      "multivector": mv_cfg})
         finally:
             conn.close()
         return cls(path, lock_timeout=lock_timeout, encoder=encoder)
@@ -286,7 +308,8 @@ class Collection:
         """Add items, replacing any stored item with the same id, in one atomic commit."""
         return self._write("upsert", ids, vectors, metadatas, documents)
 
-    def _write(self, mode: str, ids: Any, vectors: Any, metadatas: Any, documents: Any) -> int:
+    def _write(self, mode: str, ids: Any, vectors: Any, metadatas: Any, documents: Any,
+               token_sets: Any = None) -> int:
         x = v.as_matrix(vectors, d=self.dim, name="vectors")
         ids = v.check_ids(ids, n=len(x))
         metas = v.check_metadatas(metadatas, len(x))
@@ -303,9 +326,14 @@ class Collection:
                 )
             codec, new_cfg = self._codec_for_write(x)
             codes = codec.encode(x) if codec is not None else None
+            tok_name = None
             try:
+                if token_sets is not None:  # the multi-vector field: its own segment, durable before the commit
+                    tok_name = write_segment(self.path, token_sets.x)
                 name = write_segment(self.path, x if self._keeps_floats(new_cfg) else None, codes)
             except BaseException:
+                if tok_name is not None:
+                    remove_segment(self.path, tok_name)
                 self._discard_codec_dir(new_cfg)
                 raise
             try:
@@ -323,8 +351,12 @@ class Collection:
                         "INSERT INTO segments(file, n, version) VALUES (?, ?, ?)", (name, len(ids), version)
                     ).lastrowid
                     catalog.insert_rows(conn, seg_id, version, ids, metas, docs)
+                    if token_sets is not None:
+                        tokens.insert(conn, seg_id, tok_name, token_sets.offsets)
             except BaseException:
                 remove_segment(self.path, name)
+                if tok_name is not None:
+                    remove_segment(self.path, tok_name)
                 self._discard_codec_dir(new_cfg)
                 raise
             if new_cfg is not None:
@@ -453,6 +485,7 @@ class Collection:
             with catalog.transaction(self._conn) as conn:
                 version = catalog.log_version(conn, operation, 0, 0)
                 conn.execute("DELETE FROM rows WHERE deleted IS NOT NULL")
+                tokens.drop_orphans(conn)
                 if name is not None:
                     seg_id = conn.execute(
                         "INSERT INTO segments(file, n, version) VALUES (?, ?, ?)", (name, len(keep), version)
@@ -649,8 +682,8 @@ class Collection:
         cfg = catalog.config_value(self._conn, "codec")
         index = catalog.config_value(self._conn, "index")
         remove_unreferenced(
-            self.path, {f for f, _ in catalog.segment_files(self._conn).values()}, cfg.get("dir") if cfg else None,
-            index["dir"] if index else None,
+            self.path, {f for f, _ in catalog.segment_files(self._conn).values()} | tokens.files(self._conn),
+            cfg.get("dir") if cfg else None, index["dir"] if index else None,
         )
 
     # ------------------------------------------------------------------- reads
@@ -871,6 +904,85 @@ class Collection:
                     allowed.source, allowed.count / max(live.n_alive, 1))
         return scores, pos, plan
 
+    # ------------------------------------------------------------- multi-vector
+    def _fde_config(self) -> "FDEConfig":
+        from vecbox.multivector import FDEConfig
+
+        if self._mv is None:
+            raise InvalidInputError(
+                f"{self.path} is not a multi-vector collection; create one with "
+                "Collection.create(path, multivector=FDEConfig(...), token_dim=...)"
+            )
+        return FDEConfig.from_dict(self._mv["fde"])
+
+    def add_multi(
+        self,
+        ids: Sequence[str],
+        token_sets: Any,
+        metadatas: Sequence[Mapping[str, Any] | None] | None = None,
+        documents: Sequence[str | None] | None = None,
+        *,
+        upsert: bool = False,
+    ) -> int:
+        """Add items that are sets of token vectors, in one atomic commit; return the new version.
+
+        ``token_sets`` is a list of ``(n_i, token_dim)`` arrays or the ragged ``(x, offsets)``
+        pair :class:`~vecbox.encoders.tokens.TokenEncoder` returns. The tokens are stored as
+        given; each item's vector is its MUVERA document FDE.
+
+        >>> col = Collection.create(tmp, multivector=FDEConfig(reps=4, ksim=2), token_dim=8)  # doctest: +SKIP
+        >>> col.add_multi(["a", "b"], [np.ones((3, 8)), np.eye(8)[:5]])                        # doctest: +SKIP
+        1
+        """
+        from vecbox.multivector import as_token_sets, encode_documents
+
+        cfg = self._fde_config()
+        ts = as_token_sets(token_sets, d=int(self._mv["token_dim"]), name="token_sets")  # type: ignore[index]
+        if not np.all(np.isfinite(ts.x)):
+            raise InvalidInputError("token_sets contain NaN or infinite values; clean them before adding")
+        return self._write("upsert" if upsert else "add", ids, encode_documents(ts, cfg), metadatas, documents,
+                           token_sets=ts)
+
+    def search_multi(
+        self, queries: Any, k: int = 10, *, candidates: int = 100, where: Mapping[str, Any] | None = None,
+        include_metadata: bool = True, ef_search: int | None = None,
+    ) -> list[list[Hit]]:
+        """Late-interaction search: FDE candidates (exact or ANN, filtered), then exact Chamfer rerank.
+
+        ``queries`` are token sets (one ``(n_i, token_dim)`` array per query, or ``(x, offsets)``).
+        Scores are Chamfer similarities ``sum_q max_p <q, p>``, best first.
+        """
+        from vecbox.multivector import as_token_sets, chamfer, encode_queries
+
+        cfg = self._fde_config()
+        k = v.check_positive_int(k, "k")
+        candidates = v.check_positive_int(candidates, "candidates")
+        if candidates < k:
+            raise InvalidInputError(f"candidates ({candidates}) must be >= k ({k}); the rerank keeps k of them")
+        qs = as_token_sets(queries, d=int(self._mv["token_dim"]), name="queries")  # type: ignore[index]
+        cand = self.search_batch(encode_queries(qs, cfg), candidates, where=where, include_metadata=False,
+                                 ef_search=ef_search)
+        wanted = sorted({h.id for hits in cand for h in hits})
+        with self._state, catalog.transaction(self._conn, write=False) as conn:
+            where_is = tokens.locate(conn, wanted)
+            if self._token_files is None:
+                self._token_files = TokenFiles(self.path, int(self._mv["token_dim"]))  # type: ignore[index]
+            mats = {i: self._token_files.get(*loc) for i, loc in where_is.items()}
+            out: list[list[tuple[str, float]]] = []
+            for qi, hits in enumerate(cand):
+                ids = [h.id for h in hits if h.id in mats]
+                if not ids:
+                    out.append([])
+                    continue
+                sc = chamfer([qs[qi]], [mats[i] for i in ids])[0]
+                order = np.argsort(-sc, kind="stable")[:k]
+                out.append([(ids[j], float(sc[j])) for j in order])
+            rows = {}
+            if include_metadata:
+                found = catalog.live_rids_for_ids(conn, sorted({i for r in out for i, _ in r}))
+                rows = {rid_id[0]: rid_id for rid_id in _fetch_rows(conn, list(found.values())).values()}
+        return [[Hit(i, s, *(rows[i][1:] if i in rows else (None, None))) for i, s in r] for r in out]
+
     # -------------------------------------------------------------------- text
     @property
     def encoder(self) -> "TextEncoder":
@@ -919,6 +1031,10 @@ class Collection:
         write = self.upsert if upsert else self.add
         for start in range(0, len(texts), commit_every):
             sl = slice(start, start + commit_every)
+            if self._mv is not None:  # multi-vector: token vectors per text
+                tok = self.encoder._tokens().encode(texts[sl], kind="document", show_progress=show_progress)
+                version = self.add_multi(id_list[sl], tok, metas[sl], texts[sl], upsert=upsert)
+                continue
             x = self.encoder.encode(texts[sl], kind="document", show_progress=show_progress)  # type: ignore[arg-type]
             version = write(id_list[sl], x, metas[sl], texts[sl])
         return version
@@ -929,6 +1045,8 @@ class Collection:
         """Encode ``text`` as a query with the collection's model and search."""
         if not isinstance(text, str) or not text.strip():
             raise InvalidInputError(f"search_text needs a non-empty string; got {text!r}")
+        if self._mv is not None:
+            return self.search_multi(self.encoder._tokens().encode([text], kind="query"), k, where=where)[0]
         return self.search(self.encoder.encode([text], kind="query")[0], k, where=where, oversample=oversample)
 
     # -------------------------------------------------------------------- info
@@ -951,6 +1069,7 @@ class Collection:
                 parse_spec(self.codec).bytes_per_vector(self.dim) if self.codec else 4 * self.dim
             ),
             "index": self.index_info(),
+            "multivector": self._mv,
         }
 
 
