@@ -207,6 +207,7 @@ class Filter:
     where: dict[str, Any] | None  # vecbox / chroma syntax
     sql: str | None  # LanceDB
     mask: np.ndarray | None  # rows that match
+    stored_actual: float | None = None  # set when loaded from a saved run (no mask)
 
     @property
     def key(self) -> str:
@@ -214,6 +215,8 @@ class Filter:
 
     @property
     def actual(self) -> float:
+        if self.stored_actual is not None:
+            return self.stored_actual
         return 1.0 if self.mask is None else float(self.mask.mean())
 
     @property
@@ -1095,6 +1098,52 @@ def section(all_res: dict[str, dict[str, Any]], fvu: tuple[list[str], list[list[
     return "\n".join(parts)
 
 
+
+# --------------------------------------------------------------------------- saved runs
+SAVED = Path(os.environ.get("VECBOX_CACHE_DIR", Path.home() / ".cache" / "vecbox")) / "bench-search"
+
+
+def _jsonable(obj: Any) -> Any:
+    if isinstance(obj, dict):
+        return {str(k): _jsonable(v) for k, v in obj.items()}
+    if isinstance(obj, (list, tuple)):
+        return [_jsonable(v) for v in obj]
+    if isinstance(obj, np.generic):
+        return obj.item()
+    if isinstance(obj, np.ndarray):
+        return obj.tolist()
+    return obj
+
+
+def save_set(key: str, entry: dict[str, Any], funnel: dict[str, Any] | None) -> Path:
+    """Keep one data set's measured results (JSON), so a later run can re-measure the other set only."""
+    ds = entry["ds"]
+    data = {"label": entry["label"], "funnel": funnel,
+            "ds": {"key": ds.key, "label": ds.label, "n": ds.n, "d": int(ds.x.shape[1]), "nq": len(ds.q),
+                   "note": ds.note, "failures": ds.failures},
+            "filters": [{"kind": f.kind, "target": f.target, "actual": f.actual} for f in entry["filters"]],
+            "results": entry["results"], "measured": time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime())}
+    SAVED.mkdir(parents=True, exist_ok=True)
+    path = SAVED / f"{key}.json"
+    path.write_text(json.dumps(_jsonable(data)), encoding="utf-8")
+    return path
+
+
+def load_set(key: str) -> tuple[dict[str, Any], dict[str, Any] | None] | None:
+    """A data set's results saved by :func:`save_set` (arrays are zero-size stand-ins of the right shape)."""
+    path = SAVED / f"{key}.json"
+    if not path.is_file():
+        return None
+    data = json.loads(path.read_text(encoding="utf-8"))
+    d = data["ds"]
+    zeros = np.zeros((1, 1), np.float32)
+    ds = Dataset(d["key"], d["label"], np.broadcast_to(zeros, (d["n"], d["d"])),
+                 np.broadcast_to(zeros, (d["nq"], d["d"])), {}, d["note"],
+                 d["failures"] + [f"results of this set reused from the run of {data['measured']}"])
+    filters = [Filter(f["kind"], f["target"], None, None, None, f["actual"]) for f in data["filters"]]
+    return {"label": data["label"], "ds": ds, "filters": filters, "results": data["results"]}, data["funnel"]
+
+
 # --------------------------------------------------------------------------- main
 def add_arguments(parser: argparse.ArgumentParser | argparse._ArgumentGroup) -> None:
     parser.add_argument("--search-sets", type=str, default=None,
@@ -1110,6 +1159,9 @@ def add_arguments(parser: argparse.ArgumentParser | argparse._ArgumentGroup) -> 
                         help="methods for the SYNTHETIC set only (default: as --search-methods)")
     parser.add_argument("--search-ef-construction", type=int, default=None,
                         help=f"ef_construction of every HNSW build (default {EF_CONSTRUCTION})")
+    parser.add_argument("--search-reuse", type=str, default=None,
+                        help="data sets whose results of an earlier full run are reused instead of measured "
+                             f"(saved in {SAVED}), e.g. synthetic: re-measure only the sentences")
     parser.add_argument("--search-queries", type=int, default=None,
                         help="queries timed one at a time per point (default 200; quick 50)")
     parser.add_argument("--search-batch-queries", type=int, default=None,
@@ -1189,6 +1241,7 @@ def main(args: Any) -> dict[str, Any]:
                  n_batch=_opt(args, "search_batch_queries", 200 if quick else 1000),
                  single_budget=budget, batch_budget=budget, sweep_budget=8 * budget, caps={})
     syn_n = _opt(args, "search_synthetic_n", 20_000 if quick else DEFAULT_SYNTHETIC_N)
+    reuse = {r.strip() for r in (_opt(args, "search_reuse", "") or "").split(",") if r.strip()}
     global EF_CONSTRUCTION
     EF_CONSTRUCTION = _opt(args, "search_ef_construction", EF_CONSTRUCTION)
     started, load_start, monitor, t_start = time.time(), R.load_average(), R.CpuMonitor(), time.perf_counter()
@@ -1197,6 +1250,14 @@ def main(args: Any) -> dict[str, Any]:
     funnel = None
     try:
         for key in sets:
+            if key in reuse:
+                loaded = load_set(key)
+                if loaded is None:
+                    raise SystemExit(f"--search-reuse {key}: no saved results in {SAVED}; run that set first")
+                all_res[key], saved_funnel = loaded
+                funnel = saved_funnel if key == "sentences" else funnel
+                R.log(f"search: {key}: reusing the results saved in {SAVED / (key + '.json')}")
+                continue
             if key == "sentences":
                 ds = sentences_dataset(_opt(args, "search_sentences_n", 10_000 if quick else None))
             elif key == "synthetic":
@@ -1231,6 +1292,8 @@ def main(args: Any) -> dict[str, Any]:
                 shutil.rmtree(tmp, ignore_errors=True)
                 tmp.mkdir(parents=True, exist_ok=True)
             all_res[key] = {"label": ds.label, "ds": ds, "filters": filters, "results": results}
+            if not quick:
+                save_set(key, all_res[key], funnel if key == "sentences" else None)
             if key != sets[-1]:
                 _report(all_res, funnel, args, cfg, quick, started, load_start, monitor,
                         time.perf_counter() - t_start, final=False)

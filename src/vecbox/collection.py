@@ -34,7 +34,7 @@ from vecbox.index.flat import exact_topk
 from vecbox.index.funnel import check_stages
 from vecbox.query.filters import compile_filter
 from vecbox.query.planner import Plan
-from vecbox.searcher import Searcher
+from vecbox.searcher import GATHER_CACHE_BYTES, Searcher
 from vecbox.storage import catalog, tokens
 from vecbox.storage.live import LiveVectors
 from vecbox.storage.lock import WriteLock
@@ -54,7 +54,6 @@ if TYPE_CHECKING:
 
 LOCK_FILE = "LOCK"
 _GATHER_FRACTION = 0.5  # below this share of allowed rows, copy them out instead of masking the rest
-_GATHER_CACHE_BYTES = 32 << 20  # a cached filter keeps its gathered rows up to this size (8 filters cached)
 _FIT_ROWS = 100_000  # recompress fits the new codec on at most this many live vectors (seeded sample)
 
 
@@ -792,7 +791,8 @@ class Collection:
         with self._state:
             # Id-only searches whose filter mask is cached need no SQLite read at all: the
             # live view holds the ids, and PRAGMA data_version says whether anyone committed.
-            need_sql = include_metadata or bool(where) and not self._searcher.has_mask(where, self._live)
+            wkey = self._searcher.filter_key(where)
+            need_sql = include_metadata or wkey is not None and not self._searcher.has_mask(wkey, self._live)
             if where and need_sql:
                 compile_filter(where)  # a malformed filter fails before any work (cached masks passed already)
             with (catalog.transaction(self._conn, write=False) if need_sql else nullcontext(self._conn)) as conn:
@@ -810,7 +810,7 @@ class Collection:
                 else:
                     scores, pos, plan = self._searcher.run(
                         conn, live, q, k, where=where, exact_fn=exact_fn, floats=self._vectors, effort=effort,
-                        exact=exact, oversample=oversample)
+                        exact=exact, oversample=oversample, wkey=wkey)
                 if include_metadata:
                     hit_rids = np.where(pos >= 0, live.rids[np.maximum(pos, 0)], -1)
                     rows = _fetch_rows(conn, np.unique(hit_rids[hit_rids >= 0]).tolist())
@@ -859,7 +859,7 @@ class Collection:
                 pos_map = np.flatnonzero(mask)
                 x = x[pos_map]
                 sq = sq[pos_map] if sq is not None else None
-                if cache is not None and x.nbytes <= _GATHER_CACHE_BYTES:
+                if cache is not None and x.nbytes <= GATHER_CACHE_BYTES:
                     cache["gather"] = (pos_map, x, sq)
             valid = None
         if len(x) == 0 or count == 0:

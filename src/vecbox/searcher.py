@@ -41,6 +41,7 @@ ExactFn = Callable[[np.ndarray, int, "np.ndarray | None", int, "dict[str, Any] |
 _MASK_CACHE = 8  # filters whose masks are kept (LRU)
 _SAMPLE_ABOVE = 200_000  # rows: above this, a filter SQLite must evaluate is first estimated on a sample
 _SAMPLE_SIZE = 2_000
+GATHER_CACHE_BYTES = 32 << 20  # a cached filter keeps its gathered rows (for exact scans) up to this size
 
 
 class Allowed:
@@ -104,20 +105,21 @@ class Searcher:
 
     # ---------------------------------------------------------------- filters
     @staticmethod
-    def _mask_key(where: Mapping[str, Any], live: LiveVectors) -> tuple[Any, ...]:
-        return (json.dumps(where, sort_keys=True, default=repr), live.epoch, live.version, live.n)
+    def filter_key(where: Mapping[str, Any] | None) -> str | None:
+        """The cache key of a filter (computed once per search: big ``$in`` lists make it cost)."""
+        return json.dumps(where, sort_keys=True, default=repr) if where else None
 
-    def has_mask(self, where: Mapping[str, Any], live: LiveVectors) -> bool:
-        """True when ``where``'s allowed rows at the live view's version are cached (no SQLite needed)."""
-        hit = self._masks.get(self._mask_key(where, live))
+    def has_mask(self, wkey: str, live: LiveVectors) -> bool:
+        """True when the filter's allowed rows at the live view's version are cached (no SQLite needed)."""
+        hit = self._masks.get((wkey, live.epoch, live.version, live.n))
         return hit is not None and hit.sql is None
 
     def allowed(self, conn: Any, live: LiveVectors, where: Mapping[str, Any] | None, *,
-                may_estimate: bool = False) -> Allowed:
+                may_estimate: bool = False, wkey: str | None = None) -> Allowed:
         """Which live rows match ``where`` (cached per filter and version)."""
         if not where:
             return Allowed(None, live.n_alive, "no filter")
-        key = self._mask_key(where, live)
+        key = (wkey or self.filter_key(where), live.epoch, live.version, live.n)
         hit = self._masks.get(key)
         if hit is not None and hit.sql is None:
             self._masks.move_to_end(key)
@@ -171,12 +173,13 @@ class Searcher:
     # ---------------------------------------------------------------- search
     def run(self, conn: Any, live: LiveVectors, q: np.ndarray, k: int, *, where: Mapping[str, Any] | None,
             exact_fn: ExactFn, floats: Callable[[np.ndarray], np.ndarray], effort: int | None = None,
-            exact: bool = False, oversample: float = 4.0) -> tuple[np.ndarray, np.ndarray, planner.Plan]:
+            exact: bool = False, oversample: float = 4.0, wkey: str | None = None,
+            ) -> tuple[np.ndarray, np.ndarray, planner.Plan]:
         """Plan and run a search; returns (scores, live positions or -1, plan)."""
         if self._ann_error is not None and not exact:
             raise self._ann_error
         ann = None if exact else self._ann
-        allowed = self.allowed(conn, live, where, may_estimate=ann is not None)
+        allowed = self.allowed(conn, live, where, may_estimate=ann is not None, wkey=wkey)
         if ann is None:
             if allowed.sql is not None:  # pragma: no cover - estimates are only made with an index
                 allowed = self.allowed(conn, live, where)
@@ -197,13 +200,18 @@ class Searcher:
             tail_count = int(np.count_nonzero(tail_mask))
         if allowed.sql is not None:  # estimated: the index fraction is estimated too
             n_lab = min(ann.n, allowed.count)
-        key = (id(ann), live.n_alive, allowed.count, allowed.source, k, effort, n_lab, min(len(q), 2), tail_count)
+        # a filter's rows are gathered on its first exact scan and kept (if small): later scans cost less
+        gathered = (allowed.mask is not None and allowed.count < 0.5 * live.n
+                    and allowed.count * self.dim * 4 <= GATHER_CACHE_BYTES)
+        key = (id(ann), live.n_alive, allowed.count, allowed.source, k, effort, n_lab, min(len(q), 2), tail_count,
+               gathered)
         plan = self._plans.get(key)
         if plan is None:
             stats = planner.IndexStats(ann.params.kind, ann.n, ann.params.M, ann.params.effort,
                                        int(ann.params.nlist or 1))
             plan = planner.choose(live.n_alive, allowed.count, k, stats, effort=effort,
-                                  estimate_source=allowed.source, index_rows_allowed=n_lab, n_queries=len(q))
+                                  estimate_source=allowed.source, index_rows_allowed=n_lab, n_queries=len(q),
+                                  gathered=gathered)
             plan.tail_rows = tail_count
             if len(self._plans) > 256:
                 self._plans.clear()
@@ -212,7 +220,7 @@ class Searcher:
             plan = copy.copy(plan)  # annotated below; the cached plan stays as chosen
         if plan.path == "exact" or (allowed.sql is not None and not plan.path.endswith("post-filter")):
             if allowed.sql is not None:
-                allowed = self.allowed(conn, live, where)
+                allowed = self.allowed(conn, live, where, wkey=wkey)
                 plan.estimate_source += "; then counted exactly for the scan"
                 if plan.path != "exact":
                     plan.path, plan.reason = "exact", plan.reason + " (filter checked exactly by SQLite)"

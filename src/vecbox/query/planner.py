@@ -29,6 +29,7 @@ from typing import Any
 # gather and runs at BLAS speed (~0.3 units per row and query).
 EXACT_ROW_COST_BATCHED = 0.3
 EXACT_ROW_COST_SHARED = 4.5
+EXACT_ROW_COST_GATHERED = 1.2  # the allowed rows are already gathered (a repeated filter): the product alone
 # Rows a graph walk scores per unit of ef (HNSW): about the layer-0 degree (2M) times
 # the share of neighbours not visited yet; 0.75 * 2M fits FAISS's HNSW on our data.
 HNSW_VISIT_FACTOR = 1.5
@@ -108,11 +109,13 @@ def choose(
     estimate_source: str = "exact count",
     index_rows_allowed: int | None = None,
     n_queries: int = 1,
+    gathered: bool = False,
 ) -> Plan:
     """Pick the cheapest path for a search over ``n_rows`` live rows of which ``estimate`` match.
 
     ``index_rows_allowed`` is how many of the index's own rows may be returned
-    (liveness and filter); it defaults to ``estimate``.
+    (liveness and filter); it defaults to ``estimate``. ``gathered``: the allowed rows
+    are already copied out (a cached filter), so a scan costs only the product.
 
     >>> choose(100_000, 500, 10, IndexStats("hnsw", 100_000)).path
     'exact'
@@ -124,7 +127,8 @@ def choose(
     'hnsw+post-filter'
     """
     sel = estimate / n_rows if n_rows else 0.0
-    exact_cost = (EXACT_ROW_COST_BATCHED + EXACT_ROW_COST_SHARED / max(n_queries, 1)) * estimate
+    shared = EXACT_ROW_COST_GATHERED if gathered else EXACT_ROW_COST_SHARED
+    exact_cost = (EXACT_ROW_COST_BATCHED + shared / max(n_queries, 1)) * estimate
     base = dict(n_rows=n_rows, estimate=estimate, estimate_source=estimate_source, selectivity=sel)
     if index is None:
         return Plan("exact", "no ANN index (build one with build_index())", costs={"exact": exact_cost}, **base)
