@@ -216,14 +216,17 @@ class Searcher:
             if len(self._plans) > 256:
                 self._plans.clear()
             self._plans[key] = plan
-        if allowed.sql is not None:
-            plan = copy.copy(plan)  # annotated below; the cached plan stays as chosen
-        if plan.path == "exact" or (allowed.sql is not None and not plan.path.endswith("post-filter")):
-            if allowed.sql is not None:
-                allowed = self.allowed(conn, live, where, wkey=wkey)
-                plan.estimate_source += "; then counted exactly for the scan"
-                if plan.path != "exact":
-                    plan.path, plan.reason = "exact", plan.reason + " (filter checked exactly by SQLite)"
+        if allowed.sql is not None and not plan.path.endswith("post-filter"):
+            # only estimated, and the plan needs the allowed rows themselves: let SQLite list them now
+            plan = copy.copy(plan)  # annotated; the cached plan stays as chosen
+            allowed = self.allowed(conn, live, where, wkey=wkey)
+            plan.estimate_source += f"; then counted exactly ({allowed.count:,})"
+            base = allowed.mask if allowed.mask is not None else live.alive
+            lab_allowed, n_lab = self._label_allow(allowed, base, label_pos, held, ann, live)
+            if tail_mask is not None:
+                tail_mask[covered:] = base[covered:]
+                tail_count = int(np.count_nonzero(tail_mask))
+        if plan.path == "exact":
             s, pos = exact_fn(q, k, allowed.mask, allowed.count, allowed.cache)
             return s, pos, plan
         kk = k if ann.exact_scores else max(k, math.ceil(k * oversample))
