@@ -34,7 +34,7 @@ from vecbox.index.flat import exact_topk
 from vecbox.index.funnel import check_stages
 from vecbox.query.filters import compile_filter
 from vecbox.query.planner import Plan
-from vecbox.searcher import GATHER_CACHE_BYTES, Searcher
+from vecbox.searcher import GATHER_CACHE_BYTES, GATHER_FRACTION, Searcher
 from vecbox.storage import catalog, tokens
 from vecbox.storage.live import LiveVectors
 from vecbox.storage.lock import WriteLock
@@ -53,7 +53,6 @@ if TYPE_CHECKING:
     from vecbox.multivector import FDEConfig
 
 LOCK_FILE = "LOCK"
-_GATHER_FRACTION = 0.5  # below this share of allowed rows, copy them out instead of masking the rest
 _FIT_ROWS = 100_000  # recompress fits the new codec on at most this many live vectors (seeded sample)
 
 
@@ -852,7 +851,7 @@ class Collection:
         sq = live.sq_norms if self.metric == "l2" and codec is None else None
         if mask is None:
             valid = None if live.n_alive == live.n else live.alive
-        elif count < _GATHER_FRACTION * live.n:
+        elif count < GATHER_FRACTION * live.n:
             if cache is not None and "gather" in cache:
                 pos_map, x, sq = cache["gather"]
             else:

@@ -41,19 +41,37 @@ ExactFn = Callable[[np.ndarray, int, "np.ndarray | None", int, "dict[str, Any] |
 _MASK_CACHE = 8  # filters whose masks are kept (LRU)
 _SAMPLE_ABOVE = 200_000  # rows: above this, a filter SQLite must evaluate is first estimated on a sample
 _SAMPLE_SIZE = 2_000
+GATHER_FRACTION = 0.5  # an exact scan copies the allowed rows out below this share, else masks the rest
 GATHER_CACHE_BYTES = 32 << 20  # a cached filter keeps its gathered rows (for exact scans) up to this size
+
+
+class LabelSet:
+    """The index labels a search may return (``mask``, ``count``) and FAISS's packed bitmap of them (made once)."""
+
+    __slots__ = ("mask", "count", "_bitmap")
+
+    def __init__(self, mask: np.ndarray) -> None:
+        self.mask = mask
+        self.count = int(np.count_nonzero(mask))
+        self._bitmap: np.ndarray | None = None
+
+    @property
+    def bitmap(self) -> np.ndarray:
+        if self._bitmap is None:
+            self._bitmap = np.packbits(self.mask, bitorder="little")
+        return self._bitmap
 
 
 class Allowed:
     """Rows a search may return: ``mask`` over the live view (``None`` = every live row)."""
 
-    __slots__ = ("mask", "count", "source", "bitmaps", "sql", "cache")
+    __slots__ = ("mask", "count", "source", "labels", "sql", "cache")
 
     def __init__(self, mask: np.ndarray | None, count: int, source: str, sql: tuple[str, list[Any]] | None = None):
         self.mask = mask
         self.count = count
         self.source = source
-        self.bitmaps: dict[int, tuple[np.ndarray, np.ndarray, int]] = {}
+        self.labels: dict[int, LabelSet] = {}  # per ANN index (by id)
         self.sql = sql  # set when only estimated: the filter still to be checked on candidates
         self.cache: dict[str, Any] = {}  # the exact scan's gathered rows, reused by repeated filters
 
@@ -141,10 +159,13 @@ class Searcher:
             mask[pos[held]] = True
             rids = rids[held]
             result = Allowed(mask, len(rids), "exact count (SQLite)")
-        self._masks[key] = result
+        return self._remember(key, result)
+
+    def _remember(self, key: tuple[Any, ...], entry: Allowed) -> Allowed:
+        self._masks[key] = entry
         while len(self._masks) > _MASK_CACHE:
             self._masks.popitem(last=False)
-        return result
+        return entry
 
     def _estimate(self, conn: Any, live: LiveVectors, sql: str, params: list[Any]) -> Allowed:
         """Estimate the match count from a seeded sample of live rows (the filter is checked later)."""
@@ -191,7 +212,8 @@ class Searcher:
             return s, pos, plan
         label_pos, held, covered = self._label_map(live, ann)
         base = allowed.mask if allowed.mask is not None else live.alive
-        lab_allowed, n_lab = self._label_allow(allowed, base, label_pos, held, ann, live)
+        labels = self._label_set(allowed, label_pos, held, ann, live)
+        n_lab = labels.count
         tail_mask = None
         tail_count = 0
         if covered < live.n:
@@ -201,7 +223,7 @@ class Searcher:
         if allowed.sql is not None:  # estimated: the index fraction is estimated too
             n_lab = min(ann.n, allowed.count)
         # a filter's rows are gathered on its first exact scan and kept (if small): later scans cost less
-        gathered = (allowed.mask is not None and allowed.count < 0.5 * live.n
+        gathered = (allowed.mask is not None and allowed.count < GATHER_FRACTION * live.n
                     and allowed.count * self.dim * 4 <= GATHER_CACHE_BYTES)
         key = (id(ann), live.n_alive, allowed.count, allowed.source, k, effort, n_lab, min(len(q), 2), tail_count,
                gathered)
@@ -222,7 +244,8 @@ class Searcher:
             allowed = self.allowed(conn, live, where, wkey=wkey)
             plan.estimate_source += f"; then counted exactly ({allowed.count:,})"
             base = allowed.mask if allowed.mask is not None else live.alive
-            lab_allowed, n_lab = self._label_allow(allowed, base, label_pos, held, ann, live)
+            labels = self._label_set(allowed, label_pos, held, ann, live)
+            n_lab = labels.count
             if tail_mask is not None:
                 tail_mask[covered:] = base[covered:]
                 tail_count = int(np.count_nonzero(tail_mask))
@@ -238,13 +261,11 @@ class Searcher:
                 ok = self._check_sql(conn, live, allowed, pos) & live.alive
                 keep = (lab >= 0) & ok[np.maximum(pos, 0)]
             else:
-                keep = (lab >= 0) & lab_allowed[np.maximum(lab, 0)]
+                keep = (lab >= 0) & labels.mask[np.maximum(lab, 0)]
             s = np.where(keep, s, -np.inf)
             s, pos = merge_topk([(s, np.where(keep, pos, -1))], kk)
         else:
-            bitmap = None
-            if n_lab < ann.n:
-                bitmap = self._bitmap(allowed, lab_allowed, ann, live)
+            bitmap = labels.bitmap if n_lab < ann.n else None
             s, lab = ann.search(q, kk, effort=plan.effort, allow=bitmap)
             pos = np.where(lab >= 0, label_pos[np.maximum(lab, 0)], -1)
         if not ann.exact_scores:
@@ -270,36 +291,18 @@ class Searcher:
             plan.fallback = len(short)
         return s, pos, plan
 
-    def _label_allow(self, allowed: Allowed, base: np.ndarray, label_pos: np.ndarray, held: np.ndarray,
-                     ann: AnnIndex, live: LiveVectors) -> tuple[np.ndarray, int]:
-        cache = allowed.bitmaps.get(id(ann)) if allowed.mask is not None else None
-        if cache is not None:
-            return cache[0], cache[2]
-        if allowed.mask is None:
+    def _label_set(self, allowed: Allowed, label_pos: np.ndarray, held: np.ndarray, ann: AnnIndex,
+                   live: LiveVectors) -> LabelSet:
+        """Labels of ``ann`` whose rows ``allowed`` lets through, cached with the filter (or with liveness)."""
+        owner = allowed
+        if allowed.mask is None:  # no filter: the labels of live rows, cached per version
             key = ("alive", id(ann), live.epoch, live.version)
-            hit = self._masks.get(key)
-            if hit is not None:
-                return hit.mask, hit.count  # type: ignore[return-value]
-        lab = held & base[label_pos]
-        n_lab = int(np.count_nonzero(lab))
-        if allowed.mask is not None:
-            allowed.bitmaps[id(ann)] = (lab, np.empty(0, np.uint8), n_lab)
-        else:
-            self._masks[key] = Allowed(lab, n_lab, "alive labels")
-        return lab, n_lab
-
-    def _bitmap(self, allowed: Allowed, lab_allowed: np.ndarray, ann: AnnIndex, live: LiveVectors) -> np.ndarray:
-        if allowed.mask is None:  # no filter, only deletions: the bitmap lives with the cached alive labels
-            allowed = self._masks[("alive", id(ann), live.epoch, live.version)]
-            if not allowed.bitmaps:
-                allowed.bitmaps[id(ann)] = (lab_allowed, np.empty(0, np.uint8), allowed.count)
-        entry = allowed.bitmaps.get(id(ann))
-        if entry is not None and len(entry[1]):
-            return entry[1]
-        bitmap = np.packbits(lab_allowed, bitorder="little")
-        if entry is not None:
-            allowed.bitmaps[id(ann)] = (entry[0], bitmap, entry[2])
-        return bitmap
+            owner = self._masks.get(key) or self._remember(key, Allowed(None, live.n_alive, "live rows"))
+        labels = owner.labels.get(id(ann))
+        if labels is None:
+            base = allowed.mask if allowed.mask is not None else live.alive
+            labels = owner.labels[id(ann)] = LabelSet(held & base[label_pos])
+        return labels
 
     # ---------------------------------------------------------------- funnel
     def funnel(self, live: LiveVectors, x: np.ndarray, q: np.ndarray, stages: list[tuple[int, int]],

@@ -25,7 +25,19 @@ from vecbox.codecs._base import Transform
 from vecbox.codecs._spec import hadamard_factor
 
 
-class Rotation(Transform):
+class _Orthogonal(Transform):
+    """A transform by an orthogonal matrix ``matrix_`` (d x d): inner products are kept exactly."""
+
+    matrix_: np.ndarray
+
+    def apply(self, x: np.ndarray) -> np.ndarray:
+        return x @ self.matrix_
+
+    def invert(self, y: np.ndarray) -> np.ndarray:
+        return y @ self.matrix_.T
+
+
+class Rotation(_Orthogonal):
     """Seeded orthogonal rotation, random (QR) or randomized Hadamard."""
 
     name: ClassVar[str] = "rot"
@@ -43,12 +55,6 @@ class Rotation(Transform):
             self.matrix_ = random_orthogonal(self.d_in, rng)
         return self
 
-    def apply(self, x: np.ndarray) -> np.ndarray:
-        return x @ self.matrix_
-
-    def invert(self, y: np.ndarray) -> np.ndarray:
-        return y @ self.matrix_.T
-
     def get_state(self) -> tuple[dict[str, Any], dict[str, np.ndarray]]:
         if self.kind == "hadamard":
             return {}, {"signs": self.signs_}
@@ -62,7 +68,7 @@ class Rotation(Transform):
             self.matrix_ = arrays["matrix"].astype(np.float32)
 
 
-class PCA(Transform):
+class PCA(_Orthogonal):
     """Variance-ordered orthogonal rotation learned from the fit sample."""
 
     name: ClassVar[str] = "pca"
@@ -78,12 +84,6 @@ class PCA(Transform):
         self.matrix_ = vecs.astype(np.float32)
         self.explained_variance_ = vals[order].astype(np.float32)
         return self
-
-    def apply(self, x: np.ndarray) -> np.ndarray:
-        return x @ self.matrix_
-
-    def invert(self, y: np.ndarray) -> np.ndarray:
-        return y @ self.matrix_.T
 
     def get_state(self) -> tuple[dict[str, Any], dict[str, np.ndarray]]:
         return {}, {"matrix": self.matrix_, "explained_variance": self.explained_variance_}

@@ -70,7 +70,32 @@ def model_fingerprint(name: str, model_dir: Path, policy: str) -> str:
     return h.hexdigest()[:16]
 
 
-class TextEncoder:
+class SentenceModel:
+    """What :class:`TextEncoder` and :class:`~vecbox.encoders.tokens.TokenEncoder` share: a local
+    sentence-transformers model (loaded offline on first use), batching, prompts, a cache directory."""
+
+    def __init__(self, model: str, *, batch_size: int, normalize: bool, query_prompt: str, document_prompt: str,
+                 cache_dir: str | Path | None, device: str) -> None:
+        self.name, self.model_dir = resolve_model(model)
+        self.batch_size = check_positive_int(batch_size, "batch_size")
+        self.normalize = bool(normalize)
+        self.query_prompt = query_prompt
+        self.document_prompt = document_prompt
+        self.device = device
+        self._model: Any = None
+        self._dim: int | None = None
+        self._cache_dir = cache_dir
+        self._cache: Any = None
+
+    @property
+    def model(self) -> Any:
+        """The underlying ``SentenceTransformer`` (loaded on first use, offline)."""
+        if self._model is None:
+            self._model = load_sentence_transformer(self.model_dir, self.device)
+        return self._model
+
+
+class TextEncoder(SentenceModel):
     """Encode texts into float32 vectors with a sentence-transformers model.
 
     Parameters
@@ -118,23 +143,8 @@ class TextEncoder:
         if output not in ("vectors", "tokens"):
             raise InvalidInputError(f"output must be 'vectors' or 'tokens'; got {output!r}")
         self.output = output
-        self.name, self.model_dir = resolve_model(model)
-        self.batch_size = check_positive_int(batch_size, "batch_size")
-        self.normalize = normalize
-        self.query_prompt = query_prompt
-        self.document_prompt = document_prompt
-        self.device = device
-        self._model: Any = None
-        self._dim: int | None = None
-        self._cache_dir = cache_dir
-        self._cache: EmbeddingCache | None = None
-
-    @property
-    def model(self) -> Any:
-        """The underlying ``SentenceTransformer`` (loaded on first use, offline)."""
-        if self._model is None:
-            self._model = load_sentence_transformer(self.model_dir, self.device)
-        return self._model
+        super().__init__(model, batch_size=batch_size, normalize=normalize, query_prompt=query_prompt,
+                         document_prompt=document_prompt, cache_dir=cache_dir, device=device)
 
     @property
     def dim(self) -> int:

@@ -19,22 +19,20 @@ import hashlib
 import sqlite3
 from collections.abc import Callable, Sequence
 from pathlib import Path
-from typing import Any, Literal
+from typing import Literal
 
 import numpy as np
 
-from vecbox._validation import check_positive_int
 from vecbox.encoders.text import (
     DEFAULT_MODEL,
     _progress_bar,
-    load_sentence_transformer,
+    SentenceModel,
     model_fingerprint,
-    resolve_model,
 )
 from vecbox.errors import InvalidInputError
 
 
-class TokenEncoder:
+class TokenEncoder(SentenceModel):
     """Encode texts into per-token vectors with a sentence-transformers model.
 
     Parameters
@@ -72,24 +70,10 @@ class TokenEncoder:
         cache_dir: str | Path | None = None,
         device: str = "cpu",
     ) -> None:
-        self.name, self.model_dir = resolve_model(model)
-        self.batch_size = check_positive_int(batch_size, "batch_size")
-        self.normalize = bool(normalize)
-        self.query_prompt = query_prompt
-        self.document_prompt = document_prompt
-        self.device = device
-        self._model: Any = None
-        self._dim: int | None = None
-        self._cache_dir = cache_dir
-        self._cache: TokenCache | None = None
+        super().__init__(model, batch_size=batch_size, normalize=normalize, query_prompt=query_prompt,
+                         document_prompt=document_prompt, cache_dir=cache_dir, device=device)
 
     # ------------------------------------------------------------------ model
-    @property
-    def model(self) -> Any:
-        """The underlying ``SentenceTransformer`` (loaded on first use, offline)."""
-        if self._model is None:
-            self._model = load_sentence_transformer(self.model_dir, self.device)
-        return self._model
 
     @property
     def dim(self) -> int:

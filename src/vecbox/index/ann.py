@@ -269,8 +269,9 @@ def calibrate(index: AnnIndex, x: np.ndarray, metric: str, target: float, *, k: 
     rng = np.random.default_rng(seed)
     sample = np.sort(rng.choice(n, min(n_queries, n), replace=False))
     base = x[sample]
-    sq = np.einsum("ij,ij->i", x, x) if metric == "l2" else None
-    _, nn = exact_topk(x, base, k + 1, "l2", sq_norms=np.einsum("ij,ij->i", x, x))
+    sq_all = np.einsum("ij,ij->i", x, x)
+    sq = sq_all if metric == "l2" else None
+    _, nn = exact_topk(x, base, k + 1, "l2", sq_norms=sq_all)
     radius = np.linalg.norm(x[nn[:, -1]] - base, axis=1, keepdims=True)
     noise = rng.standard_normal(base.shape).astype(np.float32)
     q = base + noise / np.linalg.norm(noise, axis=1, keepdims=True) * radius
