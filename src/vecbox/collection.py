@@ -8,6 +8,7 @@ in-memory view of live vectors, the filter compiler, exact search and the codecs
 from __future__ import annotations
 
 import json
+import math
 import shutil
 import threading
 from contextlib import nullcontext
@@ -754,6 +755,10 @@ class Collection:
         >>> col.search(x[0], k=5, where={"lang": "en"}, explain=True).plan.path  # doctest: +SKIP
         'hnsw+filter'
         """
+        if not (include_metadata or explain or exact or funnel is not None or nprobe is not None):
+            hits = self._plain_search(query, k, ef_search, where, one=True)
+            if hits is not None:
+                return hits
         q = v.as_matrix(query, d=self.dim, name="query", allow_1d=True)
         if len(q) != 1:
             raise InvalidInputError(f"search() takes one query; got {len(q)} - use search_batch() for several")
@@ -763,12 +768,51 @@ class Collection:
             return Explained(out.hits[0], out.plan)
         return out[0]
 
+    def _plain_search(self, queries: Any, k: Any, ef_search: Any, where: Any, one: bool) -> list[Any] | None:
+        """An id-only search answered by the index's walk alone (:meth:`Searcher.plain`), or ``None``.
+
+        Anything unusual - other input types, NaN/inf or zero vectors, no index, rows
+        not in the index yet, a filter not seen before - goes the general way, which
+        also words the errors.
+        """
+        if (type(queries) is not np.ndarray or queries.dtype.kind != "f" or queries.shape[-1:] != (self.dim,)
+                or queries.ndim != (1 if one else 2) or not queries.size
+                or type(k) is not int or k < 1 or ef_search is not None and (type(ef_search) is not int or ef_search < 1)):
+            return None
+        q = np.ascontiguousarray(queries.reshape(-1, self.dim), dtype=np.float32)
+        if one:  # Python floats: a third of the numpy calls' cost at this size
+            sq1 = float(np.dot(q[0], q[0]))
+            if not 0.0 < sq1 < math.inf:  # NaN/inf or a zero vector: the general path explains
+                return None
+            if self.metric == "cosine":
+                q = q / np.float32(math.sqrt(sq1))
+        else:
+            sq = np.einsum("ij,ij->i", q, q)
+            if not (sq.min() > 0.0 and sq.max() < math.inf):
+                return None
+            if self.metric == "cosine":
+                q = q / np.sqrt(sq)[:, None]
+        with self._state:
+            self._sync(self._conn, in_transaction=False)
+            found = self._searcher.plain(self._live, q, k, ef_search, self._searcher.filter_key(where))
+        if found is None:
+            return None
+        ids, scores = found
+        if self.metric == "l2":
+            scores = [[math.sqrt(max(d, 0.0)) for d in row] for row in scores]
+        hits = [_hits(ii, dd) for ii, dd in zip(ids, scores)]
+        return hits[0] if one else hits
+
     def search_batch(
         self, queries: Any, k: int = 10, *, where: Mapping[str, Any] | None = None, include_metadata: bool = True,
         oversample: float = 4.0, explain: bool = False, ef_search: int | None = None, nprobe: int | None = None,
         exact: bool = False, funnel: Sequence[tuple[int | None, int]] | None = None,
     ) -> "list[list[Hit]] | Explained":
         """Search for many queries at once (one plan for the batch; options as in :meth:`search`)."""
+        if not (include_metadata or explain or exact or funnel is not None or nprobe is not None):
+            hits = self._plain_search(queries, k, ef_search, where, one=False)
+            if hits is not None:
+                return hits
         return self._search(v.as_matrix(queries, d=self.dim, name="queries"), k, where=where,
                             include_metadata=include_metadata, oversample=oversample, explain=explain,
                             ef_search=ef_search, nprobe=nprobe, exact=exact, funnel=funnel)
@@ -1082,6 +1126,11 @@ def _codec_config(codec: Any, dim: int, keep_float: Any, seed: Any) -> dict[str,
         return None
     spec = make_codec(codec, dim, seed=seed).spec  # SpecError / bad seed raise here, before anything is written
     return {"spec": str(spec), "keep_float": keep_float, "seed": int(seed), "dir": None}
+
+
+def _hits(ids: list[Any], scores: list[float]) -> list[Hit]:
+    """``Hit(id, score)`` per pair, made by ``tuple.__new__`` in C (a search returns many; NamedTuple's own ``__new__`` is Python)."""
+    return list(map(tuple.__new__, _repeat(Hit), zip(ids, scores, _repeat(None), _repeat(None))))
 
 
 def _normalise(x: np.ndarray, name: str) -> np.ndarray:

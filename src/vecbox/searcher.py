@@ -91,6 +91,7 @@ class Searcher:
         self._labels: tuple[tuple[Any, ...], np.ndarray, np.ndarray, int] | None = None
         self._prefix: dict[int, tuple[tuple[Any, ...], np.ndarray]] = {}
         self._plans: dict[tuple[Any, ...], planner.Plan] = {}  # the same inputs always give the same plan
+        self._plain: tuple[tuple[Any, ...], np.ndarray | None] | None = None  # (version key, id per label)
 
     # ------------------------------------------------------------------ index
     def index(self, conn: Any) -> AnnIndex | None:
@@ -222,22 +223,7 @@ class Searcher:
             tail_count = int(np.count_nonzero(tail_mask))
         if allowed.sql is not None:  # estimated: the index fraction is estimated too
             n_lab = min(ann.n, allowed.count)
-        # a filter's rows are gathered on its first exact scan and kept (if small): later scans cost less
-        gathered = (allowed.mask is not None and allowed.count < GATHER_FRACTION * live.n
-                    and allowed.count * self.dim * 4 <= GATHER_CACHE_BYTES)
-        key = (id(ann), live.n_alive, allowed.count, allowed.source, k, effort, n_lab, min(len(q), 2), tail_count,
-               gathered)
-        plan = self._plans.get(key)
-        if plan is None:
-            stats = planner.IndexStats(ann.params.kind, ann.n, ann.params.M, ann.params.effort,
-                                       int(ann.params.nlist or 1))
-            plan = planner.choose(live.n_alive, allowed.count, k, stats, effort=effort,
-                                  estimate_source=allowed.source, index_rows_allowed=n_lab, n_queries=len(q),
-                                  gathered=gathered)
-            plan.tail_rows = tail_count
-            if len(self._plans) > 256:
-                self._plans.clear()
-            self._plans[key] = plan
+        plan = self._plan(ann, live, allowed, k, effort, n_lab, len(q), tail_count)
         if allowed.sql is not None and not plan.path.endswith("post-filter"):
             # only estimated, and the plan needs the allowed rows themselves: let SQLite list them now
             plan = copy.copy(plan)  # annotated; the cached plan stays as chosen
@@ -290,6 +276,76 @@ class Searcher:
             s[short], pos[short] = fs, fp
             plan.fallback = len(short)
         return s, pos, plan
+
+    # ------------------------------------------------------------- hot path
+    def _plan(self, ann: AnnIndex, live: LiveVectors, allowed: Allowed, k: int, effort: int | None, n_lab: int,
+              n_queries: int, tail_count: int) -> planner.Plan:
+        """The planner's choice for these inputs (cached: the same inputs always give the same plan)."""
+        # a filter's rows are gathered on its first exact scan and kept (if small): later scans cost less
+        gathered = (allowed.mask is not None and allowed.count < GATHER_FRACTION * live.n
+                    and allowed.count * self.dim * 4 <= GATHER_CACHE_BYTES)
+        n_queries = min(n_queries, 64)  # batches share a plan; beyond 64 queries the scan's setup cost is noise
+        key = (id(ann), live.n_alive, allowed.count, allowed.source, k, effort, n_lab, n_queries, tail_count, gathered)
+        plan = self._plans.get(key)
+        if plan is None:
+            stats = planner.IndexStats(ann.params.kind, ann.n, ann.params.M, ann.params.effort,
+                                       int(ann.params.nlist or 1))
+            plan = planner.choose(live.n_alive, allowed.count, k, stats, effort=effort,
+                                  estimate_source=allowed.source, index_rows_allowed=n_lab, n_queries=n_queries,
+                                  gathered=gathered)
+            plan.tail_rows = tail_count
+            if len(self._plans) > 256:
+                self._plans.clear()
+            self._plans[key] = plan
+        return plan
+
+    # ------------------------------------------------------------- hot path
+    def plain(self, live: LiveVectors, q: np.ndarray, k: int, effort: int | None,
+              wkey: str | None = None) -> tuple[list[list[Any]], list[list[float]]] | None:
+        """A graph walk answers alone: (ids, FAISS distances) per query, best first - or ``None``.
+
+        Taken when :meth:`run` would walk the index and do nothing else: an index whose
+        scores are exact (not ``sq8``), no rows committed since the build (no tail to
+        merge), and either no filter and no deletions, or a filter (``wkey``) whose
+        allowed labels are cached at this version and whose plan is the filtered walk.
+        ``None`` otherwise, or when a query comes back with fewer than ``k`` hits: the
+        general path then answers (and falls back to exact search where needed).
+        """
+        ann = self._ann
+        if ann is None or self._ann_error is not None or k > ann.n:
+            return None
+        key = (id(ann), live.epoch, live.version, live.n)
+        state = self._plain
+        if state is None or state[0] != key:
+            state = self._plain = (key, self._plain_ids(live, ann))
+        ids = state[1]
+        if ids is None:
+            return None
+        if wkey is None:
+            if live.n_alive != live.n:
+                return None
+            allowed, bitmap, n_lab = Allowed(None, live.n_alive, "no filter"), None, ann.n
+        else:
+            allowed = self._masks.get((wkey, live.epoch, live.version, live.n))
+            labels = allowed.labels.get(id(ann)) if allowed is not None and allowed.sql is None else None
+            if labels is None:
+                return None
+            n_lab = labels.count
+            bitmap = labels.bitmap if n_lab < ann.n else None
+        plan = self._plan(ann, live, allowed, k, effort, n_lab, len(q), 0)
+        if plan.path not in (ann.params.kind, ann.params.kind + "+filter") or not plan.effort:
+            return None
+        dist, lab = ann.search_plain(q, k, plan.effort, bitmap)
+        if lab[:, -1].min() < 0:
+            return None
+        return ids[lab].tolist(), dist.tolist()
+
+    def _plain_ids(self, live: LiveVectors, ann: AnnIndex) -> np.ndarray | None:
+        """Each label's id, when the index's walk alone can answer (exact scores, no tail, every label held)."""
+        label_pos, held, covered = self._label_map(live, ann)
+        if not ann.exact_scores or covered < live.n or not held.all():
+            return None
+        return live.ids[label_pos]
 
     def _label_set(self, allowed: Allowed, label_pos: np.ndarray, held: np.ndarray, ann: AnnIndex,
                    live: LiveVectors) -> LabelSet:

@@ -1,0 +1,189 @@
+"""The unfiltered id-only hot path (``Collection._plain_search``) answers exactly as the general path.
+
+The general path is forced with ``explain=True`` (same planner, same index, same
+effort); the reference for what must never be returned is exact search.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from vecbox.collection import Collection
+from vecbox.errors import DimensionMismatchError, InvalidInputError
+from vecbox.index.flat import exact_topk
+
+D = 24
+N = 4_000
+
+
+def _data(seed: int = 0) -> tuple[np.ndarray, np.ndarray]:
+    rng = np.random.default_rng(seed)
+    centers = rng.standard_normal((30, D)).astype(np.float32) * 2
+    x = centers[rng.integers(0, 30, N)] + rng.standard_normal((N, D)).astype(np.float32)
+    q = centers[rng.integers(0, 30, 40)] + rng.standard_normal((40, D)).astype(np.float32)
+    return x.astype(np.float32), q.astype(np.float32)
+
+
+def _general(col: Collection, q: np.ndarray, k: int, **kw) -> list:
+    return col.search(q, k, include_metadata=False, explain=True, **kw).hits
+
+
+def _count_general_runs(col: Collection) -> list[int]:
+    """Count the calls that take the general path (``Searcher.run``) from now on."""
+    calls = [0]
+    run = col._searcher.run
+
+    def counted(*a, **kw):
+        calls[0] += 1
+        return run(*a, **kw)
+
+    col._searcher.run = counted
+    return calls
+
+
+def _same(fast: list, slow: list) -> None:
+    assert [h.id for h in fast] == [h.id for h in slow]
+    np.testing.assert_allclose([h.score for h in fast], [h.score for h in slow], rtol=1e-5, atol=1e-5)
+
+
+@pytest.fixture(params=["cosine", "dot", "l2"])
+def indexed(request, tmp_path):
+    x, q = _data()
+    col = Collection.create(tmp_path / "c", dim=D, metric=request.param)
+    col.add([f"r{i}" for i in range(N)], x)
+    col.build_index("hnsw", M=16, ef_construction=80, ef_search=48)
+    yield col, x, q
+    col.close()
+
+
+def test_hot_path_matches_general_path(indexed):
+    col, _, q = indexed
+    general = [_general(col, qq, 10) for qq in q]
+    runs = _count_general_runs(col)
+    for qq, ref in zip(q, general):
+        _same(col.search(qq, 10, include_metadata=False), ref)
+    assert runs[0] == 0  # every one of them took the hot path
+
+
+def test_hot_path_batch_matches_single_and_general(indexed):
+    col, _, q = indexed
+    batch = col.search_batch(q, 7, include_metadata=False, ef_search=64)
+    general = col.search_batch(q, 7, include_metadata=False, ef_search=64, explain=True).hits
+    for b, g, qq in zip(batch, general, q):
+        _same(b, g)
+        _same(b, col.search(qq, 7, include_metadata=False, ef_search=64))
+
+
+def test_float64_and_non_contiguous_queries(indexed):
+    col, _, q = indexed
+    wide = np.repeat(q[:3].astype(np.float64), 2, axis=1)[:, ::2]  # float64, strided
+    for qq, ref in zip(wide, q[:3]):
+        _same(col.search(qq, 5, include_metadata=False), _general(col, ref, 5))
+
+
+def test_rows_added_after_the_build_are_found(tmp_path):
+    x, q = _data()
+    col = Collection.create(tmp_path / "c", dim=D)
+    col.add([f"r{i}" for i in range(N)], x)
+    col.build_index("hnsw", M=16, ef_construction=80)
+    col.search(q[0], 5, include_metadata=False)  # hot path state built for this version
+    col.add(["new"], q[:1] * 3)  # the nearest row of q[0] by far, outside the index
+    hits = col.search(q[0], 5, include_metadata=False)
+    assert hits[0].id == "new"
+    _same(hits, _general(col, q[0], 5))
+
+
+def test_deleted_rows_never_come_back(tmp_path):
+    x, q = _data()
+    col = Collection.create(tmp_path / "c", dim=D)
+    ids = [f"r{i}" for i in range(N)]
+    col.add(ids, x)
+    col.build_index("hnsw", M=16, ef_construction=80, ef_search=64)
+    first = [h.id for h in col.search(q[1], 10, include_metadata=False)]
+    col.delete(first[:5])
+    after = [h.id for h in col.search(q[1], 10, include_metadata=False)]
+    assert not set(first[:5]) & set(after) and len(after) == 10
+    xn = x / np.linalg.norm(x, axis=1, keepdims=True)
+    keep = ~np.isin(np.array(ids), first[:5])
+    _, idx = exact_topk(xn, (q[1] / np.linalg.norm(q[1]))[None], 10, "cosine", valid=keep)
+    assert len(set(after) & {ids[i] for i in idx[0]}) >= 8  # still approximate, still good
+
+
+def test_other_writers_are_seen(tmp_path):
+    x, q = _data()
+    path = tmp_path / "c"
+    col = Collection.create(path, dim=D)
+    col.add([f"r{i}" for i in range(N)], x)
+    col.build_index("hnsw", M=16, ef_construction=80)
+    col.search(q[2], 3, include_metadata=False)
+    other = Collection.open(path)
+    other.add(["elsewhere"], q[2:3] * 5)
+    other.close()
+    assert col.search(q[2], 3, include_metadata=False)[0].id == "elsewhere"
+
+
+@pytest.mark.parametrize("bad, error", [
+    (np.full(D, np.nan, np.float32), InvalidInputError),
+    (np.r_[np.ones(D - 1, np.float32), np.inf].astype(np.float32), InvalidInputError),
+    (np.ones(D + 1, np.float32), DimensionMismatchError),
+    (np.ones(D, np.uint8), InvalidInputError),
+])
+def test_bad_queries_get_the_general_paths_errors(indexed, bad, error):
+    col, _, _ = indexed
+    with pytest.raises(error):
+        col.search(bad, 5, include_metadata=False)
+
+
+def test_zero_query_is_an_error_only_for_cosine(indexed):
+    col, _, _ = indexed
+    zero = np.zeros(D, np.float32)
+    if col.metric == "cosine":
+        with pytest.raises(InvalidInputError, match="all zeros"):
+            col.search(zero, 5, include_metadata=False)
+    else:  # every score is 0 (dot) or the row's norm (l2): same answer as the general path
+        _same(col.search(zero, 5, include_metadata=False), _general(col, zero, 5))
+
+
+def test_bad_k_and_effort_are_rejected(indexed):
+    col, _, q = indexed
+    for kw in ({"k": 0}, {"k": 2.5}, {"k": 5, "ef_search": 0}):
+        with pytest.raises(InvalidInputError):
+            col.search(q[0], include_metadata=False, **kw)
+
+
+def test_k_larger_than_the_collection(tmp_path):
+    x, q = _data()
+    col = Collection.create(tmp_path / "c", dim=D)
+    col.add([f"r{i}" for i in range(N)], x)
+    col.build_index("hnsw", M=16, ef_construction=80)
+    hits = col.search(q[0], N + 10, include_metadata=False)
+    assert len(hits) == N and len({h.id for h in hits}) == N
+
+
+def test_cached_filter_walk_matches_general_path_and_respects_deletes(tmp_path):
+    x, q = _data()
+    rng = np.random.default_rng(3)
+    num = rng.random(N)
+    ids = [f"r{i}" for i in range(N)]
+    col = Collection.create(tmp_path / "c", dim=D)
+    col.add(ids, x, [{"num": float(v)} for v in num])
+    col.build_index("hnsw", M=16, ef_construction=80, ef_search=32)
+    where = {"num": {"$lt": 0.6}}
+    plan = col.search(q[0], 10, where=where, include_metadata=False, explain=True).plan
+    assert plan.path == "hnsw+filter"  # the walk with an allow-bitmap: the case the hot path serves
+    general = [_general(col, qq, 10, where=where) for qq in q]
+    runs = _count_general_runs(col)
+    for qq, ref in zip(q, general):
+        hits = col.search(qq, 10, where=where, include_metadata=False)
+        assert all(num[int(h.id[1:])] < 0.6 for h in hits)
+        _same(hits, ref)
+    assert runs[0] == 0  # the filter's labels were cached by the first search: all took the hot path
+    batch = col.search_batch(q, 10, where=where, include_metadata=False)
+    for b, g in zip(batch, col.search_batch(q, 10, where=where, include_metadata=False, explain=True).hits):
+        _same(b, g)
+    gone = [h.id for h in col.search(q[5], 10, where=where, include_metadata=False)][:3]
+    col.delete(gone)
+    after = col.search(q[5], 10, where=where, include_metadata=False)
+    assert len(after) == 10 and not set(gone) & {h.id for h in after}
+    _same(after, _general(col, q[5], 10, where=where))
