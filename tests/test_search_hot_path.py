@@ -187,3 +187,26 @@ def test_cached_filter_walk_matches_general_path_and_respects_deletes(tmp_path):
     after = col.search(q[5], 10, where=where, include_metadata=False)
     assert len(after) == 10 and not set(gone) & {h.id for h in after}
     _same(after, _general(col, q[5], 10, where=where))
+
+
+def test_a_filter_planned_as_a_scan_is_retried_after_a_commit(tmp_path):
+    x, q = _data()
+    flag = np.zeros(N, bool)
+    flag[:50] = True  # 50 matching rows: an exact scan
+    col = Collection.create(tmp_path / "c", dim=D)
+    col.add([f"r{i}" for i in range(N)], x, [{"f": bool(b)} for b in flag])
+    col.build_index("hnsw", M=16, ef_construction=80)
+    where = {"f": True}
+    assert col.search(q[0], 5, where=where, include_metadata=False, explain=True).plan.path == "exact"
+    col.search(q[0], 5, where=where, include_metadata=False)
+    assert (col._searcher.filter_key(where), 5, None, 1) in col._searcher.plain_misses
+    runs = _count_general_runs(col)
+    hits = col.search(q[1], 5, where=where, include_metadata=False)
+    assert runs[0] == 1 and all(int(h.id[1:]) < 50 for h in hits)
+    col.upsert([f"r{i}" for i in range(N)], x, [{"f": True}] * N)  # now every row matches
+    col.build_index("hnsw", M=16, ef_construction=80)
+    col.search(q[2], 5, where=where, include_metadata=False)  # general path: forgets the old miss, caches labels
+    before = runs[0]
+    for qq in q[3:10]:
+        _same(col.search(qq, 5, where=where, include_metadata=False), _general(col, qq, 5, where=where))
+    assert runs[0] - before == 7  # only the explain=True references ran the general path

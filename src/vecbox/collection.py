@@ -779,6 +779,9 @@ class Collection:
                 or queries.ndim != (1 if one else 2) or not queries.size
                 or type(k) is not int or k < 1 or ef_search is not None and (type(ef_search) is not int or ef_search < 1)):
             return None
+        wkey = self._searcher.filter_key(where)
+        if (wkey, k, ef_search, 1 if one else min(len(queries), 64)) in self._searcher.plain_misses:  # e.g. an exact scan
+            return None
         q = np.ascontiguousarray(queries.reshape(-1, self.dim), dtype=np.float32)
         if one:  # Python floats: a third of the numpy calls' cost at this size
             sq1 = float(np.dot(q[0], q[0]))
@@ -794,7 +797,7 @@ class Collection:
                 q = q / np.sqrt(sq)[:, None]
         with self._state:
             self._sync(self._conn, in_transaction=False)
-            found = self._searcher.plain(self._live, q, k, ef_search, self._searcher.filter_key(where))
+            found = self._searcher.plain(self._live, q, k, ef_search, wkey)
         if found is None:
             return None
         ids, scores = found

@@ -92,6 +92,9 @@ class Searcher:
         self._prefix: dict[int, tuple[tuple[Any, ...], np.ndarray]] = {}
         self._plans: dict[tuple[Any, ...], planner.Plan] = {}  # the same inputs always give the same plan
         self._plain: tuple[tuple[Any, ...], np.ndarray | None] | None = None  # (version key, id per label)
+        # (filter key, k, effort, batch size bucket) planned other than as a walk: the hot path is not tried
+        self.plain_misses: set[tuple[Any, ...]] = set()
+        self._misses_at: tuple[Any, ...] | None = None
 
     # ------------------------------------------------------------------ index
     def index(self, conn: Any) -> AnnIndex | None:
@@ -200,6 +203,10 @@ class Searcher:
         """Plan and run a search; returns (scores, live positions or -1, plan)."""
         if self._ann_error is not None and not exact:
             raise self._ann_error
+        at = (id(self._ann), live.epoch, live.version, live.n)
+        if at != self._misses_at:
+            self.plain_misses.clear()
+            self._misses_at = at
         ann = None if exact else self._ann
         allowed = self.allowed(conn, live, where, may_estimate=ann is not None, wkey=wkey)
         if ann is None:
@@ -334,6 +341,7 @@ class Searcher:
             bitmap = labels.bitmap if n_lab < ann.n else None
         plan = self._plan(ann, live, allowed, k, effort, n_lab, len(q), 0)
         if plan.path not in (ann.params.kind, ann.params.kind + "+filter") or not plan.effort:
+            self.plain_misses.add((wkey, k, effort, min(len(q), 64)))  # until the next commit (see :meth:`run`)
             return None
         dist, lab = ann.search_plain(q, k, plan.effort, bitmap)
         if lab[:, -1].min() < 0:
