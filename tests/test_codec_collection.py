@@ -193,6 +193,8 @@ def test_codes_only_collection_from_the_start(tmp_path, rng):
     col = Collection.create(tmp_path / "c", dim=DIM, codec="int8", keep_float=False)
     fill(col, x)
     col.upsert(["v0"], x[1:2])
+    # every batch, not only the one the codec was fitted on, is written as codes alone
+    assert len(codec_files(col.path)) >= 2 and all(f.endswith(".codes.npy") for f in codec_files(col.path))
     assert [h.id for h in col.search(x[1], 2)] in (["v0", "v1"], ["v1", "v0"])
     col.compact()
     assert all(f.endswith(".codes.npy") for f in codec_files(col.path))

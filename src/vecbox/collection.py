@@ -12,6 +12,7 @@ import math
 import shutil
 import threading
 from contextlib import nullcontext
+from functools import partial
 import uuid
 from itertools import repeat as _repeat
 from collections.abc import Mapping, Sequence
@@ -22,7 +23,7 @@ from typing import TYPE_CHECKING, Any, NamedTuple
 import numpy as np
 
 from vecbox import _validation as v
-from vecbox.codecs import Codec, load_codec, make_codec, parse_spec, two_stage_search
+from vecbox.codecs import Codec, parse_spec, two_stage_search
 from vecbox.errors import (
     CollectionExistsError,
     CollectionNotFoundError,
@@ -37,6 +38,7 @@ from vecbox.query.filters import compile_filter
 from vecbox.query.planner import Plan
 from vecbox.searcher import GATHER_CACHE_BYTES, GATHER_FRACTION, Searcher
 from vecbox.storage import catalog, tokens
+from vecbox.storage.codec_state import CodecState, codec_config, keeps_floats
 from vecbox.storage.live import LiveVectors
 from vecbox.storage.lock import WriteLock
 from vecbox.storage.tokens import TokenFiles
@@ -54,7 +56,6 @@ if TYPE_CHECKING:
     from vecbox.multivector import FDEConfig
 
 LOCK_FILE = "LOCK"
-_FIT_ROWS = 100_000  # recompress fits the new codec on at most this many live vectors (seeded sample)
 
 
 class Hit(NamedTuple):
@@ -119,9 +120,7 @@ class Collection:
         self._lock = WriteLock(self.path / LOCK_FILE, timeout=lock_timeout)
         self._state = threading.RLock()
         self._encoder = encoder
-        self._codec_cfg: dict[str, Any] | None = None
-        self._codec: Codec | None = None
-        self._codec_epoch = -1
+        self._codec_state = CodecState(self.path, self.dim)
         self._live = self._new_live(None)
         self._searcher = Searcher(self.path, self.dim, self.metric)
         self._seen: tuple[int, int] | None = None  # (data_version, total_changes) at the last refresh
@@ -203,7 +202,7 @@ class Collection:
         if dim is None:
             raise InvalidInputError("give dim= (the vector width) or model= (a text model to take it from)")
         dim = v.check_positive_int(dim, "dim")
-        codec_cfg = _codec_config(codec, dim, keep_float, seed)
+        codec_cfg = codec_config(codec, dim, keep_float, seed)
         if (path / catalog.CATALOG_FILE).exists():
             if not exist_ok:
                 raise CollectionExistsError(
@@ -264,7 +263,7 @@ class Collection:
     @property
     def codec(self) -> str | None:
         """The canonical codec spec (``None`` for float32 vectors in RAM)."""
-        return self._codec_cfg["spec"] if self._codec_cfg else None
+        return self._codec_state.spec
 
     def write_lock(self) -> WriteLock:
         """Hold the write lock across several writes, so no other process interleaves.
@@ -323,17 +322,20 @@ class Collection:
                     f"{len(existing)} of these ids are already stored (first: {first!r}); "
                     "use upsert() to replace them, or delete them first"
                 )
-            codec, new_cfg = self._codec_for_write(x)
+            with self._state, catalog.transaction(self._conn, write=False) as conn:
+                self._sync_codec(conn)
+            codec, new_cfg = self._codec_state.for_write(x)
             codes = codec.encode(x) if codec is not None else None
             tok_name = None
             try:
                 if token_sets is not None:  # the multi-vector field: its own segment, durable before the commit
                     tok_name = write_segment(self.path, token_sets.x)
-                name = write_segment(self.path, x if self._keeps_floats(new_cfg) else None, codes)
+                keep = keeps_floats(new_cfg) if new_cfg is not None else self._codec_state.keeps_floats
+                name = write_segment(self.path, x if keep else None, codes)
             except BaseException:
                 if tok_name is not None:
                     remove_segment(self.path, tok_name)
-                self._discard_codec_dir(new_cfg)
+                self._codec_state.discard(new_cfg)
                 raise
             try:
                 with catalog.transaction(self._conn) as conn:
@@ -356,11 +358,11 @@ class Collection:
                 remove_segment(self.path, name)
                 if tok_name is not None:
                     remove_segment(self.path, tok_name)
-                self._discard_codec_dir(new_cfg)
+                self._codec_state.discard(new_cfg)
                 raise
             if new_cfg is not None:
                 with self._state:
-                    self._codec_cfg, self._codec = new_cfg, codec
+                    self._codec_state.set(new_cfg, codec)
         return version
 
     def delete(self, ids: Sequence[str] | None = None, *, where: Mapping[str, Any] | None = None,
@@ -405,7 +407,7 @@ class Collection:
                 self._live.refresh(conn)
             live = self._live
             keep = np.flatnonzero(live.alive)
-            floats = live.floats(keep) if self._keeps_floats(self._codec_cfg) else None
+            floats = live.floats(keep) if self._codec_state.keeps_floats else None
             codes = live.x[keep] if live.code_size is not None else None
             self._rewrite("compact", keep, floats, codes)
             self._conn.execute("PRAGMA wal_checkpoint(TRUNCATE)")
@@ -439,38 +441,22 @@ class Collection:
         seed : int
             Seed of the new codec.
         """
-        current_keep = self._keeps_floats(self._codec_cfg)
-        keep_float = current_keep if keep_float is None else keep_float
-        if not isinstance(keep_float, bool):
-            raise InvalidInputError(f"keep_float must be True or False; got {keep_float!r}")
-        if keep_float and not current_keep or codec is None and not current_keep:
-            raise InvalidInputError(
-                f"{self.path} keeps codes only (keep_float=False): its original float vectors are gone, so it "
-                "cannot keep floats again; recompress with keep_float=False, or re-add the source vectors"
-            )
-        new_cfg = _codec_config(codec, self.dim, keep_float, seed)
+        new_cfg = self._codec_state.recompress_config(codec, keep_float, seed)
         with self._lock, self._state:
             with catalog.transaction(self._conn, write=False) as conn:
                 self._sync_codec(conn)
                 self._live.refresh(conn)
             live = self._live
             keep = np.flatnonzero(live.alive)
-            source = self._vectors(keep)
-            new_codec = None
-            if new_cfg is not None and len(keep):
-                new_codec = make_codec(new_cfg["spec"], self.dim, seed=seed)
-                sample = source
-                if len(keep) > _FIT_ROWS:
-                    sample = source[np.sort(np.random.default_rng(seed).choice(len(keep), _FIT_ROWS, replace=False))]
-                new_codec.fit(sample)
-                new_cfg["dir"] = self._save_codec(new_codec)
+            source = self._codec_state.vectors(live, keep)
+            new_codec = self._codec_state.fit_new(new_cfg, source, seed)
             try:
                 codes = new_codec.encode(source) if new_codec is not None else None
-                version = self._rewrite("recompress", keep, source if keep_float else None, codes, new_cfg)
+                version = self._rewrite("recompress", keep, source if keeps_floats(new_cfg) else None, codes, new_cfg)
             except BaseException:
-                self._discard_codec_dir(new_cfg)
+                self._codec_state.discard(new_cfg)
                 raise
-            self._codec_cfg, self._codec = new_cfg, new_codec
+            self._codec_state.set(new_cfg, new_codec)
             self._live = self._new_live(new_cfg)
             self._conn.execute("PRAGMA wal_checkpoint(TRUNCATE)")
         return version
@@ -504,7 +490,7 @@ class Collection:
                 remove_segment(self.path, name)
             raise
         if codec_cfg is not False:
-            self._codec_cfg = codec_cfg
+            self._codec_state.cfg = codec_cfg
         self._collect_garbage()
         return version
 
@@ -561,7 +547,7 @@ class Collection:
             live = self._live
             keep = np.flatnonzero(live.alive)
             rids = live.rids[keep].copy()
-            x = self._vectors(keep)
+            x = self._codec_state.vectors(live, keep)
         if len(keep) == 0:
             raise InvalidInputError("the collection is empty; add vectors before building an index")
         ann = AnnIndex.build(x, rids, self.metric, params, seed=seed, version=version)
@@ -619,62 +605,14 @@ class Collection:
 
     # ------------------------------------------------------------------- codecs
     def _new_live(self, cfg: dict[str, Any] | None) -> LiveVectors:
-        code_size = parse_spec(cfg["spec"]).bytes_per_vector(self.dim) if cfg else None
-        return LiveVectors(self.path, self.dim, keep_sq_norms=self.metric == "l2", code_size=code_size)
+        return LiveVectors(self.path, self.dim, keep_sq_norms=self.metric == "l2",
+                           code_size=self._codec_state.code_size(cfg))
 
     def _sync_codec(self, conn: Any) -> None:
-        """Follow codec changes committed by any process (they always bump the epoch); call in a transaction."""
-        ep = catalog.epoch(conn)
-        if ep == self._codec_epoch:
-            return
-        cfg = catalog.config_value(conn, "codec")
-        if cfg != self._codec_cfg or (cfg and cfg.get("dir") and self._codec is None):
-            code_size = self._live.code_size
-            self._codec = load_codec(self.path / cfg["dir"]) if cfg and cfg.get("dir") else None
-            self._codec_cfg = cfg
-            if (parse_spec(cfg["spec"]).bytes_per_vector(self.dim) if cfg else None) != code_size:
-                self._live = self._new_live(cfg)
-        self._codec_epoch = ep
-
-    def _codec_for_write(self, x: np.ndarray) -> tuple[Codec | None, dict[str, Any] | None]:
-        """Under the write lock: the codec to encode ``x`` with, fitting (and saving) it on ``x`` if new.
-
-        Returns ``(codec, new_cfg)``; ``new_cfg`` is the config to commit with the batch when the
-        codec was fitted now, else ``None``.
-        """
-        with self._state, catalog.transaction(self._conn, write=False) as conn:
-            self._sync_codec(conn)
-        cfg = self._codec_cfg
-        if cfg is None or cfg.get("dir"):
-            return self._codec, None
-        codec = make_codec(cfg["spec"], self.dim, seed=int(cfg.get("seed", 0)))
-        if len(x) < codec.min_fit_rows:
-            raise InvalidInputError(
-                f"the codec {cfg['spec']!r} is fitted on the first batch written, which needs at least "
-                f"{codec.min_fit_rows} vectors; got {len(x)}. Write a larger first batch, or create the collection "
-                "without a codec and call recompress() once it holds enough vectors"
-            )
-        codec.fit(x)
-        return codec, {**cfg, "dir": self._save_codec(codec)}
-
-    def _save_codec(self, codec: Codec) -> str:
-        rel = f"{CODEC_DIR}/codec-{uuid.uuid4().hex}"
-        codec.save(self.path / rel)
-        return rel
-
-    def _discard_codec_dir(self, cfg: dict[str, Any] | None) -> None:
-        if cfg and cfg.get("dir") and cfg != self._codec_cfg:
-            shutil.rmtree(self.path / cfg["dir"], ignore_errors=True)
-
-    @staticmethod
-    def _keeps_floats(cfg: dict[str, Any] | None) -> bool:
-        return cfg is None or bool(cfg.get("keep_float", True))
-
-    def _vectors(self, positions: np.ndarray) -> np.ndarray:
-        """Float vectors of live-view rows: stored floats, or decoded codes when only codes are kept."""
-        if self._keeps_floats(self._codec_cfg) or self._codec is None:
-            return self._live.floats(positions)
-        return self._codec.decode(self._live.x[positions])
+        """Follow codec changes committed by any process, resizing the live view if the code size changed."""
+        state = self._codec_state
+        if state.sync(conn) and state.code_size(state.cfg) != self._live.code_size:
+            self._live = self._new_live(state.cfg)
 
     def _collect_garbage(self) -> None:
         """Delete segment files and codec directories no committed version references (holds the lock)."""
@@ -706,7 +644,10 @@ class Collection:
                 )
             rids = [found[i] for i in id_list if i in found]
             rows = _fetch_rows(conn, rids)
-            vecs = self._vectors(self._live.positions(np.asarray(rids, dtype=np.int64))) if rids else np.empty((0, self.dim), np.float32)
+            if rids:
+                vecs = self._codec_state.vectors(self._live, self._live.positions(np.asarray(rids, dtype=np.int64)))
+            else:
+                vecs = np.empty((0, self.dim), np.float32)
         return [
             Record(rows[r][0], vecs[j].copy(), rows[r][1], rows[r][2]) for j, r in enumerate(rids)
         ]
@@ -844,7 +785,7 @@ class Collection:
             with (catalog.transaction(self._conn, write=False) if need_sql else nullcontext(self._conn)) as conn:
                 self._sync(conn, in_transaction=need_sql)
                 live = self._live
-                codec = self._codec if live.code_size is not None else None
+                codec = self._codec_state.codec if live.code_size is not None else None
                 if live.n == 0:
                     plan = Plan("exact", "the collection is empty", 0, 0, "empty", 0.0)
                     empty: list[list[Hit]] = [[] for _ in range(len(q))]
@@ -855,8 +796,8 @@ class Collection:
                     scores, pos, plan = self._funnel(conn, live, codec, q, stages, where)
                 else:
                     scores, pos, plan = self._searcher.run(
-                        conn, live, q, k, where=where, exact_fn=exact_fn, floats=self._vectors, effort=effort,
-                        exact=exact, oversample=oversample, wkey=wkey)
+                        conn, live, q, k, where=where, exact_fn=exact_fn, effort=effort, exact=exact,
+                        floats=partial(self._codec_state.vectors, live), oversample=oversample, wkey=wkey)
                 if include_metadata:
                     hit_rids = np.where(pos >= 0, live.rids[np.maximum(pos, 0)], -1)
                     rows = _fetch_rows(conn, np.unique(hit_rids[hit_rids >= 0]).tolist())
@@ -924,7 +865,7 @@ class Collection:
         live = self._live
         to_live = (lambda rows: pos_map[rows]) if pos_map is not None else (lambda rows: rows)
         fetch = None
-        if self._keeps_floats(self._codec_cfg):
+        if self._codec_state.keeps_floats:
             fetch = lambda rows: live.floats(to_live(rows))  # noqa: E731
             if pos_map is not None and len(codes) <= k * oversample:  # few rows match: score them all exactly
                 return exact_topk(fetch(np.arange(len(codes))), q, min(k, len(codes)), self.metric)
@@ -1110,25 +1051,13 @@ class Collection:
             "segments": int(conn.execute("SELECT COUNT(*) FROM segments").fetchone()[0]),
             "bytes_on_disk": _dir_size(self.path),
             "codec": self.codec,
-            "keep_float": self._keeps_floats(self._codec_cfg),
+            "keep_float": self._codec_state.keeps_floats,
             "bytes_per_vector": (
                 parse_spec(self.codec).bytes_per_vector(self.dim) if self.codec else 4 * self.dim
             ),
             "index": self.index_info(),
             "multivector": self._mv,
         }
-
-
-def _codec_config(codec: Any, dim: int, keep_float: Any, seed: Any) -> dict[str, Any] | None:
-    """Validate codec options (the spec must fit ``dim``) and return the catalog's codec config."""
-    if not isinstance(keep_float, bool):
-        raise InvalidInputError(f"keep_float must be True or False; got {keep_float!r}")
-    if codec is None:
-        if not keep_float:
-            raise InvalidInputError("keep_float=False needs a codec (the codes are then the only copy); give codec=")
-        return None
-    spec = make_codec(codec, dim, seed=seed).spec  # SpecError / bad seed raise here, before anything is written
-    return {"spec": str(spec), "keep_float": keep_float, "seed": int(seed), "dir": None}
 
 
 def _hits(ids: list[Any], scores: list[float]) -> list[Hit]:
