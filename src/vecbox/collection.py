@@ -720,6 +720,8 @@ class Collection:
                 or queries.ndim != (1 if one else 2) or not queries.size
                 or type(k) is not int or k < 1 or ef_search is not None and (type(ef_search) is not int or ef_search < 1)):
             return None
+        if self._searcher.ann is None:  # no index (as of the last sync): exact search, the general path's job
+            return None
         wkey = self._searcher.filter_key(where)
         if (wkey, k, ef_search, 1 if one else min(len(queries), 64)) in self._searcher.plain_misses:  # e.g. an exact scan
             return None

@@ -97,6 +97,11 @@ class Searcher:
         self._misses_at: tuple[Any, ...] | None = None
 
     # ------------------------------------------------------------------ index
+    @property
+    def ann(self) -> AnnIndex | None:
+        """The ANN index loaded at the last :meth:`index` call (``None``: none, or a damaged one)."""
+        return self._ann
+
     def index(self, conn: Any) -> AnnIndex | None:
         """The collection's current ANN index (loaded on first use and after another process rebuilds it)."""
         cfg = catalog.config_value(conn, "index")
