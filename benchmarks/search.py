@@ -1182,7 +1182,8 @@ def load_set(key: str) -> tuple[dict[str, Any], dict[str, Any] | None] | None:
                  np.broadcast_to(zeros, (d["nq"], d["d"])), {}, d["note"],
                  d["failures"] + [f"results of this set reused from the run of {data['measured']}"])
     filters = [Filter(f["kind"], f["target"], None, None, None, f["actual"]) for f in data["filters"]]
-    return {"label": data["label"], "ds": ds, "filters": filters, "results": data["results"]}, data["funnel"]
+    return ({"label": data["label"], "ds": ds, "filters": filters, "results": data["results"],
+             "reused_from": data["measured"]}, data["funnel"])
 
 
 # --------------------------------------------------------------------------- main
@@ -1242,6 +1243,9 @@ def _report(all_res: dict[str, dict[str, Any]], funnel: dict[str, Any] | None, a
     that is stopped keeps what it measured."""
     env = R.environment(getattr(args, "command", None), started)
     env["load_start"], env["others_cpu"] = load_start, monitor.others_share()
+    reused = {e["label"]: e["reused_from"] for e in all_res.values() if "reused_from" in e}
+    if reused:  # the header's date is this run's; say when the reused sets were measured
+        env["date"] += " (results of " + ", ".join(f"{k} reused from the run of {v}" for k, v in reused.items()) + ")"
     target_rows = targets(all_res, funnel)
     fvu = faiss_vs_usearch({e["label"]: e["results"] for e in all_res.values()})
     if final:
