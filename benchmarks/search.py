@@ -359,6 +359,14 @@ class Method:
     def disk_bytes(self) -> int | None:
         return None
 
+    def _saved_size(self, name: str, save: Callable[[str], Any]) -> int:
+        """Bytes of the index once ``save(path)`` writes it to a scratch file (removed again)."""
+        path = self.tmp / name
+        save(str(path))
+        size = path.stat().st_size
+        path.unlink()
+        return size
+
     def close(self) -> None:
         pass
 
@@ -471,11 +479,7 @@ class FaissHNSW(Method):
     def disk_bytes(self) -> int | None:
         import faiss
 
-        path = self.tmp / "faiss.index"
-        faiss.write_index(self.index, str(path))
-        size = path.stat().st_size
-        path.unlink()
-        return size
+        return self._saved_size("faiss.index", lambda path: faiss.write_index(self.index, path))
 
 
 class USearchHNSW(Method):
@@ -503,11 +507,7 @@ class USearchHNSW(Method):
         return keys
 
     def disk_bytes(self) -> int | None:
-        path = self.tmp / "usearch.index"
-        self.index.save(str(path))
-        size = path.stat().st_size
-        path.unlink()
-        return size
+        return self._saved_size("usearch.index", self.index.save)
 
 
 class HnswlibHNSW(Method):
@@ -547,11 +547,7 @@ class HnswlibHNSW(Method):
             return np.stack([self.search_one(v, flt) for v in q])
 
     def disk_bytes(self) -> int | None:
-        path = self.tmp / "hnswlib.index"
-        self.index.save_index(str(path))
-        size = path.stat().st_size
-        path.unlink()
-        return size
+        return self._saved_size("hnswlib.index", self.index.save_index)
 
 
 class ChromaHNSW(Method):

@@ -723,7 +723,7 @@ class Collection:
         if self._searcher.ann is None:  # no index (as of the last sync): exact search, the general path's job
             return None
         wkey = self._searcher.filter_key(where)
-        if (wkey, k, ef_search, 1 if one else min(len(queries), 64)) in self._searcher.plain_misses:  # e.g. an exact scan
+        if self._searcher.plain_skipped(wkey, k, ef_search, 1 if one else len(queries)):  # e.g. an exact scan
             return None
         q = np.ascontiguousarray(queries.reshape(-1, self.dim), dtype=np.float32)
         if one:  # Python floats: a third of the numpy calls' cost at this size

@@ -45,6 +45,11 @@ GATHER_FRACTION = 0.5  # an exact scan copies the allowed rows out below this sh
 GATHER_CACHE_BYTES = 32 << 20  # a cached filter keeps its gathered rows (for exact scans) up to this size
 
 
+def _batch_bucket(n_queries: int) -> int:
+    """Batches share a plan: beyond 64 queries an exact scan's per-call setup cost is noise."""
+    return min(n_queries, 64)
+
+
 class LabelSet:
     """The index labels a search may return (``mask``, ``count``) and FAISS's packed bitmap of them (made once)."""
 
@@ -93,7 +98,7 @@ class Searcher:
         self._plans: dict[tuple[Any, ...], planner.Plan] = {}  # the same inputs always give the same plan
         self._plain: tuple[tuple[Any, ...], np.ndarray | None] | None = None  # (version key, id per label)
         # (filter key, k, effort, batch size bucket) planned other than as a walk: the hot path is not tried
-        self.plain_misses: set[tuple[Any, ...]] = set()
+        self._plain_misses: set[tuple[Any, ...]] = set()
         self._misses_at: tuple[Any, ...] | None = None
 
     # ------------------------------------------------------------------ index
@@ -210,7 +215,7 @@ class Searcher:
             raise self._ann_error
         at = (id(self._ann), live.epoch, live.version, live.n)
         if at != self._misses_at:
-            self.plain_misses.clear()
+            self._plain_misses.clear()
             self._misses_at = at
         ann = None if exact else self._ann
         allowed = self.allowed(conn, live, where, may_estimate=ann is not None, wkey=wkey)
@@ -289,14 +294,14 @@ class Searcher:
             plan.fallback = len(short)
         return s, pos, plan
 
-    # ------------------------------------------------------------- hot path
+    # ---------------------------------------------------------------- plans
     def _plan(self, ann: AnnIndex, live: LiveVectors, allowed: Allowed, k: int, effort: int | None, n_lab: int,
               n_queries: int, tail_count: int) -> planner.Plan:
         """The planner's choice for these inputs (cached: the same inputs always give the same plan)."""
         # a filter's rows are gathered on its first exact scan and kept (if small): later scans cost less
         gathered = (allowed.mask is not None and allowed.count < GATHER_FRACTION * live.n
                     and allowed.count * self.dim * 4 <= GATHER_CACHE_BYTES)
-        n_queries = min(n_queries, 64)  # batches share a plan; beyond 64 queries the scan's setup cost is noise
+        n_queries = _batch_bucket(n_queries)
         key = (id(ann), live.n_alive, allowed.count, allowed.source, k, effort, n_lab, n_queries, tail_count, gathered)
         plan = self._plans.get(key)
         if plan is None:
@@ -346,12 +351,16 @@ class Searcher:
             bitmap = labels.bitmap if n_lab < ann.n else None
         plan = self._plan(ann, live, allowed, k, effort, n_lab, len(q), 0)
         if plan.path not in (ann.params.kind, ann.params.kind + "+filter") or not plan.effort:
-            self.plain_misses.add((wkey, k, effort, min(len(q), 64)))  # until the next commit (see :meth:`run`)
+            self._plain_misses.add((wkey, k, effort, _batch_bucket(len(q))))  # until the next commit (see run)
             return None
         dist, lab = ann.search_plain(q, k, plan.effort, bitmap)
         if lab[:, -1].min() < 0:
             return None
         return ids[lab].tolist(), dist.tolist()
+
+    def plain_skipped(self, wkey: str | None, k: int, effort: int | None, n_queries: int) -> bool:
+        """True when :meth:`plain` found, since the last commit, that this search is planned other than as a walk."""
+        return (wkey, k, effort, _batch_bucket(n_queries)) in self._plain_misses
 
     def _plain_ids(self, live: LiveVectors, ann: AnnIndex) -> np.ndarray | None:
         """Each label's id, when the index's walk alone can answer (exact scores, no tail, every label held)."""

@@ -169,11 +169,9 @@ class AnnIndex:
         ``effort`` is ef_search (hnsw) or nprobe (ivf); ``allow`` a packed little-endian
         bitmap over labels (``np.packbits(mask, bitorder="little")``) of rows that may be returned.
         """
-        effort = int(effort or self.params.effort)
         k = max(1, min(int(k), self.n))
-        sp = self._params(effort, k, allow)
         q = np.ascontiguousarray(q, dtype=np.float32)
-        dist, lab = self.faiss_index.search(q, k, params=sp)
+        dist, lab = self.search_plain(q, k, int(effort or self.params.effort), allow)
         scores = np.einsum("ij,ij->i", q, q)[:, None] - dist if self.metric == "l2" else dist
         if lab.min() < 0:
             scores = np.where(lab >= 0, scores, np.float32(-np.inf))
