@@ -44,9 +44,11 @@ IMG = R.ROOT / "docs" / "img" / "compression_recall_vs_bytes.png"
 _SENTENCE_SPLIT = re.compile(r"(?<=[.!?])\s+(?=[A-Z0-9(\[])")
 
 VECBOX_SPECS = [
-    "f16", "int8", "rot+int8", "int4", "rot+int4", "rot:hadamard+int4", "pca+trunc:128+int8",
+    "f16", "int8", "rot+int8", "int4", "rot+int4", "rot:qr+int4", "pca+trunc:128+int8",
     "pca+trunc:96+int8", "binary", "rot+binary", "pq:48", "pq:96", "lowrank:96",
 ]
+SEEDED_SPECS = ("rot+int4",)  # judged over seeds (see seed_mean_recall)
+ROT_SEEDS = tuple(range(5))
 QUICK_SPECS = ["int8", "rot+int8", "int4", "rot+int4", "binary", "pq:48"]
 OPQ_SPECS = ["pq:48:opq"]  # OPQ training is slow (50 rounds of PQ training): run on the smallest set only
 
@@ -188,7 +190,8 @@ def st_method(precision: str, x: np.ndarray) -> dict[str, Any]:
 
 
 # --------------------------------------------------------------------------- recall per data set
-def run_dataset(label: str, x: np.ndarray, q: np.ndarray, specs: list[str], peers: bool) -> dict[str, Any]:
+def run_dataset(label: str, x: np.ndarray, q: np.ndarray, specs: list[str], peers: bool,
+                seed_specs: tuple[str, ...] = ()) -> dict[str, Any]:
     from vecbox.analysis.quantization import osp_kurtosis
     from vecbox.index.flat import exact_topk
 
@@ -211,8 +214,27 @@ def run_dataset(label: str, x: np.ndarray, q: np.ndarray, specs: list[str], peer
         m["recall"], m["recall_rescored"] = float(m["per_query"].mean()), float(m["per_query_rescored"].mean())
         methods.append(m)
         rows.append({k: m[k] for k in ("name", "who", "bytes", "recall", "recall_rescored", "fit_s")})
-    return {"label": label, "n": len(x), "d": x.shape[1], "queries": len(q), "rows": rows,
+    seeded = {}
+    if seed_specs:
+        R.log(f"compression: {label}: {', '.join(seed_specs)} over seeds {ROT_SEEDS[0]}-{ROT_SEEDS[-1]}")
+        seeded = {s: seed_mean_recall(s, x, q, truth) for s in seed_specs}
+    return {"label": label, "n": len(x), "d": x.shape[1], "queries": len(q), "rows": rows, "seeded": seeded,
             "osp_kurtosis": osp_kurtosis(x[: min(len(x), 20000)]), "methods": methods, "x": x, "q": q}
+
+
+def seed_mean_recall(spec: str, x: np.ndarray, q: np.ndarray, truth: np.ndarray) -> np.ndarray:
+    """Per-query recall@K (codes alone) averaged over the codec seeds :data:`ROT_SEEDS`.
+
+    One seed's rotation moves int4 recall on real data by about as much as rotating
+    at all does, so "never loses" is judged on the average over seeds.
+    """
+    from vecbox.codecs import make_codec, two_stage_search
+
+    out = np.zeros(len(q))
+    for seed in ROT_SEEDS:
+        codec = make_codec(spec, x.shape[1], seed=seed).fit(x)
+        out += per_query_recall(truth, two_stage_search(codec, q, codec.encode(x), K, oversample=1)[1])
+    return out / len(ROT_SEEDS)
 
 
 # --------------------------------------------------------------------------- scan speed
@@ -359,14 +381,21 @@ def targets(sets: dict[str, dict[str, Any]], speed_rows: list[dict[str, Any]]) -
                     f"{syn['osp_kurtosis']:.0f})", R.verdict(c[0] >= 0.10)])
     cells, res = [], []
     for ds in real:
-        for spec in ("rot+int4", "rot:hadamard+int4"):
-            for key in ("per_query", "per_query_rescored"):
-                c = compare(ds, spec, "int4", key)
-                if c is not None:
-                    res.append(c[:2])
-                    cells.append(f"{ds['label']} {spec} {'alone' if key == 'per_query' else 'rescored'}: "
-                                 f"{100 * c[0]:+.2f} ± {100 * c[1]:.2f} points")
-    out.append(["rot+int4 never loses to int4 on real data (paired difference, 95% interval)", "; ".join(cells),
+        base = _method(ds, "int4")
+        seeded = ds.get("seeded", {}).get("rot+int4")
+        if base is None or seeded is None:
+            continue
+        for what, ours, theirs in (("alone, mean of seeds", seeded, base["per_query"]),
+                                   ("rescored", (_method(ds, "rot+int4") or {}).get("per_query_rescored"),
+                                    base["per_query_rescored"])):
+            if ours is None:
+                continue
+            diff = ours - theirs
+            c = (float(diff.mean()), 1.96 * float(diff.std(ddof=1)) / np.sqrt(len(diff)))
+            res.append(c)
+            cells.append(f"{ds['label']} {what}: {100 * c[0]:+.2f} ± {100 * c[1]:.2f} points")
+    out.append([f"rot+int4 never loses to int4 on real data (paired difference, 95% interval; codes alone "
+                f"averaged over seeds {ROT_SEEDS[0]}-{ROT_SEEDS[-1]})", "; ".join(cells),
                 _verdict3(res) if res else "n/a"])
     cells, res = [], []
     for ds in sets.values():
@@ -500,15 +529,22 @@ def section(sets: dict[str, dict[str, Any]], speed_rows: list[dict[str, Any]], s
               "the float query against the per-dimension sign reconstruction. The Hamming shortlist alone "
               "rescored at 4x reaches ~0.86 on SciFact docs, short of the 0.95 target: the asymmetric step is "
               "what meets it.",
-              "- `rot` is a seeded random orthogonal rotation (QR), `rot:hadamard` a randomized Hadamard "
-              "transform; both keep inner products exactly. On real MiniLM vectors (OSP kurtosis ~0) rotation "
-              "changes int4 recall by less than seed-to-seed noise (about ±0.3 points over seeds 0-2 on SciFact "
-              "docs); on the planted-outlier set it is the difference between a usable and an unusable int4.",
+              "- `rot` is a randomized Hadamard transform where the width has one (384 does), `rot:qr` a seeded "
+              "random orthogonal rotation (QR); both keep inner products exactly. On real MiniLM vectors (OSP "
+              "kurtosis ~0) rotation changes int4 recall by less than seed-to-seed noise (one seed moves it by "
+              "up to ±0.4 points), so the target is judged on the mean over seeds; on the planted-outlier set "
+              "it is the difference between a usable and an unusable int4.",
+              "- `int8` is FAISS SQ8's quantizer code for code (min/max per dimension, 256 bins decoded at "
+              "their centres; a unit test checks the codes): at 8 bits clipping measured no better, so the two "
+              "tie exactly and vecbox's gain is `rot+int8` on outlier-heavy vectors. `int4` keeps its "
+              "calibrated clipping (16 levels spanning the range), which is what puts it ahead of FAISS SQ4.",
               "- `pca+trunc:D` is post-hoc Matryoshka (variance-ordered rotation, keep D dims, renormalise); "
               "MiniLM is not Matryoshka-trained, so truncation costs recall that rescoring buys back.",
-              "- PQ: vecbox and FAISS train the same FAISS `ProductQuantizer` (k-means, 256 centroids per "
-              "sub-vector) with different seeds, so their recall differs by k-means noise. Training ran "
-              "single-threaded for both (FAISS's OpenMP threads spin on a busy shared machine).",
+              "- PQ: vecbox trains FAISS's `ProductQuantizer` (k-means, 256 centroids per sub-vector), so "
+              "the two differ by k-means seed noise; on fewer than 9,984 fit rows it keeps the best of 3 "
+              "k-means runs per sub-space (`nredo=3`: +0.7 recall points on SciFact docs for pq:48, higher on "
+              "each of seeds 0-3; no gain on the 50k sentences, where it trains once as FAISS does). Training "
+              "ran single-threaded for both (FAISS's OpenMP threads spin on a busy shared machine).",
               "- The synthetic set is labelled SYNTHETIC everywhere; it exists to show the outlier effect, "
               "not as a retrieval benchmark.", ""]
     return "\n".join(parts)
@@ -544,11 +580,12 @@ def main(args: Any) -> dict[str, Any]:
         enc = _encoder()
         q = scifact_queries(enc)
         if "docs" in sets_wanted:
-            sets["docs"] = run_dataset("SciFact docs", scifact_docs(enc), q, specs + ([] if quick else OPQ_SPECS), True)
+            sets["docs"] = run_dataset("SciFact docs", scifact_docs(enc), q, specs + ([] if quick else OPQ_SPECS), True,
+                                       SEEDED_SPECS)
         if "sentences" in sets_wanted:
             R.log("compression: encoding SciFact sentences (cached after the first run)")
             sets["sentences"] = run_dataset("SciFact sentences", enc.encode(scifact_sentences(), kind="document"),
-                                            q, specs, True)
+                                            q, specs, True, () if quick else SEEDED_SPECS)
     if "synthetic" in sets_wanted:
         x, q, dims = synthetic_outliers(syn_n, 300 if quick else 1000)
         sets["synthetic"] = run_dataset("SYNTHETIC outliers", x, q, specs, True)

@@ -72,7 +72,7 @@ def recall(truth: np.ndarray, found: np.ndarray) -> float:
 @pytest.mark.parametrize("text, canonical, out_dim, nbytes", [
     ("int8", "int8", 384, 384),
     ("ROT+INT4", "rot+int4", 384, 192),
-    ("rot:qr+int4", "rot+int4", 384, 192),
+    ("ROT:QR+int4", "rot:qr+int4", 384, 192),
     ("rot:hadamard+binary", "rot:hadamard+binary", 384, 48),
     ("pca+trunc:128+int8", "pca+trunc:128+int8", 128, 128),
     ("  pq:48  ", "pq:48", 384, 48),
@@ -286,6 +286,20 @@ def test_faiss_scan_equals_numpy_scan(data, spec, n_queries, monkeypatch):
     assert valid[i1].all()
 
 
+@pytest.mark.parametrize("use_faiss", [True, False])
+def test_int8_is_faiss_sq8_code_for_code(data, use_faiss, monkeypatch):
+    faiss = pytest.importorskip("faiss")
+    x = data[0]
+    peer = faiss.IndexScalarQuantizer(D, faiss.ScalarQuantizer.QT_8bit, faiss.METRIC_INNER_PRODUCT)
+    peer.train(x)
+    peer.add(x)
+    monkeypatch.setattr(scan, "_USE_FAISS", use_faiss)
+    codec = make_codec("int8", D).fit(x)
+    codes = codec.encode(x)
+    np.testing.assert_array_equal(codes, faiss.vector_to_array(peer.codes).reshape(len(x), D))
+    np.testing.assert_allclose(codec.decode(codes), peer.sa_decode(codes), atol=1e-6)
+
+
 @pytest.mark.parametrize("spec", ["int8", "int4", "f16", "f32", "lowrank:32"])
 @pytest.mark.parametrize("metric", ["dot", "l2"])
 def test_search_returns_the_top_of_score(data, spec, metric):
@@ -356,7 +370,7 @@ def test_save_refuses_a_non_empty_directory(data, tmp_path):
         codec.save(tmp_path / "c")
 
 
-def _saved(data, tmp_path, spec="rot+int8"):
+def _saved(data, tmp_path, spec="rot:qr+int8"):
     codec, _ = fitted(spec, data)
     return codec.save(tmp_path / "c")
 
@@ -376,6 +390,16 @@ def test_corrupt_or_truncated_codec_files_raise_a_clear_error(data, tmp_path, da
     damage(path)
     with pytest.raises(CorruptCollectionError, match=fragment):
         load_codec(path)
+
+
+def test_plain_rot_is_hadamard_where_the_width_has_one_and_old_qr_saves_still_load(data, tmp_path):
+    assert make_codec("rot+int8", D).transforms[0].kind == "hadamard"
+    assert make_codec("rot+int8", 100).transforms[0].kind == "qr"  # 100 = 4 x 25: no Hadamard construction
+    path = _saved(data, tmp_path)  # rot:qr, saved as a plain `rot` was before Hadamard became its default
+    _edit_json(path, lambda d: (d.update(spec="rot+int8"), d["stages"][0].update(args=[])))
+    old = load_codec(path)
+    assert old.transforms[0].kind == "qr"
+    np.testing.assert_array_equal(old.encode(data[1]), fitted("rot:qr+int8", data)[0].encode(data[1]))
 
 
 def _truncate(path, nbytes):

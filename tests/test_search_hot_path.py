@@ -123,6 +123,33 @@ def test_other_writers_are_seen(tmp_path):
     assert col.search(q[2], 3, include_metadata=False)[0].id == "elsewhere"
 
 
+def _add_from_another_process(path, vec):
+    Collection.open(path).add(["other-process"], vec)
+
+
+def test_no_sql_until_someone_commits_then_the_commit_is_seen(tmp_path):
+    """The WAL-header watch spares SQLite entirely between commits, yet a commit in another process is seen."""
+    import multiprocessing
+
+    x, q = _data()
+    path = tmp_path / "c"
+    col = Collection.create(path, dim=D)
+    col.add([f"r{i}" for i in range(N)], x)
+    col.build_index("hnsw", M=16, ef_construction=80)
+    col.search(q[3], 3, include_metadata=False)
+    statements: list[str] = []
+    col._conn.set_trace_callback(statements.append)
+    for _ in range(3):
+        col.search(q[3], 3, include_metadata=False)
+    assert statements == []
+    proc = multiprocessing.get_context("spawn").Process(target=_add_from_another_process, args=(path, q[3:4] * 5))
+    proc.start()
+    proc.join(60)
+    assert proc.exitcode == 0
+    assert col.search(q[3], 3, include_metadata=False)[0].id == "other-process"
+    assert any("data_version" in st for st in statements)
+
+
 @pytest.mark.parametrize("bad, error", [
     (np.full(D, np.nan, np.float32), InvalidInputError),
     (np.r_[np.ones(D - 1, np.float32), np.inf].astype(np.float32), InvalidInputError),

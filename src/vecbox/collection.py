@@ -124,6 +124,8 @@ class Collection:
         self._live = self._new_live(None)
         self._searcher = Searcher(self.path, self.dim, self.metric)
         self._seen: tuple[int, int] | None = None  # (data_version, total_changes) at the last refresh
+        self._watch = catalog.CommitWatch(self._conn, self.path)
+        self._watched: tuple[bytes | None, int] = (None, -1)  # (wal-index header, total_changes) then
         self._sync_codec(self._conn)
         if self._lock.try_acquire():  # collect garbage left by a writer that died before its commit
             try:
@@ -245,6 +247,7 @@ class Collection:
 
     def close(self) -> None:
         """Release the catalog connection."""
+        self._watch.close()
         self._conn.close()
 
     def __enter__(self) -> "Collection":
@@ -821,15 +824,21 @@ class Collection:
 
         ``PRAGMA data_version`` changes when another connection commits, ``total_changes``
         when this handle's own connection writes. The refresh runs in one read transaction.
+        An unchanged WAL index header (:class:`~vecbox.storage.catalog.CommitWatch`)
+        spares the PRAGMA: nobody committed since the last check.
         """
-        seen = (conn.execute("PRAGMA data_version").fetchone()[0], self._conn.total_changes)
-        if seen == self._seen:
+        watched = (self._watch.header(), self._conn.total_changes)
+        if watched[0] is not None and watched == self._watched:
             return
-        with (nullcontext(conn) if in_transaction else catalog.transaction(conn, write=False)) as c:
-            self._sync_codec(c)
-            self._live.refresh(c)
-            self._searcher.index(c)
-        self._seen = seen
+        # the header was read first: a commit after it changes it again and is seen next time
+        seen = (conn.execute("PRAGMA data_version").fetchone()[0], watched[1])
+        if seen != self._seen:
+            with (nullcontext(conn) if in_transaction else catalog.transaction(conn, write=False)) as c:
+                self._sync_codec(c)
+                self._live.refresh(c)
+                self._searcher.index(c)
+            self._seen = seen
+        self._watched = watched
 
     def _exact(self, live: LiveVectors, codec: Codec | None, q: np.ndarray, k: int, mask: np.ndarray | None,
                count: int, oversample: float, cache: dict[str, Any] | None = None) -> tuple[np.ndarray, np.ndarray]:

@@ -4,20 +4,20 @@ A codec is described by a spec string: zero or more transforms, then one codec,
 joined by ``+`` — ``"int8"``, ``"rot+int4"``, ``"pca+trunc:128+int8"``, ``"binary"``,
 ``"pq:48"``, ``"pq:48:opq"``, ``"lowrank:64"``.
 
-====================  ==========  ============  ===========================================
-token                 kind        output dim    bytes per vector (d = width arriving)
-====================  ==========  ============  ===========================================
-``rot[:hadamard]``    transform   d             —  (seeded random orthogonal / Hadamard)
-``pca``               transform   d             —  (variance-ordered rotation)
-``trunc:D``           transform   D             —  (first D dims, renormalised)
-``f32``               codec       d             4 d
-``f16``               codec       d             2 d
-``int8``              codec       d             d
-``int4``              codec       d             ceil(d / 2)
-``binary``            codec       d             ceil(d / 8)
-``pq:M[:opq]``        codec       d             M   (M must divide d)
-``lowrank:r``         codec       r             4 r
-====================  ==========  ============  ===========================================
+======================  ==========  ============  ===========================================
+token                   kind        output dim    bytes per vector (d = width arriving)
+======================  ==========  ============  ===========================================
+``rot[:hadamard|:qr]``  transform   d             —  (seeded Hadamard where d allows, else QR)
+``pca``                 transform   d             —  (variance-ordered rotation)
+``trunc:D``             transform   D             —  (first D dims, renormalised)
+``f32``                 codec       d             4 d
+``f16``                 codec       d             2 d
+``int8``                codec       d             d
+``int4``                codec       d             ceil(d / 2)
+``binary``              codec       d             ceil(d / 8)
+``pq:M[:opq]``          codec       d             M   (M must divide d)
+``lowrank:r``           codec       r             4 r
+======================  ==========  ============  ===========================================
 
 Three layers, each usable alone: :func:`parse_spec` → :class:`CodecSpec` (no
 arrays; ``str()`` canonical; ``output_dim`` / ``bytes_per_vector`` from the tree),

@@ -2,7 +2,8 @@
 
 ``pq:M`` splits a vector into ``M`` sub-vectors and stores, for each, the index
 (one byte) of its nearest of 256 centroids trained by k-means (FAISS
-``ProductQuantizer``, seeded). ``:opq`` first applies an orthogonal rotation
+``ProductQuantizer``, seeded; best of 3 k-means runs when trained on few rows).
+``:opq`` first applies an orthogonal rotation
 learned by FAISS ``OPQMatrix`` that balances variance across sub-vectors; being
 orthogonal it keeps inner products. The centroids and the rotation are stored as
 ``.npy`` arrays, so no FAISS file format is involved. Scoring is asymmetric
@@ -27,6 +28,7 @@ from vecbox.codecs._scan import block_rows, faiss_search, topk_blocks
 from vecbox.errors import MissingDependencyError
 
 NBITS = 8
+_REDO = 3
 KSUB = 1 << NBITS
 _GOOD_FIT_ROWS = 39 * KSUB
 
@@ -70,6 +72,10 @@ class PQ(Quantizer):
             x = np.ascontiguousarray(x @ self.rotation_.T)
         pq = faiss.ProductQuantizer(self.d, self.m, NBITS)
         pq.cp.seed = int(self.seed) % (2**31)
+        # k-means on too few points is unstable: keep the best of 3 runs per sub-space. Measured with
+        # pq:48: +0.7 recall points on SciFact docs (5,183 rows, higher on each of seeds 0-3); no gain
+        # on the 50k sentences (0.7373 vs 0.7385 over seeds 0-2), so large fits train once, as FAISS does.
+        pq.cp.nredo = _REDO if len(x) < _GOOD_FIT_ROWS else 1
         if len(x) < _GOOD_FIT_ROWS:
             pq.cp.min_points_per_centroid = 1  # warn once here instead of FAISS printing once per sub-quantizer
             warnings.warn(f"pq:{self.m} was trained on {len(x):,} vectors; k-means with 256 centroids wants at "

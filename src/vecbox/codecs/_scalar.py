@@ -3,9 +3,14 @@
 ``int8`` / ``int4`` quantize each dimension ``j`` uniformly on a calibrated range
 ``[lo_j, hi_j]`` with ``L = 256`` / ``16`` levels: ``c = round((x - lo) / step)``
 clipped to ``[0, L-1]``, decoded as ``lo + c * step`` with ``step = (hi - lo) / (L - 1)``.
-The range of each dimension is the candidate (min/max, or a symmetric quantile
-clip) with the least tail-weighted squared error on the fit sample (see
-:func:`calibrate`), so one stray value does not widen the grid for everything else. ``int4`` packs two codes per byte, the even
+``int8`` is FAISS's ``QT_8bit`` grid, code for code: each dimension's min/max over
+all fit rows, 256 bins decoded at their centres (``lo`` is the first centre). Clip
+candidates measured no better at 8 bits (SciFact sentences: 0.9951 with them, 0.9959
+with min/max), so vecbox's int8 and FAISS SQ8 are the same quantizer and what vecbox
+adds is around it (``rot+int8``, collections, rescoring). For ``int4`` the range is
+the candidate (min/max, or a symmetric quantile clip) with the least tail-weighted
+squared error on the fit sample (see :func:`calibrate`), so one stray value does not
+widen the 16-level grid for everything else: 0.940 vs FAISS SQ4's 0.930 on SciFact docs. ``int4`` packs two codes per byte, the even
 dimension in the low nibble (FAISS's ``QT_4bit`` layout).
 
 Scoring is asymmetric: the float query meets the dequantized codes,
@@ -23,7 +28,7 @@ import numpy as np
 from vecbox.codecs._base import Quantizer
 from vecbox.codecs._scan import block_rows, faiss_module, faiss_search, topk_blocks
 
-_CLIP_GRID = {8: (0.0, 1e-5, 1e-4, 1e-3), 4: (0.0, 1e-4, 1e-3, 3e-3, 1e-2, 2e-2, 4e-2)}
+_CLIP_GRID = {4: (0.0, 1e-4, 1e-3, 3e-3, 1e-2, 2e-2, 4e-2)}
 _CALIB_ROWS = 20_000
 
 
@@ -156,8 +161,29 @@ class Int8(_Uniform):
     def code_size(self) -> int:
         return self.d
 
+    def fit(self, x: np.ndarray) -> "Int8":
+        x = np.asarray(x, dtype=np.float32)
+        vmin = x.min(axis=0)
+        self.step_ = ((x.max(axis=0) - vmin) / np.float32(255)).astype(np.float32)
+        self.lo_ = (vmin + np.float32(0.5) * self.step_).astype(np.float32)
+        return self
+
     def encode(self, x: np.ndarray) -> np.ndarray:
-        return self._grid(x)
+        x = np.ascontiguousarray(x, dtype=np.float32)
+        vmin, vdiff = self._faiss_range()
+        faiss = faiss_module()
+        if faiss is not None:
+            sq = faiss.ScalarQuantizer(self.d, faiss.ScalarQuantizer.QT_8bit)
+            faiss.copy_array_to_vector(np.concatenate([vmin, vdiff]), sq.trained)
+            return sq.compute_codes(x)
+        with np.errstate(divide="ignore", invalid="ignore"):  # FAISS's encode_component: (uint8)(255 * t)
+            t = np.where(vdiff > 0, (x - vmin) / vdiff, 0.0)
+        return np.floor(np.float32(255) * np.clip(t, 0, 1)).astype(np.uint8)
+
+    def _faiss_range(self) -> tuple[np.ndarray, np.ndarray]:
+        """FAISS's trained ``(vmin, vdiff)`` for this grid (it decodes ``vmin + vdiff * (c + 0.5) / 255``)."""
+        return ((self.lo_ - np.float32(0.5) * self.step_).astype(np.float32),
+                (self.step_ * np.float32(255)).astype(np.float32))
 
 
 class Int4(_Uniform):

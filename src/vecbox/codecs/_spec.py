@@ -50,8 +50,9 @@ class _Token:
 TOKENS: dict[str, _Token] = {
     t.name: t
     for t in (
-        _Token("rot", "transform", (_ArgRule("kind", ("qr", "hadamard"), required=False, default="qr"),),
-               "rot[:hadamard]", "seeded random orthogonal rotation (QR) or randomized Hadamard; d -> d"),
+        _Token("rot", "transform", (_ArgRule("kind", ("qr", "hadamard"), required=False),),
+               "rot[:hadamard|:qr]", "seeded rotation: randomized Hadamard where d allows, else random orthogonal "
+               "(QR); d -> d"),
         _Token("pca", "transform", (), "pca", "variance-ordered rotation (post-hoc Matryoshka); d -> d"),
         _Token("trunc", "transform", (_ArgRule("D"),), "trunc:D", "keep the first D dimensions and renormalise; d -> D"),
         _Token("f32", "codec", (), "f32", "float32, 4 d bytes (lossless)"),
@@ -93,8 +94,8 @@ class CodecSpec:
     >>> spec = parse_spec("PCA+trunc:128+int8")
     >>> str(spec), spec.output_dim(384), spec.bytes_per_vector(384)
     ('pca+trunc:128+int8', 128, 128)
-    >>> parse_spec("rot:qr+int4") == parse_spec("rot+int4")
-    True
+    >>> str(parse_spec("ROT:QR+int4")), str(parse_spec("rot+int4"))
+    ('rot:qr+int4', 'rot+int4')
     """
 
     stages: tuple[Stage, ...]
@@ -129,7 +130,7 @@ class CodecSpec:
             elif stage.name == "rot" and stage.args == ("hadamard",) and hadamard_factor(d_in) is None:
                 raise self._dim_error(i, f"rot:hadamard needs d = 2^k * m with m = 1 or m - 1 a prime = 3 (mod 4) "
                                          f"(e.g. 256, 384, 768, 1024); got d = {d_in}",
-                                      "use 'rot' (random orthogonal) for this width")
+                                      "use 'rot' or 'rot:qr' (random orthogonal) for this width")
             elif stage.name == "pq":
                 m = int(stage.args[0])
                 if d_in % m:
@@ -192,7 +193,7 @@ def parse_spec(text: str | CodecSpec) -> CodecSpec:
     vecbox.errors.SpecError: unknown stage 'in4' in codec spec 'rot+in4'; did you mean 'int4'?
         rot+in4
             ^^^
-    known stages: rot[:hadamard], pca, trunc:D, f32, f16, int8, int4, binary, pq:M[:opq], lowrank:r
+    known stages: rot[:hadamard|:qr], pca, trunc:D, f32, f16, int8, int4, binary, pq:M[:opq], lowrank:r
     """
     if isinstance(text, CodecSpec):
         return text

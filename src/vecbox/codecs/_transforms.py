@@ -1,12 +1,18 @@
 """Transforms: ``rot`` / ``rot:hadamard`` and ``pca`` (orthogonal, keep inner products), ``trunc:D``.
 
-* ``rot`` — a seeded random orthogonal matrix: ``Q`` of the QR factorisation of a
+* ``rot:qr`` — a seeded random orthogonal matrix: ``Q`` of the QR factorisation of a
   standard normal ``d x d`` matrix, columns sign-fixed by ``diag(R)`` (Outlier-Safe
   Pre-Training's ``rotation_utils``; research/algorithms.md §5). It spreads the
   energy of outlier dimensions over all dimensions before low-bit quantization.
 * ``rot:hadamard`` — ``H diag(s) / sqrt(d)`` with ``H`` a Hadamard matrix
   (Sylvester ``2^k``, times a Paley block of order 12, 20, 24 ... for widths such
   as 384) and ``s`` seeded random signs. Only the signs are stored.
+* ``rot`` — ``rot:hadamard`` where the width has a Hadamard construction, else
+  ``rot:qr``. Measured over seeds 0-4 with int4 (compression benchmark): Hadamard
+  was +0.00 / +0.23 recall points against plain int4 on SciFact docs / sentences,
+  QR -0.19 / -0.00, and Hadamard was better on the planted-outlier set; it also
+  fits 10x faster and stores d signs instead of d^2 floats. A collection saved with
+  the QR ``rot`` of earlier versions keeps its matrix (the saved arrays say which).
 * ``pca`` — the eigenvectors of the fit sample's covariance, largest variance
   first, applied as a pure rotation (no centring, so inner products are kept):
   "post-hoc Matryoshka", after which ``trunc:D`` keeps the D most varied directions.
@@ -44,9 +50,13 @@ class Rotation(_Orthogonal):
 
     @property
     def kind(self) -> str:
-        return str(self.args[0]) if self.args else "qr"
+        """``"hadamard"`` or ``"qr"``: as spelled, else as fitted or loaded, else Hadamard where ``d`` has one."""
+        if self.args:
+            return str(self.args[0])
+        return self.__dict__.get("kind_") or ("hadamard" if hadamard_factor(self.d_in) else "qr")
 
     def fit(self, x: np.ndarray) -> "Rotation":
+        self.kind_ = self.kind
         rng = np.random.default_rng(self.seed)
         if self.kind == "hadamard":
             self.signs_ = np.where(rng.random(self.d_in) < 0.5, -1, 1).astype(np.int8)
@@ -61,6 +71,7 @@ class Rotation(_Orthogonal):
         return {}, {"matrix": self.matrix_}
 
     def set_state(self, config: dict[str, Any], arrays: dict[str, np.ndarray]) -> None:
+        self.kind_ = "hadamard" if "signs" in arrays else "qr"  # a plain `rot` saved before 0.2 is QR
         if self.kind == "hadamard":
             self.signs_ = arrays["signs"].astype(np.int8)
             self.matrix_ = _hadamard_rotation(self.d_in, self.signs_)

@@ -9,6 +9,7 @@ only compaction rewrites rows.
 from __future__ import annotations
 
 import json
+import os
 import sqlite3
 import time
 from collections.abc import Iterator, Sequence
@@ -70,6 +71,58 @@ def connect(root: Path, create: bool = False) -> sqlite3.Connection:
             f"{path} is not a readable SQLite catalog ({exc}); restore it from a backup"
         ) from None
     return conn
+
+
+class CommitWatch:
+    """Has any connection committed since the last look? Read off the WAL index header, no SQL.
+
+    ``PRAGMA data_version`` answers exactly, but it starts a read transaction (locks on
+    the ``-shm`` file): 15-30 us from Python, a fifth of a graph walk on 50k vectors.
+    In WAL mode every commit rewrites the wal-index header, the first 48 bytes of the
+    ``-shm`` file (https://www.sqlite.org/walformat.html: frame count, checksums,
+    salts), so unchanged bytes mean nobody committed and changed bytes send the caller
+    to the PRAGMA. The file cannot go away under an open connection (SQLite deletes it
+    only when the last connection closes). ``header()`` is ``None`` - "ask SQLite" -
+    when the catalog is not in WAL mode, has no ``-shm`` file or ``os.pread`` is missing.
+
+    >>> import tempfile
+    >>> from pathlib import Path
+    >>> root = Path(tempfile.mkdtemp())
+    >>> a, b = connect(root, create=True), connect(root)
+    >>> _ = a.execute("CREATE TABLE t(x)")
+    >>> watch = CommitWatch(b, root)
+    >>> before = watch.header()
+    >>> before is not None and watch.header() == before
+    True
+    >>> _ = a.execute("INSERT INTO t VALUES (1)")
+    >>> watch.header() == before
+    False
+    """
+
+    _HEADER = 48
+
+    def __init__(self, conn: sqlite3.Connection, root: Path) -> None:
+        self._fd: int | None = None
+        conn.execute("SELECT 1 FROM sqlite_master LIMIT 1").fetchall()  # opens the wal-index
+        if hasattr(os, "pread") and str(conn.execute("PRAGMA journal_mode").fetchone()[0]).lower() == "wal":
+            try:
+                self._fd = os.open(root / (CATALOG_FILE + "-shm"), os.O_RDONLY)
+            except OSError:
+                self._fd = None
+
+    def header(self) -> bytes | None:
+        """The wal-index header's bytes now (``None``: unknown, ask ``PRAGMA data_version``)."""
+        if self._fd is None:
+            return None
+        try:
+            return os.pread(self._fd, self._HEADER, 0)
+        except OSError:
+            return None
+
+    def close(self) -> None:
+        if self._fd is not None:
+            os.close(self._fd)
+            self._fd = None
 
 
 def initialise(conn: sqlite3.Connection, config: dict[str, Any]) -> None:
