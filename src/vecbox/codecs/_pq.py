@@ -3,6 +3,16 @@
 ``pq:M`` splits a vector into ``M`` sub-vectors and stores, for each, the index
 (one byte) of its nearest of 256 centroids trained by k-means (FAISS
 ``ProductQuantizer``, seeded; best of 3 k-means runs when trained on few rows).
+Codes are chosen by score-aware ("anisotropic") quantization (Guo et al. 2020,
+ScaNN): an inner product ``q . x`` is wrong by ``q . r`` for the residual
+``r = x - x~``, and for the neighbours that matter ``q`` points along ``x``, so the
+residual's component along ``x`` costs more than the rest. Each vector's codes
+start at the nearest centroids (plain PQ) and one pass of coordinate descent
+over the sub-spaces minimises ``|r|^2 + (eta - 1) (r . x)^2 / |x|^2`` with
+``eta = 2.5``. Measured against plain PQ encoding with the same centroids (SciFact,
+MiniLM, codes alone): +1.2 to +1.9 recall@10 points for pq:48 and pq:96 on docs
+and sentences, and no loss after rescoring; encoding costs ~20x more (BLAS +
+numpy). Codecs saved before this keep plain encoding (``eta`` absent = 1).
 ``:opq`` first applies an orthogonal rotation
 learned by FAISS ``OPQMatrix`` that balances variance across sub-vectors; being
 orthogonal it keeps inner products. The centroids and the rotation are stored as
@@ -29,6 +39,8 @@ from vecbox.errors import MissingDependencyError
 
 NBITS = 8
 _REDO = 3
+ETA = 2.5  # weight of the residual along x (1 = plain PQ). SciFact, codes alone: 2 best for pq:48, 3 for
+# pq:96, 8+ worse; 2.5 is within 0.1 points of the best of both, and rescored recall is no lower than eta=1
 KSUB = 1 << NBITS
 _GOOD_FIT_ROWS = 39 * KSUB
 
@@ -83,6 +95,7 @@ class PQ(Quantizer):
                           stacklevel=3)
         pq.train(x)
         self.centroids_ = faiss.vector_to_array(pq.centroids).reshape(self.m, KSUB, self.d // self.m)
+        self.eta_ = ETA
         self._pq = pq
         self.__dict__.pop("_local", None)
         return self
@@ -99,7 +112,10 @@ class PQ(Quantizer):
         return self._pq
 
     def encode(self, x: np.ndarray) -> np.ndarray:
-        return self._quantizer().compute_codes(self._rotate(np.ascontiguousarray(x, dtype=np.float32)))
+        x = self._rotate(np.ascontiguousarray(x, dtype=np.float32))
+        if getattr(self, "eta_", 1.0) == 1.0:
+            return self._quantizer().compute_codes(x)
+        return anisotropic_codes(x, self.centroids_, self.eta_)
 
     def decode(self, codes: np.ndarray) -> np.ndarray:
         dsub = self.d // self.m
@@ -148,13 +164,60 @@ class PQ(Quantizer):
         arrays = {"centroids": self.centroids_}
         if self.rotation_ is not None:
             arrays["rotation"] = self.rotation_
-        return {"nbits": NBITS}, arrays
+        return {"nbits": NBITS, "eta": self.eta_}, arrays
 
     def set_state(self, config: dict[str, Any], arrays: dict[str, np.ndarray]) -> None:
+        self.eta_ = float(config.get("eta", 1.0))
         self.centroids_ = arrays["centroids"].astype(np.float32)
         self.rotation_ = arrays["rotation"].astype(np.float32) if "rotation" in arrays else None
         self._pq = None
         self.__dict__.pop("_local", None)
+
+
+def anisotropic_codes(x: np.ndarray, centroids: np.ndarray, eta: float, *, budget: int = 1 << 24) -> np.ndarray:
+    """PQ codes of ``x`` minimising ``|r|^2 + (eta - 1) (r . x)^2 / |x|^2`` (one coordinate-descent pass).
+
+    ``centroids`` is ``(M, 256, dsub)``. With ``p_j = x_m . c_j`` the sub-space term is
+    ``|c_j|^2 - 2 p_j + w (R - p_j)^2`` (``w = (eta - 1) / |x|^2``, ``R`` the part of
+    ``|x|^2`` the other sub-spaces leave), so ``|c_j|^2 - 2 p_j + w p_j^2`` is computed
+    once per block and each step is one multiply-subtract and an argmin.
+
+    >>> rng = np.random.default_rng(0)
+    >>> c = rng.standard_normal((2, 256, 4)).astype(np.float32)
+    >>> x = rng.standard_normal((5, 8)).astype(np.float32)
+    >>> plain = anisotropic_codes(x, c, 1.0)
+    >>> bool((plain == np.argmin(((x.reshape(5, 2, 1, 4) - c[None]) ** 2).sum(-1), axis=2)).all())
+    True
+    """
+    m, ksub, dsub = centroids.shape
+    n = len(x)
+    out = np.empty((n, m), dtype=np.uint8)
+    cn = np.einsum("mks,mks->mk", centroids, centroids)[:, None, :]
+    ct = np.ascontiguousarray(centroids.transpose(0, 2, 1))
+    block = max(64, budget // (m * ksub))
+    for s in range(0, n, block):
+        xb = np.ascontiguousarray(x[s:s + block].reshape(-1, m, dsub).transpose(1, 0, 2))  # (M, b, dsub)
+        b = xb.shape[1]
+        p = np.matmul(xb, ct)  # (M, b, 256): x_m . c_j
+        base = cn - 2 * p  # plain squared error, less |x_m|^2
+        j = np.argmin(base, axis=2)
+        if eta != 1.0:
+            tot = np.einsum("mbs,mbs->b", xb, xb)
+            w = np.float32(eta - 1) / np.maximum(tot, np.float32(1e-30))
+            base += w[None, :, None] * np.square(p)
+            pj = np.take_along_axis(p, j[:, :, None], 2)[:, :, 0]
+            other = pj.sum(axis=0)  # sum over sub-spaces of x_m . x~_m
+            rows = np.arange(b)
+            step = np.empty((b, ksub), dtype=np.float32)
+            for i in range(m):
+                other -= pj[i]
+                np.multiply(p[i], (2 * w * (tot - other))[:, None], out=step)
+                np.subtract(base[i], step, out=step)
+                j[i] = np.argmin(step, axis=1)
+                pj[i] = p[i, rows, j[i]]
+                other += pj[i]
+        out[s:s + block] = j.T
+    return out
 
 
 class LowRank(Quantizer):
