@@ -348,10 +348,25 @@ class Method:
         self.value = value
 
     def search_one(self, q: np.ndarray, flt: Filter) -> np.ndarray:
-        raise NotImplementedError
+        """Row numbers of the top K (``-1`` padded): :meth:`query_one` then :meth:`ids_one`."""
+        return self.ids_one(self.query_one(q, flt))
 
     def search_batch(self, q: np.ndarray, flt: Filter) -> np.ndarray:
+        return self.ids_batch(self.query_batch(q, flt))
+
+    # The timed part is the library's own call; turning its answer (string ids, Arrow tables, hit
+    # objects) into row numbers for scoring happens after the clock stops, for every library alike.
+    def query_one(self, q: np.ndarray, flt: Filter) -> Any:
+        raise NotImplementedError
+
+    def ids_one(self, raw: Any) -> np.ndarray:
+        return raw
+
+    def query_batch(self, q: np.ndarray, flt: Filter) -> Any:
         return np.stack([self.search_one(v, flt) for v in q])
+
+    def ids_batch(self, raw: Any) -> np.ndarray:
+        return raw
 
     def plan(self, q: np.ndarray, flt: Filter) -> str | None:
         return None
@@ -404,13 +419,17 @@ class VecboxHNSW(Method):
     def _kw(self) -> dict[str, Any]:
         return {"ef_search": self.value}
 
-    def search_one(self, q: np.ndarray, flt: Filter) -> np.ndarray:
-        hits = self.col.search(q, k=K, where=flt.where, include_metadata=False, **self._kw())
-        return _pad(int(h.id) for h in hits)
+    def query_one(self, q: np.ndarray, flt: Filter) -> Any:
+        return self.col.search(q, k=K, where=flt.where, include_metadata=False, **self._kw())
 
-    def search_batch(self, q: np.ndarray, flt: Filter) -> np.ndarray:
-        res = self.col.search_batch(q, k=K, where=flt.where, include_metadata=False, **self._kw())
-        return np.stack([_pad(int(h.id) for h in hits) for hits in res])
+    def ids_one(self, raw: Any) -> np.ndarray:
+        return _pad(int(h.id) for h in raw)
+
+    def query_batch(self, q: np.ndarray, flt: Filter) -> Any:
+        return self.col.search_batch(q, k=K, where=flt.where, include_metadata=False, **self._kw())
+
+    def ids_batch(self, raw: Any) -> np.ndarray:
+        return np.stack([self.ids_one(hits) for hits in raw])
 
     def plan(self, q: np.ndarray, flt: Filter) -> str | None:
         res = self.col.search(q, k=K, where=flt.where, include_metadata=False, explain=True, **self._kw())
@@ -470,10 +489,10 @@ class FaissHNSW(Method):
                 self._params[key] = faiss.SearchParametersHNSW(sel=self._sel[flt.key][1], efSearch=self.value)
         return self._params[key]
 
-    def search_one(self, q: np.ndarray, flt: Filter) -> np.ndarray:
+    def query_one(self, q: np.ndarray, flt: Filter) -> Any:
         return self.index.search(q[None, :], K, params=self._p(flt))[1][0]
 
-    def search_batch(self, q: np.ndarray, flt: Filter) -> np.ndarray:
+    def query_batch(self, q: np.ndarray, flt: Filter) -> Any:
         return self.index.search(q, K, params=self._p(flt))[1]
 
     def disk_bytes(self) -> int | None:
@@ -497,11 +516,16 @@ class USearchHNSW(Method):
         self.value = value
         self.index.expansion_search = value
 
-    def search_one(self, q: np.ndarray, flt: Filter) -> np.ndarray:
-        return _pad(self.index.search(q, K, threads=1).keys)
+    def query_one(self, q: np.ndarray, flt: Filter) -> Any:
+        return self.index.search(q, K, threads=1)
 
-    def search_batch(self, q: np.ndarray, flt: Filter) -> np.ndarray:
-        m = self.index.search(q, K, threads=self.threads)
+    def ids_one(self, raw: Any) -> np.ndarray:
+        return _pad(raw.keys)
+
+    def query_batch(self, q: np.ndarray, flt: Filter) -> Any:
+        return self.index.search(q, K, threads=self.threads)
+
+    def ids_batch(self, m: Any) -> np.ndarray:
         keys = np.asarray(m.keys, dtype=np.int64).copy()
         keys[np.arange(K)[None, :] >= np.asarray(m.counts)[:, None]] = -1
         return keys
@@ -533,14 +557,14 @@ class HnswlibHNSW(Method):
             self._allowed[flt.key] = flt.mask.tolist().__getitem__
         return self._allowed[flt.key]
 
-    def search_one(self, q: np.ndarray, flt: Filter) -> np.ndarray:
+    def query_one(self, q: np.ndarray, flt: Filter) -> Any:
         try:
             return self.index.knn_query(q, k=K, num_threads=1, filter=self._f(flt))[0][0].astype(np.int64)
         except RuntimeError:  # "contiguous 2D array": fewer than k found
             self.failed_queries += 1
             return _pad([])
 
-    def search_batch(self, q: np.ndarray, flt: Filter) -> np.ndarray:
+    def query_batch(self, q: np.ndarray, flt: Filter) -> Any:
         try:
             return self.index.knn_query(q, k=K, num_threads=self.threads, filter=self._f(flt))[0].astype(np.int64)
         except RuntimeError:
@@ -574,13 +598,17 @@ class ChromaHNSW(Method):
         self.value = value
         self.col.modify(configuration={"hnsw": {"ef_search": value}})
 
-    def search_one(self, q: np.ndarray, flt: Filter) -> np.ndarray:
-        r = self.col.query(query_embeddings=q[None, :], n_results=K, where=flt.where, include=[])
-        return _pad(int(i) for i in r["ids"][0])
+    def query_one(self, q: np.ndarray, flt: Filter) -> Any:
+        return self.col.query(query_embeddings=q[None, :], n_results=K, where=flt.where, include=[])
 
-    def search_batch(self, q: np.ndarray, flt: Filter) -> np.ndarray:
-        r = self.col.query(query_embeddings=q, n_results=K, where=flt.where, include=[])
-        return np.stack([_pad(int(i) for i in ids) for ids in r["ids"]])
+    def ids_one(self, raw: Any) -> np.ndarray:
+        return _pad(int(i) for i in raw["ids"][0])
+
+    def query_batch(self, q: np.ndarray, flt: Filter) -> Any:
+        return self.col.query(query_embeddings=q, n_results=K, where=flt.where, include=[])
+
+    def ids_batch(self, raw: Any) -> np.ndarray:
+        return np.stack([_pad(int(i) for i in ids) for ids in raw["ids"]])
 
     def disk_bytes(self) -> int | None:
         return R.dir_bytes(self.path)
@@ -632,11 +660,18 @@ class LanceIVF(Method):
             b = b.where(flt.sql, prefilter=True)
         return b.select(["id", "_distance"]).limit(K)
 
-    def search_one(self, q: np.ndarray, flt: Filter) -> np.ndarray:
-        return _pad(self._q(q, flt).to_arrow()["id"].to_pylist())
+    def query_one(self, q: np.ndarray, flt: Filter) -> Any:
+        return self._q(q, flt).to_arrow()
 
-    def search_batch(self, q: np.ndarray, flt: Filter) -> np.ndarray:
-        t = self._q(list(q), flt).to_arrow()
+    def ids_one(self, raw: Any) -> np.ndarray:
+        return _pad(raw["id"].to_pylist())
+
+    def query_batch(self, q: np.ndarray, flt: Filter) -> Any:
+        self._batch_n = len(q)
+        return self._q(list(q), flt).to_arrow()
+
+    def ids_batch(self, t: Any) -> np.ndarray:
+        q = range(self._batch_n)
         out = np.full((len(q), K), -1, dtype=np.int64)
         qi, ids = t["query_index"].to_numpy(), t["id"].to_numpy()
         for i in range(len(q)):
@@ -682,9 +717,9 @@ def measure_point(m: Method, ds: Dataset, flt: Filter, truth: np.ndarray, cfg: C
         m.search_one(q[ns % len(q)], flt)  # warm-up (caches, lazy loading)
         for i in range(ns):
             t0 = time.perf_counter()
-            ids = m.search_one(q[i], flt)
+            raw = m.query_one(q[i], flt)
             spent += time.perf_counter() - t0
-            found.append(ids)
+            found.append(m.ids_one(raw))
             if spent > cfg.single_budget and i + 1 >= MIN_SINGLE:
                 break
     single = np.stack(found)
@@ -698,8 +733,9 @@ def measure_point(m: Method, ds: Dataset, flt: Filter, truth: np.ndarray, cfg: C
             m.search_batch(q[:8], flt)  # warm-up
             R.quiet_gc()
             t0 = time.perf_counter()
-            batch = m.search_batch(q[:nb], flt)
+            raw = m.query_batch(q[:nb], flt)
             t = time.perf_counter() - t0
+            batch = m.ids_batch(raw)
         pt.update(n_batch=nb, qps_batch=nb / t, recall_batch=float(recall_at_k(batch, truth[:nb]).mean()))
     if m.plans_per_call:
         # one query at a time may be planned differently from a batch (e.g. a walk vs an exact scan):
@@ -1044,7 +1080,9 @@ def section(all_res: dict[str, dict[str, Any]], fvu: tuple[list[str], list[list[
               f"is against the exact top-{K} among the rows that match the filter (numpy brute force). "
               f"*QPS 1 query*: one call per query, up to {cfg.n_single} queries (≥ {MIN_SINGLE}, at most "
               f"{cfg.single_budget:g} s per point), library threads limited to 1; *QPS batch*: one call with up to "
-              f"{cfg.n_batch:,} queries, {cfg.threads} threads. Tables show, per method and filter, the fastest "
+              f"{cfg.n_batch:,} queries, {cfg.threads} threads; the clock covers the library's search call, "
+              "not the harness turning its answer (ids, hit objects, Arrow tables) into row numbers. Tables show, "
+              "per method and filter, the fastest "
               f"point (1 query) with recall@{K} ≥ {TARGET_RECALL} (else the best recall reached, marked "
               f"\"< 0.95\"). *build s*: from the arrays to a searchable index (ingest + index; vecbox: `add` of "
               f"{ADD_CHUNK:,}-row chunks with metadata, durable, then `build_index`); *RAM MB*: growth of the "
@@ -1090,12 +1128,15 @@ def section(all_res: dict[str, dict[str, Any]], fvu: tuple[list[str], list[list[
                   ""]
     parts += ["### Notes", "",
               "- **Where vecbox loses time.** An unfiltered (or cached-filter) id-only search takes a hot path "
-              "straight to FAISS's `search_c` (see ARCHITECTURE.md), which still checks `PRAGMA data_version` "
-              "(another process's commit must be seen), normalises the query and builds hits: ~25 us of Python "
-              "per call measured in isolation (FAISS's own Python call: ~5 us), ~50 us inside this benchmark "
-              "(the SQLite call and the interpreter evict part of the walk's cache). On the 50k sentences, "
-              "where FAISS's walk takes ~130 us, one query at a time runs at ~0.7x FAISS (0.39x before the hot "
-              "path). On 10^6 vectors the Python share is small, yet vecbox measured 0.84x FAISS: the two "
+              "straight to FAISS's `search_c` (see ARCHITECTURE.md); it sees other processes' commits by "
+              "reading the WAL index header (no SQL between commits), normalises the query and builds hits: "
+              "~12 us of Python per call measured in isolation, 30-50 us inside a loop of searches (the "
+              "interpreter and the walk evict each other's cache lines: the same Python costs ~3x more "
+              "between walks than in a micro-benchmark). On the 50k sentences, where FAISS's walk takes "
+              "~100-130 us, one query at a time runs at ~0.7x FAISS (0.39x before the hot path). A compiled "
+              "walk over FAISS's graph (numba, hnswlib's filter rule, prefetching) was tried and measured no "
+              "faster than FAISS's walk, so it was not adopted (ARCHITECTURE.md). On 10^6 vectors the Python "
+              "share is small, yet vecbox measured 0.84x FAISS: the two "
               "graphs are identical (same build parameters and order: same distance count and hops per "
               "query, checked on the sentences), so the rest is the walk itself running slower in the vecbox "
               "process (its live view holds a second float copy: 3.5 GB against FAISS's 1.8 GB). The "
@@ -1152,14 +1193,19 @@ def _jsonable(obj: Any) -> Any:
     return obj
 
 
-def save_set(key: str, entry: dict[str, Any], funnel: dict[str, Any] | None) -> Path:
-    """Keep one data set's measured results (JSON), so a later run can re-measure the other set only."""
+def save_set(key: str, entry: dict[str, Any], funnel: dict[str, Any] | None, others_cpu: float | None) -> Path:
+    """Keep one data set's measured results (JSON), so a later run can re-measure the other set only.
+
+    ``others_cpu`` is the CPU share other processes took while it was measured: a later
+    re-render reports that, not the load during the re-render.
+    """
     ds = entry["ds"]
     data = {"label": entry["label"], "funnel": funnel,
             "ds": {"key": ds.key, "label": ds.label, "n": ds.n, "d": int(ds.x.shape[1]), "nq": len(ds.q),
                    "note": ds.note, "failures": ds.failures},
             "filters": [{"kind": f.kind, "target": f.target, "actual": f.actual} for f in entry["filters"]],
-            "results": entry["results"], "measured": time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime())}
+            "results": entry["results"], "measured": time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime()),
+            "others_cpu": others_cpu}
     SAVED.mkdir(parents=True, exist_ok=True)
     path = SAVED / f"{key}.json"
     path.write_text(json.dumps(_jsonable(data)), encoding="utf-8")
@@ -1179,7 +1225,7 @@ def load_set(key: str) -> tuple[dict[str, Any], dict[str, Any] | None] | None:
                  d["failures"] + [f"results of this set reused from the run of {data['measured']}"])
     filters = [Filter(f["kind"], f["target"], None, None, None, f["actual"]) for f in data["filters"]]
     return ({"label": data["label"], "ds": ds, "filters": filters, "results": data["results"],
-             "reused_from": data["measured"]}, data["funnel"])
+             "reused_from": data["measured"], "others_cpu": data.get("others_cpu")}, data["funnel"])
 
 
 # --------------------------------------------------------------------------- main
@@ -1238,8 +1284,13 @@ def _report(all_res: dict[str, dict[str, Any]], funnel: dict[str, Any] | None, a
     """Print the tables (final call only) and rewrite the section: called after every data set, so a long run
     that is stopped keeps what it measured."""
     env = R.environment(getattr(args, "command", None), started)
-    env["load_start"], env["others_cpu"] = load_start, monitor.others_share()
     reused = {e["label"]: e["reused_from"] for e in all_res.values() if "reused_from" in e}
+    # the CPU other processes took while the results were measured: this run's share only if it measured one
+    shares = [e.get("others_cpu") for e in all_res.values() if "reused_from" in e]
+    if len(reused) < len(all_res):
+        shares.append(monitor.others_share())
+    env["load_start"] = load_start if len(reused) < len(all_res) else None
+    env["others_cpu"] = max(shares) if shares and None not in shares else None  # unknown for an older save
     if reused:  # the header's date is this run's; say when the reused sets were measured
         env["date"] += " (results of " + ", ".join(f"{k} reused from the run of {v}" for k, v in reused.items()) + ")"
     target_rows = targets(all_res, funnel)
@@ -1334,7 +1385,7 @@ def main(args: Any) -> dict[str, Any]:
                 tmp.mkdir(parents=True, exist_ok=True)
             all_res[key] = {"label": ds.label, "ds": ds, "filters": filters, "results": results}
             if not quick:
-                save_set(key, all_res[key], funnel if key == "sentences" else None)
+                save_set(key, all_res[key], funnel if key == "sentences" else None, monitor.others_share())
             if key != sets[-1]:
                 _report(all_res, funnel, args, cfg, quick, started, load_start, monitor,
                         time.perf_counter() - t_start, final=False)
