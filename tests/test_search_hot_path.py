@@ -216,6 +216,28 @@ def test_cached_filter_walk_matches_general_path_and_respects_deletes(tmp_path):
     _same(after, _general(col, q[5], 10, where=where))
 
 
+def test_a_remembered_walk_outlives_its_filters_mask_cache_and_not_a_commit(tmp_path):
+    """The hot path remembers (effort, bitmap) per filter and version; other filters may evict the mask."""
+    x, q = _data()
+    num = np.random.default_rng(4).random(N)
+    col = Collection.create(tmp_path / "c", dim=D)
+    col.add([f"r{i}" for i in range(N)], x, [{"num": float(v)} for v in num])
+    col.build_index("hnsw", M=16, ef_construction=80, ef_search=32)
+    where = {"num": {"$lt": 0.6}}
+    for qq in q[:2]:  # the first search caches the filter's mask, the second walks on the hot path
+        col.search(qq, 10, where=where, include_metadata=False)
+    for i in range(12):  # more filters than the mask cache holds (8): `where`'s mask is evicted
+        col.search(q[0], 10, where={"num": {"$gte": 0.01 * i}}, include_metadata=False)
+    runs = _count_general_runs(col)
+    hits = col.search(q[1], 10, where=where, include_metadata=False)
+    assert runs[0] == 0 and all(num[int(h.id[1:])] < 0.6 for h in hits)
+    _same(hits, _general(col, q[1], 10, where=where))
+    col.upsert([hits[0].id], x[int(hits[0].id[1:])][None, :], [{"num": 0.99}])
+    after = col.search(q[1], 10, where=where, include_metadata=False)
+    assert hits[0].id not in {h.id for h in after}  # the commit made the remembered walk stale
+    _same(after, _general(col, q[1], 10, where=where))
+
+
 def test_a_filter_planned_as_a_scan_is_retried_after_a_commit(tmp_path):
     x, q = _data()
     flag = np.zeros(N, bool)

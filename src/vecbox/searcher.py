@@ -97,6 +97,8 @@ class Searcher:
         self._prefix: dict[int, tuple[tuple[Any, ...], np.ndarray]] = {}
         self._plans: dict[tuple[Any, ...], planner.Plan] = {}  # the same inputs always give the same plan
         self._plain: tuple[tuple[Any, ...], np.ndarray | None] | None = None  # (version key, id per label)
+        # (filter key, k, effort, batch size bucket) -> (walk effort, bitmap) at the version of _plain
+        self._plain_walks: dict[tuple[Any, ...], tuple[int, np.ndarray | None]] = {}
         # (filter key, k, effort, batch size bucket) planned other than as a walk: the hot path is not tried
         self._plain_misses: set[tuple[Any, ...]] = set()
         self._misses_at: tuple[Any, ...] | None = None
@@ -335,9 +337,27 @@ class Searcher:
         state = self._plain
         if state is None or state[0] != key:
             state = self._plain = (key, self._plain_ids(live, ann))
+            self._plain_walks = {}
         ids = state[1]
         if ids is None:
             return None
+        walk_key = (wkey, k, effort, _batch_bucket(len(q)))
+        known = self._plain_walks.get(walk_key)  # the same search at this version: the same walk
+        if known is None:
+            known = self._plain_walk(live, ann, q, k, effort, wkey)
+            if known is None:
+                return None
+            if len(self._plain_walks) >= 64:  # many one-off filters at one version: start over
+                self._plain_walks.clear()
+            self._plain_walks[walk_key] = known
+        dist, lab = ann.search_plain(q, k, known[0], known[1])
+        if (lab[0, -1] if len(lab) == 1 else lab[:, -1].min()) < 0:
+            return None
+        return ids[lab].tolist(), dist.tolist()
+
+    def _plain_walk(self, live: LiveVectors, ann: AnnIndex, q: np.ndarray, k: int, effort: int | None,
+                    wkey: str | None) -> tuple[int, np.ndarray | None] | None:
+        """(effort, bitmap) of the walk that answers this search alone, or ``None`` (see :meth:`plain`)."""
         if wkey is None:
             if live.n_alive != live.n:
                 return None
@@ -353,10 +373,7 @@ class Searcher:
         if plan.path not in (ann.params.kind, ann.params.kind + "+filter") or not plan.effort:
             self._plain_misses.add((wkey, k, effort, _batch_bucket(len(q))))  # until the next commit (see run)
             return None
-        dist, lab = ann.search_plain(q, k, plan.effort, bitmap)
-        if lab[:, -1].min() < 0:
-            return None
-        return ids[lab].tolist(), dist.tolist()
+        return plan.effort, bitmap
 
     def plain_skipped(self, wkey: str | None, k: int, effort: int | None, n_queries: int) -> bool:
         """True when :meth:`plain` found, since the last commit, that this search is planned other than as a walk."""
