@@ -705,6 +705,7 @@ class Config:
 
 
 MIN_SINGLE = 10
+SINGLE_PASSES = 5  # passes over the single-query sample (fastest kept), within the per-point budget
 MIN_BATCH = 20
 SLOW_QUERY_S = 1.0  # a point slower than this per query ends the sweep (higher effort is slower still)
 
@@ -722,9 +723,21 @@ def measure_point(m: Method, ds: Dataset, flt: Filter, truth: np.ndarray, cfg: C
             found.append(m.ids_one(raw))
             if spent > cfg.single_budget and i + 1 >= MIN_SINGLE:
                 break
+        # Repeat the same queries while the budget allows and keep the fastest pass (timeit's rule): a pass
+        # of 200 fast queries lasts ~20 ms, and a VM's noise bursts moved single passes by +-30 %.
+        best, total = spent, spent
+        for _ in range(SINGLE_PASSES - 1):
+            if total + best > cfg.single_budget:
+                break
+            t = 0.0
+            for i in range(len(found)):
+                t0 = time.perf_counter()
+                m.query_one(q[i], flt)
+                t += time.perf_counter() - t0
+            best, total = min(best, t), total + t
     single = np.stack(found)
     pt: dict[str, Any] = {"knob": m.value, "knob_label": m.knob_label(m.value), "n_single": len(single),
-                          "qps_single": len(single) / spent,
+                          "qps_single": len(single) / best,
                           "recall_single": float(recall_at_k(single, truth[:len(single)]).mean())}
     nb = int(min(cfg.n_batch, len(q), cfg.batch_budget * pt["qps_single"]))  # a batch is rarely slower per query
     pt.update(n_batch=0, qps_batch=None, recall_batch=None)
@@ -1079,7 +1092,8 @@ def section(all_res: dict[str, dict[str, Any]], fvu: tuple[list[str], list[list[
               f"{', '.join(map(str, LANCE_SWEEP))}; vecbox IVF nprobe {', '.join(map(str, IVF_SWEEP))}). Recall@{K} "
               f"is against the exact top-{K} among the rows that match the filter (numpy brute force). "
               f"*QPS 1 query*: one call per query, up to {cfg.n_single} queries (≥ {MIN_SINGLE}, at most "
-              f"{cfg.single_budget:g} s per point), library threads limited to 1; *QPS batch*: one call with up to "
+              f"{cfg.single_budget:g} s per point; the fastest of up to {SINGLE_PASSES} passes over them that fit "
+              f"in that budget), library threads limited to 1; *QPS batch*: one call with up to "
               f"{cfg.n_batch:,} queries, {cfg.threads} threads; the clock covers the library's search call, "
               "not the harness turning its answer (ids, hit objects, Arrow tables) into row numbers. Tables show, "
               "per method and filter, the fastest "
@@ -1142,6 +1156,13 @@ def section(all_res: dict[str, dict[str, Any]], fvu: tuple[list[str], list[list[
               "process (its live view holds a second float copy: 3.5 GB against FAISS's 1.8 GB). The "
               "batched figures vary by ±30 % between runs on this 2-core VM (FAISS's own batch QPS on the "
               "sentences: 14,207 in the previous run, 22,243 in this one).",
+              "- **How far to trust the sentence-set ratios.** The libraries are measured one after another, "
+              "minutes apart, and this VM's speed drifts by up to 2x over minutes: three runs of the sentence "
+              "set with the same code on 2026-11-27 (05:11, 05:23, 05:34 UTC) put vecbox's one-query "
+              "no-filter QPS at 0.60x, 0.34x and 1.18x FAISS's, and standalone measurements of the same call "
+              "in one process, interleaved, put vecbox at FAISS's walk + ~25 us (~0.8x at ef 32). The table "
+              "shows the latest run; the ratios at 10^6 vectors (walk-dominated, ~1 ms per query) move much "
+              "less. Timing the libraries interleaved, query by query, is the fix this benchmark still needs.",
               "- **Where the planner wins.** Below ~2 % selectivity every graph library either loses recall "
               "(FAISS: 0.22-0.64 at 0.1-1 % on 10^6 vectors, at ef 512) or crawls (hnswlib's Python filter "
               "callback: 10-28 QPS; chromadb at n = 200k: a few QPS); vecbox scans the matching rows exactly "
