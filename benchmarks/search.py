@@ -1122,7 +1122,7 @@ def section(all_res: dict[str, dict[str, Any]], fvu: tuple[list[str], list[list[
                 if p and p.get("plan"):
                     plans.append(f"{flt.key}: {p['plan']}")
         if plans:
-            notes.append(f"- vecbox plans (`explain=True`): " + "; ".join(plans))
+            notes.append("- vecbox plans (`explain=True`): " + "; ".join(plans))
         notes += [f"- did not run: {f}" for f in entry["ds"].failures]
         if notes:
             parts += notes + [""]
