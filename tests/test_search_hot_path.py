@@ -25,6 +25,14 @@ def _data(seed: int = 0) -> tuple[np.ndarray, np.ndarray]:
     return x.astype(np.float32), q.astype(np.float32)
 
 
+def _built(path, x, metadatas=None, **index_kw) -> Collection:
+    """A collection of ``x`` (ids r0, r1, ...) with an HNSW index (M=16, ef_construction=80 unless given)."""
+    col = Collection.create(path, dim=D)
+    col.add([f"r{i}" for i in range(len(x))], x, metadatas)
+    col.build_index("hnsw", **{"M": 16, "ef_construction": 80, **index_kw})
+    return col
+
+
 def _general(col: Collection, q: np.ndarray, k: int, **kw) -> list:
     return col.search(q, k, include_metadata=False, explain=True, **kw).hits
 
@@ -84,9 +92,7 @@ def test_float64_and_non_contiguous_queries(indexed):
 
 def test_rows_added_after_the_build_are_found(tmp_path):
     x, q = _data()
-    col = Collection.create(tmp_path / "c", dim=D)
-    col.add([f"r{i}" for i in range(N)], x)
-    col.build_index("hnsw", M=16, ef_construction=80)
+    col = _built(tmp_path / "c", x)
     col.search(q[0], 5, include_metadata=False)  # hot path state built for this version
     col.add(["new"], q[:1] * 3)  # the nearest row of q[0] by far, outside the index
     hits = col.search(q[0], 5, include_metadata=False)
@@ -96,10 +102,8 @@ def test_rows_added_after_the_build_are_found(tmp_path):
 
 def test_deleted_rows_never_come_back(tmp_path):
     x, q = _data()
-    col = Collection.create(tmp_path / "c", dim=D)
+    col = _built(tmp_path / "c", x, ef_search=64)
     ids = [f"r{i}" for i in range(N)]
-    col.add(ids, x)
-    col.build_index("hnsw", M=16, ef_construction=80, ef_search=64)
     first = [h.id for h in col.search(q[1], 10, include_metadata=False)]
     col.delete(first[:5])
     after = [h.id for h in col.search(q[1], 10, include_metadata=False)]
@@ -113,9 +117,7 @@ def test_deleted_rows_never_come_back(tmp_path):
 def test_other_writers_are_seen(tmp_path):
     x, q = _data()
     path = tmp_path / "c"
-    col = Collection.create(path, dim=D)
-    col.add([f"r{i}" for i in range(N)], x)
-    col.build_index("hnsw", M=16, ef_construction=80)
+    col = _built(path, x)
     col.search(q[2], 3, include_metadata=False)
     other = Collection.open(path)
     other.add(["elsewhere"], q[2:3] * 5)
@@ -133,9 +135,7 @@ def test_no_sql_until_someone_commits_then_the_commit_is_seen(tmp_path):
 
     x, q = _data()
     path = tmp_path / "c"
-    col = Collection.create(path, dim=D)
-    col.add([f"r{i}" for i in range(N)], x)
-    col.build_index("hnsw", M=16, ef_construction=80)
+    col = _built(path, x)
     col.search(q[3], 3, include_metadata=False)
     statements: list[str] = []
     col._conn.set_trace_callback(statements.append)
@@ -181,9 +181,7 @@ def test_bad_k_and_effort_are_rejected(indexed):
 
 def test_k_larger_than_the_collection(tmp_path):
     x, q = _data()
-    col = Collection.create(tmp_path / "c", dim=D)
-    col.add([f"r{i}" for i in range(N)], x)
-    col.build_index("hnsw", M=16, ef_construction=80)
+    col = _built(tmp_path / "c", x)
     hits = col.search(q[0], N + 10, include_metadata=False)
     assert len(hits) == N and len({h.id for h in hits}) == N
 
@@ -192,10 +190,7 @@ def test_cached_filter_walk_matches_general_path_and_respects_deletes(tmp_path):
     x, q = _data()
     rng = np.random.default_rng(3)
     num = rng.random(N)
-    ids = [f"r{i}" for i in range(N)]
-    col = Collection.create(tmp_path / "c", dim=D)
-    col.add(ids, x, [{"num": float(v)} for v in num])
-    col.build_index("hnsw", M=16, ef_construction=80, ef_search=32)
+    col = _built(tmp_path / "c", x, [{"num": float(v)} for v in num], ef_search=32)
     where = {"num": {"$lt": 0.6}}
     plan = col.search(q[0], 10, where=where, include_metadata=False, explain=True).plan
     assert plan.path == "hnsw+filter"  # the walk with an allow-bitmap: the case the hot path serves
@@ -220,9 +215,7 @@ def test_a_remembered_walk_outlives_its_filters_mask_cache_and_not_a_commit(tmp_
     """The hot path remembers (effort, bitmap) per filter and version; other filters may evict the mask."""
     x, q = _data()
     num = np.random.default_rng(4).random(N)
-    col = Collection.create(tmp_path / "c", dim=D)
-    col.add([f"r{i}" for i in range(N)], x, [{"num": float(v)} for v in num])
-    col.build_index("hnsw", M=16, ef_construction=80, ef_search=32)
+    col = _built(tmp_path / "c", x, [{"num": float(v)} for v in num], ef_search=32)
     where = {"num": {"$lt": 0.6}}
     for qq in q[:2]:  # the first search caches the filter's mask, the second walks on the hot path
         col.search(qq, 10, where=where, include_metadata=False)
@@ -242,9 +235,7 @@ def test_a_filter_planned_as_a_scan_is_retried_after_a_commit(tmp_path):
     x, q = _data()
     flag = np.zeros(N, bool)
     flag[:50] = True  # 50 matching rows: an exact scan
-    col = Collection.create(tmp_path / "c", dim=D)
-    col.add([f"r{i}" for i in range(N)], x, [{"f": bool(b)} for b in flag])
-    col.build_index("hnsw", M=16, ef_construction=80)
+    col = _built(tmp_path / "c", x, [{"f": bool(b)} for b in flag])
     where = {"f": True}
     assert col.search(q[0], 5, where=where, include_metadata=False, explain=True).plan.path == "exact"
     col.search(q[0], 5, where=where, include_metadata=False)

@@ -106,6 +106,11 @@ class _Uniform(Quantizer):
     def _levels_of(self, codes: np.ndarray) -> np.ndarray:
         return codes
 
+    def _faiss_range(self) -> tuple[np.ndarray, np.ndarray]:
+        """FAISS's trained ``(vmin, vdiff)`` for this grid: it decodes ``vmin + vdiff * (c + 0.5) / (L - 1)``."""
+        return ((self.lo_ - np.float32(0.5) * self.step_).astype(np.float32),
+                (self.step_ * np.float32(self.levels - 1)).astype(np.float32))
+
     def decode(self, codes: np.ndarray) -> np.ndarray:
         c = self._levels_of(codes).astype(np.float32)
         return c * self.step_ + self.lo_
@@ -126,9 +131,7 @@ class _Uniform(Quantizer):
         if faiss is not None:
             qtype = faiss.ScalarQuantizer.QT_8bit if self.bits == 8 else faiss.ScalarQuantizer.QT_4bit
             index = faiss.IndexScalarQuantizer(self.d, qtype, _faiss_metric(faiss, metric))
-            # FAISS decodes vmin + vdiff * (c + 0.5) / (L - 1); shift vmin so that equals lo + c * step.
-            trained = np.concatenate([self.lo_ - 0.5 * self.step_, self.step_ * (self.levels - 1)])
-            faiss.copy_array_to_vector(trained.astype(np.float32), index.sq.trained)
+            faiss.copy_array_to_vector(np.concatenate(self._faiss_range()), index.sq.trained)
             index.is_trained = True
             out = faiss_search(index, codes, q, k, valid, higher_is_better=metric != "l2")
             if out is not None:
@@ -179,11 +182,6 @@ class Int8(_Uniform):
         with np.errstate(divide="ignore", invalid="ignore"):  # FAISS's encode_component: (uint8)(255 * t)
             t = np.where(vdiff > 0, (x - vmin) / vdiff, 0.0)
         return np.floor(np.float32(255) * np.clip(t, 0, 1)).astype(np.uint8)
-
-    def _faiss_range(self) -> tuple[np.ndarray, np.ndarray]:
-        """FAISS's trained ``(vmin, vdiff)`` for this grid (it decodes ``vmin + vdiff * (c + 0.5) / 255``)."""
-        return ((self.lo_ - np.float32(0.5) * self.step_).astype(np.float32),
-                (self.step_ * np.float32(255)).astype(np.float32))
 
 
 class Int4(_Uniform):
