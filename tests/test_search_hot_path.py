@@ -83,6 +83,18 @@ def test_hot_path_batch_matches_single_and_general(indexed):
         _same(b, col.search(qq, 7, include_metadata=False, ef_search=64))
 
 
+def test_an_answer_survives_the_next_searches(indexed):
+    # one query at a time, the walk answers into buffers the index reuses: hits must be copies
+    col, _, q = indexed
+    first = col.search(q[0], 10, include_metadata=False)
+    kept = [(h.id, h.score) for h in first]
+    later = [col.search(qq, 10, include_metadata=False) for qq in q[1:6]]
+    assert [(h.id, h.score) for h in first] == kept
+    _same(first, _general(col, q[0], 10))
+    for qq, hits in zip(q[1:6], later):
+        _same(hits, _general(col, qq, 10))
+
+
 def test_float64_and_non_contiguous_queries(indexed):
     col, _, q = indexed
     wide = np.repeat(q[:3].astype(np.float64), 2, axis=1)[:, ::2]  # float64, strided
@@ -123,6 +135,27 @@ def test_other_writers_are_seen(tmp_path):
     other.add(["elsewhere"], q[2:3] * 5)
     other.close()
     assert col.search(q[2], 3, include_metadata=False)[0].id == "elsewhere"
+
+
+def test_handles_on_one_path_share_the_shm_descriptor_until_the_last_closes(tmp_path):
+    # closing a descriptor drops every POSIX lock this process holds on the file, SQLite's
+    # WAL read locks included: one handle's close must not close the descriptor another uses
+    from vecbox.storage import catalog
+
+    x, q = _data()
+    path = tmp_path / "c"
+    a = _built(path, x)
+    b = Collection.open(path)
+    key = a._watch._key
+    assert key is not None and b._watch._key == key
+    assert catalog._SHM_OPEN[key][2] == 2
+    a.close()
+    assert catalog._SHM_OPEN[key][2] == 1
+    b.add(["late"], q[4:5] * 3)
+    assert b.search(q[4], 1, include_metadata=False)[0].id == "late"
+    assert b.search(q[4], 1)[0].id == "late"
+    b.close()
+    assert key not in catalog._SHM_OPEN
 
 
 def _add_from_another_process(path, vec):

@@ -247,8 +247,8 @@ class Collection:
 
     def close(self) -> None:
         """Release the catalog connection."""
-        self._watch.close()
         self._conn.close()
+        self._watch.close()  # after the connection: see catalog._SHM_OPEN
 
     def __enter__(self) -> "Collection":
         return self
@@ -728,14 +728,22 @@ class Collection:
         wkey = self._searcher.filter_key(where)
         if self._searcher.plain_skipped(wkey, k, ef_search, 1 if one else len(queries)):  # e.g. an exact scan
             return None
-        q = np.ascontiguousarray(queries.reshape(-1, self.dim), dtype=np.float32)
-        if one:  # Python floats: a third of the numpy calls' cost at this size
-            sq1 = float(np.dot(q[0], q[0]))
+        scale = 1.0
+        if one:
+            # Every numpy call costs 2-3 us between graph walks (cold caches), so one query
+            # takes one: its squared norm. A cosine query is not normalised - scaling a query
+            # scales every inner product alike, so the walk and the ranking are the same -
+            # and its scores are divided by the norm afterwards.
+            q = queries if queries.dtype == np.float32 and queries.flags.c_contiguous else \
+                np.ascontiguousarray(queries, dtype=np.float32)
+            sq1 = float(np.dot(q, q))
             if not 0.0 < sq1 < math.inf:  # NaN/inf or a zero vector: the general path explains
                 return None
+            q = q.reshape(1, self.dim)
             if self.metric == "cosine":
-                q = q / np.float32(math.sqrt(sq1))
+                scale = 1.0 / math.sqrt(sq1)
         else:
+            q = np.ascontiguousarray(queries, dtype=np.float32)
             sq = np.einsum("ij,ij->i", q, q)
             if not (sq.min() > 0.0 and sq.max() < math.inf):
                 return None
@@ -749,6 +757,8 @@ class Collection:
         ids, scores = found
         if self.metric == "l2":
             scores = [[math.sqrt(max(d, 0.0)) for d in row] for row in scores]
+        elif scale != 1.0:
+            scores = [[d * scale for d in row] for row in scores]
         hits = [_hits(ii, dd) for ii, dd in zip(ids, scores)]
         return hits[0] if one else hits
 
@@ -825,11 +835,13 @@ class Collection:
         ``PRAGMA data_version`` changes when another connection commits, ``total_changes``
         when this handle's own connection writes. The refresh runs in one read transaction.
         An unchanged WAL index header (:class:`~vecbox.storage.catalog.CommitWatch`)
-        spares the PRAGMA: nobody committed since the last check.
+        spares the PRAGMA outside a transaction: nobody committed since the last check.
         """
         watched = (self._watch.header(), self._conn.total_changes)
-        if watched[0] is not None and watched == self._watched:
+        if not in_transaction and watched[0] is not None and watched == self._watched:
             return
+        # In a read transaction the PRAGMA always runs: it pins the transaction's snapshot now,
+        # so the SQL that follows (metadata, filters) reads the version the live view shows.
         # the header was read first: a commit after it changes it again and is seen next time
         seen = (conn.execute("PRAGMA data_version").fetchone()[0], watched[1])
         if seen != self._seen:

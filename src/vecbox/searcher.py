@@ -350,7 +350,7 @@ class Searcher:
             if len(self._plain_walks) >= 64:  # many one-off filters at one version: start over
                 self._plain_walks.clear()
             self._plain_walks[walk_key] = known
-        dist, lab = ann.search_plain(q, k, known[0], known[1])
+        dist, lab = ann.search_plain(q, k, known[0], known[1], reuse=True)  # under the collection's lock
         if (lab[0, -1] if len(lab) == 1 else lab[:, -1].min()) < 0:
             return None
         return ids[lab].tolist(), dist.tolist()

@@ -36,19 +36,25 @@ INDEX_KINDS = ("hnsw", "ivf")
 STORAGES = ("flat", "sq8")
 _META = "meta.json"
 _RIDS = "rids.npy"
-_FAISS = "index.faiss"
+_INDEX_FILE = "index.faiss"
 _FORMAT = 1
 EF_GRID = (16, 24, 32, 48, 64, 96, 128, 192, 256, 384, 512, 768, 1024)
 
 
+_FAISS: Any = None  # the faiss module once imported (the hot path skips the import statement)
+
+
 def _faiss() -> Any:
-    try:
-        import faiss
-    except ImportError:  # pragma: no cover - faiss-cpu is a dependency of the [peers]/[codecs] extras
-        raise MissingDependencyError(
-            "ANN indexes need FAISS: pip install 'vecbox[codecs]' (or faiss-cpu)"
-        ) from None
-    return faiss
+    global _FAISS
+    if _FAISS is None:
+        try:
+            import faiss
+        except ImportError:  # pragma: no cover - faiss-cpu is a dependency of the [peers]/[codecs] extras
+            raise MissingDependencyError(
+                "ANN indexes need FAISS: pip install 'vecbox[codecs]' (or faiss-cpu)"
+            ) from None
+        _FAISS = faiss
+    return _FAISS
 
 
 @dataclass
@@ -112,6 +118,7 @@ class AnnIndex:
     version: int = 0
     build_seconds: float = 0.0
     _search_params: dict[tuple[int, int | None], Any] = field(default_factory=dict, repr=False)
+    _one: dict[int, tuple[Any, ...]] = field(default_factory=dict, repr=False)  # k -> single-query out buffers
 
     @property
     def n(self) -> int:
@@ -177,16 +184,25 @@ class AnnIndex:
             scores = np.where(lab >= 0, scores, np.float32(-np.inf))
         return scores, lab
 
-    def search_plain(self, q: np.ndarray, k: int, effort: int,
-                     allow: np.ndarray | None = None) -> tuple[np.ndarray, np.ndarray]:
+    def search_plain(self, q: np.ndarray, k: int, effort: int, allow: np.ndarray | None = None, *,
+                     reuse: bool = False) -> tuple[np.ndarray, np.ndarray]:
         """C-contiguous float32 queries ``(n, d)``: FAISS's raw distances and labels.
 
         The lean form of :meth:`search` (no copies, no score conversion; ``allow`` as
         there): at ~100 us per graph walk, every microsecond of Python around it shows.
-        ``k`` must be at most :attr:`n`.
+        ``k`` must be at most :attr:`n`. ``reuse=True`` answers one query in buffers the
+        index keeps (no allocation): the caller holds a lock and copies the answer out
+        before the next call.
         """
-        faiss = _faiss()
+        faiss = _FAISS or _faiss()
         sp = self._params(effort, k, allow)
+        if reuse and len(q) == 1:
+            out = self._one.get(k)
+            if out is None:
+                d1, l1 = np.empty((1, k), dtype=np.float32), np.empty((1, k), dtype=np.int64)
+                out = self._one[k] = (d1, l1, faiss.swig_ptr(d1), faiss.swig_ptr(l1))
+            self.faiss_index.search_c(1, faiss.swig_ptr(q), k, out[2], out[3], sp)
+            return out[0], out[1]
         dist = np.empty((len(q), k), dtype=np.float32)
         lab = np.empty((len(q), k), dtype=np.int64)
         self.faiss_index.search_c(len(q), faiss.swig_ptr(q), k, faiss.swig_ptr(dist), faiss.swig_ptr(lab), sp)
@@ -216,7 +232,7 @@ class AnnIndex:
         """Write ``index.faiss`` + ``rids.npy`` + ``meta.json`` into a new directory (fsynced)."""
         faiss = _faiss()
         directory.mkdir(parents=True)
-        faiss.write_index(self.faiss_index, str(directory / _FAISS))
+        faiss.write_index(self.faiss_index, str(directory / _INDEX_FILE))
         with open(directory / _RIDS, "wb") as fh:
             np.save(fh, self.rids, allow_pickle=False)
             fh.flush()
@@ -227,7 +243,7 @@ class AnnIndex:
             json.dump(meta, fh)
             fh.flush()
             os.fsync(fh.fileno())
-        fd = os.open(directory / _FAISS, os.O_RDONLY)
+        fd = os.open(directory / _INDEX_FILE, os.O_RDONLY)
         try:
             os.fsync(fd)
         finally:
@@ -243,7 +259,7 @@ class AnnIndex:
         try:
             meta = json.loads((directory / _META).read_text(encoding="utf-8"))
             rids = np.load(directory / _RIDS, allow_pickle=False)
-            index = faiss.read_index(str(directory / _FAISS))
+            index = faiss.read_index(str(directory / _INDEX_FILE))
             params = IndexParams(**meta["params"])
             if meta.get("format") != _FORMAT or index.ntotal != len(rids) or len(rids) != meta["n"]:
                 raise ValueError("sizes or format do not agree")
