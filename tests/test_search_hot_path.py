@@ -158,6 +158,22 @@ def test_handles_on_one_path_share_the_shm_descriptor_until_the_last_closes(tmp_
     assert key not in catalog._SHM_OPEN
 
 
+def test_a_filter_mutated_in_place_is_not_taken_for_the_old_one(tmp_path):
+    # filter keys are remembered per filter object (their JSON is costly): a mutation must show
+    x, q = _data()
+    col = _built(tmp_path / "c", x, [{"g": i % 10} for i in range(N)])
+    where = {"g": {"$in": [1, 2]}}
+    for _ in range(3):
+        hits = col.search(q[0], 5, where=where, include_metadata=False)
+    assert {int(h.id[1:]) % 10 for h in hits} <= {1, 2}
+    where["g"]["$in"].remove(1)
+    where["g"]["$in"].append(3)
+    for _ in range(2):
+        hits = col.search(q[0], 5, where=where, include_metadata=False)
+        assert {int(h.id[1:]) % 10 for h in hits} <= {2, 3}
+        _same(hits, _general(col, q[0], 5, where={"g": {"$in": [2, 3]}}))
+
+
 def _add_from_another_process(path, vec):
     Collection.open(path).add(["other-process"], vec)
 
