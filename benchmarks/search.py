@@ -710,6 +710,16 @@ MIN_BATCH = 20
 SLOW_QUERY_S = 1.0  # a point slower than this per query ends the sweep (higher effort is slower still)
 
 
+def _timed_pass(m: Method, qs: np.ndarray, flt: Filter) -> float:
+    """Seconds spent in the library's own calls over one pass of single queries."""
+    t = 0.0
+    for q in qs:
+        t0 = time.perf_counter()
+        m.query_one(q, flt)
+        t += time.perf_counter() - t0
+    return t
+
+
 def measure_point(m: Method, ds: Dataset, flt: Filter, truth: np.ndarray, cfg: Config) -> dict[str, Any]:
     q = ds.q
     ns = min(cfg.n_single, len(q))
@@ -729,11 +739,7 @@ def measure_point(m: Method, ds: Dataset, flt: Filter, truth: np.ndarray, cfg: C
         for _ in range(SINGLE_PASSES - 1):
             if total + best > cfg.single_budget:
                 break
-            t = 0.0
-            for i in range(len(found)):
-                t0 = time.perf_counter()
-                m.query_one(q[i], flt)
-                t += time.perf_counter() - t0
+            t = _timed_pass(m, q[:len(found)], flt)
             best, total = min(best, t), total + t
     single = np.stack(found)
     pt: dict[str, Any] = {"knob": m.value, "knob_label": m.knob_label(m.value), "n_single": len(single),
@@ -897,12 +903,7 @@ def retime(kept: dict[str, Method], results: list[dict[str, Any]], ds: Dataset, 
                 qs = ds.q[:p["n_single"]]
                 with _threads(1):
                     m.query_one(ds.q[-1], flt)  # warm-up after the knob switch (plans, caches)
-                    t = 0.0
-                    for q in qs:
-                        t0 = time.perf_counter()
-                        m.query_one(q, flt)
-                        t += time.perf_counter() - t0
-                single[id(p)].append(t)
+                    single[id(p)].append(_timed_pass(m, qs, flt))
                 if p["n_batch"]:
                     with _threads(cfg.threads):
                         R.quiet_gc()

@@ -50,6 +50,11 @@ def _batch_bucket(n_queries: int) -> int:
     return min(n_queries, 64)
 
 
+def _walk_key(wkey: str | None, k: int, effort: int | None, n_queries: int) -> tuple[Any, ...]:
+    """The hot path's key of a search: (filter key, k, effort, batch size bucket)."""
+    return wkey, k, effort, _batch_bucket(n_queries)
+
+
 class LabelSet:
     """The index labels a search may return (``mask``, ``count``) and FAISS's packed bitmap of them (made once)."""
 
@@ -360,10 +365,10 @@ class Searcher:
         ids = state[1]
         if ids is None:
             return None
-        walk_key = (wkey, k, effort, _batch_bucket(len(q)))
+        walk_key = _walk_key(wkey, k, effort, len(q))
         known = self._plain_walks.get(walk_key)  # the same search at this version: the same walk
         if known is None:
-            known = self._plain_walk(live, ann, q, k, effort, wkey)
+            known = self._plain_walk(live, ann, k, effort, wkey, walk_key)
             if known is None:
                 return None
             if len(self._plain_walks) >= 64:  # many one-off filters at one version: start over
@@ -374,8 +379,8 @@ class Searcher:
             return None
         return ids[lab].tolist(), dist.tolist()
 
-    def _plain_walk(self, live: LiveVectors, ann: AnnIndex, q: np.ndarray, k: int, effort: int | None,
-                    wkey: str | None) -> tuple[int, np.ndarray | None] | None:
+    def _plain_walk(self, live: LiveVectors, ann: AnnIndex, k: int, effort: int | None, wkey: str | None,
+                    walk_key: tuple[Any, ...]) -> tuple[int, np.ndarray | None] | None:
         """(effort, bitmap) of the walk that answers this search alone, or ``None`` (see :meth:`plain`)."""
         if wkey is None:
             if live.n_alive != live.n:
@@ -388,15 +393,15 @@ class Searcher:
                 return None
             n_lab = labels.count
             bitmap = labels.bitmap if n_lab < ann.n else None
-        plan = self._plan(ann, live, allowed, k, effort, n_lab, len(q), 0)
+        plan = self._plan(ann, live, allowed, k, effort, n_lab, walk_key[3], 0)  # [3]: the batch bucket
         if plan.path not in (ann.params.kind, ann.params.kind + "+filter") or not plan.effort:
-            self._plain_misses.add((wkey, k, effort, _batch_bucket(len(q))))  # until the next commit (see run)
+            self._plain_misses.add(walk_key)  # until the next commit (see run)
             return None
         return plan.effort, bitmap
 
     def plain_skipped(self, wkey: str | None, k: int, effort: int | None, n_queries: int) -> bool:
         """True when :meth:`plain` found, since the last commit, that this search is planned other than as a walk."""
-        return (wkey, k, effort, _batch_bucket(n_queries)) in self._plain_misses
+        return _walk_key(wkey, k, effort, n_queries) in self._plain_misses
 
     def _plain_ids(self, live: LiveVectors, ann: AnnIndex) -> np.ndarray | None:
         """Each label's id, when the index's walk alone can answer (exact scores, no tail, every label held)."""
