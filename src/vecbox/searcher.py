@@ -332,7 +332,7 @@ class Searcher:
         plan = self._plans.get(key)
         if plan is None:
             stats = planner.IndexStats(ann.params.kind, ann.n, ann.params.M, ann.params.effort,
-                                       int(ann.params.nlist or 1))
+                                       int(ann.params.nlist or 1), ann.filter_rule)
             plan = planner.choose(live.n_alive, allowed.count, k, stats, effort=effort,
                                   estimate_source=allowed.source, index_rows_allowed=n_lab, n_queries=n_queries,
                                   gathered=gathered)

@@ -12,6 +12,13 @@ benchmark), but FAISS takes an allow-set as a C++ bitmap
 filters through a Python callback per visited node. Filtered search is the
 reason the index exists, so the bitmap wins.
 
+Searches of an ``hnsw`` index with float storage walk FAISS's graph and vectors in
+vecbox's own C walk (:mod:`vecbox.index._walk`) rather than FAISS's: under a filter it
+keeps the ef nearest *allowed* rows and walks on until it has them (hnswlib's rule),
+where FAISS keeps the ef nearest rows of any kind and returns the allowed ones among
+them - which collapses when the allowed rows lie away from the query. Without the
+built extension (or for ``sq8`` storage and IVF) FAISS's own search runs.
+
 Scores are "higher is better" as in :mod:`vecbox.index.flat`: inner products for
 ``dot``/``cosine`` and ``2 q.x - |x|^2`` for ``l2`` (FAISS's squared distances
 are converted back).
@@ -42,6 +49,7 @@ EF_GRID = (16, 24, 32, 48, 64, 96, 128, 192, 256, 384, 512, 768, 1024)
 
 
 _FAISS: Any = None  # the faiss module once imported (the hot path skips the import statement)
+_WALK: Any = None  # vecbox.index._walk once imported; False when the extension is not built
 
 
 def _faiss() -> Any:
@@ -55,6 +63,18 @@ def _faiss() -> Any:
             ) from None
         _FAISS = faiss
     return _FAISS
+
+
+def _walk_module() -> Any:
+    global _WALK
+    if _WALK is None:
+        try:
+            from vecbox.index import _walk
+        except ImportError:  # a source tree without the built extension: FAISS's walk runs
+            _WALK = False
+        else:
+            _WALK = _walk
+    return _WALK or None
 
 
 @dataclass
@@ -119,6 +139,7 @@ class AnnIndex:
     build_seconds: float = 0.0
     _search_params: dict[tuple[int, int | None], Any] = field(default_factory=dict, repr=False)
     _one: dict[int, tuple[Any, ...]] = field(default_factory=dict, repr=False)  # k -> single-query out buffers
+    _graph: Any = field(default=None, repr=False)  # vecbox's walk over the graph (False: FAISS's search runs)
 
     @property
     def n(self) -> int:
@@ -133,6 +154,18 @@ class AnnIndex:
     def exact_scores(self) -> bool:
         """False when the index stores compressed vectors (its scores need an exact rescore)."""
         return self.params.storage == "flat"
+
+    @property
+    def filter_rule(self) -> str:
+        """How a filtered walk stops: ``"allowed"`` (vecbox's walk: the ef nearest allowed rows)
+        or ``"beam"`` (FAISS's: the ef nearest rows, of which the allowed ones are returned)."""
+        return "allowed" if self._walker() else "beam"
+
+    def _walker(self) -> Any:
+        """vecbox's walk over this index (``hnsw`` with float storage, extension built), else ``None``."""
+        if self._graph is None:
+            self._graph = _graph_of(self) or False
+        return self._graph or None
 
     # ------------------------------------------------------------------ build
     @classmethod
@@ -186,7 +219,7 @@ class AnnIndex:
 
     def search_plain(self, q: np.ndarray, k: int, effort: int, allow: np.ndarray | None = None, *,
                      reuse: bool = False) -> tuple[np.ndarray, np.ndarray]:
-        """C-contiguous float32 queries ``(n, d)``: FAISS's raw distances and labels.
+        """C-contiguous float32 queries ``(n, d)``: raw distances (FAISS's convention) and labels.
 
         The lean form of :meth:`search` (no copies, no score conversion; ``allow`` as
         there): at ~100 us per graph walk, every microsecond of Python around it shows.
@@ -194,19 +227,30 @@ class AnnIndex:
         index keeps (no allocation): the caller holds a lock and copies the answer out
         before the next call.
         """
-        faiss = _FAISS or _faiss()
-        sp = self._params(effort, k, allow)
+        walker = self._graph if self._graph is not None else self._walker()
         if reuse and len(q) == 1:
-            out = self._one.get(k)
-            if out is None:
-                d1, l1 = np.empty((1, k), dtype=np.float32), np.empty((1, k), dtype=np.int64)
-                out = self._one[k] = (d1, l1, faiss.swig_ptr(d1), faiss.swig_ptr(l1))
-            self.faiss_index.search_c(1, faiss.swig_ptr(q), k, out[2], out[3], sp)
+            out = self._one.get(k) or self._out_buffers(k)
+            if walker:
+                walker.search(q, k, effort, allow, out[0], out[1], 1)
+            else:
+                self.faiss_index.search_c(1, (_FAISS or _faiss()).swig_ptr(q), k, out[2], out[3],
+                                          self._params(effort, k, allow))
             return out[0], out[1]
         dist = np.empty((len(q), k), dtype=np.float32)
         lab = np.empty((len(q), k), dtype=np.int64)
-        self.faiss_index.search_c(len(q), faiss.swig_ptr(q), k, faiss.swig_ptr(dist), faiss.swig_ptr(lab), sp)
+        faiss = _FAISS or _faiss()
+        if walker:  # as many threads as FAISS would use (OpenMP's setting, which callers limit)
+            walker.search(q, k, effort, allow, dist, lab, 1 if len(q) == 1 else faiss.omp_get_max_threads())
+        else:
+            self.faiss_index.search_c(len(q), faiss.swig_ptr(q), k, faiss.swig_ptr(dist), faiss.swig_ptr(lab),
+                                      self._params(effort, k, allow))
         return dist, lab
+
+    def _out_buffers(self, k: int) -> tuple[Any, ...]:
+        faiss = _FAISS or _faiss()
+        d1, l1 = np.empty((1, k), dtype=np.float32), np.empty((1, k), dtype=np.int64)
+        out = self._one[k] = (d1, l1, faiss.swig_ptr(d1), faiss.swig_ptr(l1))
+        return out
 
     def _params(self, effort: int, k: int, allow: np.ndarray | None) -> Any:
         """FAISS search parameters for (effort, allow-set), cached: SWIG objects cost ~10 us each to make."""
@@ -277,6 +321,30 @@ class AnnIndex:
         per = 4 * d if self.params.storage == "flat" else d
         links = 2 * self.params.M * 4 * 1.1 if self.params.kind == "hnsw" else 8
         return int(self.n * (per + links + 8))
+
+
+def _graph_of(index: AnnIndex) -> Any:
+    """A ``_walk.Graph`` reading ``index``'s FAISS graph and vectors in place (no copy), or ``None``.
+
+    The arrays are views of FAISS's own memory: the graph is only valid while the FAISS
+    index lives and is not changed, which holds for an :class:`AnnIndex` (built or loaded
+    once, never added to).
+    """
+    walk = _walk_module()
+    if walk is None or index.params.kind != "hnsw" or index.params.storage != "flat" or index.n == 0:
+        return None
+    faiss = _faiss()
+    fi = faiss.downcast_index(index.faiss_index)
+    if not isinstance(fi, faiss.IndexHNSWFlat):  # pragma: no cover - what build() makes for hnsw+flat
+        return None
+    h, n, d = fi.hnsw, fi.ntotal, fi.d
+    view = faiss.rev_swig_ptr
+    return walk.Graph(
+        view(faiss.downcast_index(fi.storage).get_xb(), n * d), view(h.neighbors.data(), h.neighbors.size()),
+        view(h.offsets.data(), h.offsets.size()), view(h.levels.data(), h.levels.size()),
+        faiss.vector_to_array(h.cum_nneighbor_per_level), d, int(h.entry_point), int(h.max_level),
+        fi.metric_type == faiss.METRIC_INNER_PRODUCT,
+    )
 
 
 def new_index_dirname(kind: str) -> str:

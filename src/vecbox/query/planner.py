@@ -8,9 +8,11 @@ Vespa and Weaviate make (see research/anchors.md section 1b):
   rows is faster than a graph walk and always returns the true top k);
 * **post-filter** when most rows match: ask the index for ``k / selectivity``
   (times a safety factor) unfiltered results and drop the disallowed ones;
-* **in-graph** filtered traversal (an allow-bitmap inside FAISS's HNSW/IVF walk)
-  in between, with the search effort (ef / nprobe) grown as selectivity falls,
-  because fewer of the visited nodes may be returned.
+* **in-graph** filtered traversal (an allow-bitmap inside the HNSW/IVF walk) in
+  between. vecbox's own HNSW walk keeps the ef nearest *allowed* rows, so its ef
+  need not grow; it visits about 1/selectivity times more nodes instead. FAISS's
+  walk (IVF, ``sq8`` storage, or no built extension) returns the allowed rows among
+  the ef nearest of any kind, so its effort (ef / nprobe) is grown as selectivity falls.
 
 Whatever runs, the caller falls back to an exact scan for any query that comes
 back with fewer than ``k`` hits while at least ``k`` rows are allowed.
@@ -90,6 +92,7 @@ class IndexStats:
     M: int = 32
     effort: int = 64  # default ef_search / nprobe
     nlist: int = 1
+    filter_rule: str = "beam"  # "allowed": the walk keeps the ef nearest allowed rows (vecbox's HNSW walk)
 
 
 def grown_effort(effort: int, selectivity: float, k: int) -> int:
@@ -151,10 +154,17 @@ def choose(
                     index=index.kind, costs=costs, **base)
     want = math.ceil(k * POST_FILTER_SAFETY / max(isel, 1e-9)) + k
     post_effort = min(max(e0, want), EFFORT_CAP)
-    in_effort = grown_effort(e0, isel, k)
     if isel >= POST_FILTER_MIN_SELECTIVITY:
         costs["post-filter"] = _walk_cost(index, post_effort, want) * POST_FILTER_OVERHEAD
-    costs["filter"] = _walk_cost(index, in_effort, k)
+    if index.filter_rule == "allowed":
+        # it walks on until it holds ef allowed rows: about 1/selectivity times the nodes of a plain walk
+        in_effort = max(e0, k)
+        costs["filter"] = _walk_cost(index, in_effort, k) / max(isel, 1e-9)
+        how = f"filtered walk keeping the {in_effort} nearest allowed rows"
+    else:
+        in_effort = grown_effort(e0, isel, k)
+        costs["filter"] = _walk_cost(index, in_effort, k)
+        how = f"filtered walk with the effort grown {in_effort / e0:.1f}x"
     best = min(costs, key=costs.get)
     if best == "exact":
         return Plan("exact", f"filter keeps {isel:.2%} of the indexed rows; scanning them is cheapest",
@@ -163,8 +173,8 @@ def choose(
         return Plan(f"{index.kind}+post-filter", f"filter keeps {isel:.1%} of the indexed rows: fetch ~{want} "
                     "unfiltered neighbours and drop the rest", effort=post_effort, index=index.kind,
                     costs=costs, **base)
-    return Plan(f"{index.kind}+filter", f"filter keeps {isel:.2%} of the indexed rows: filtered walk with the "
-                f"effort grown {in_effort / e0:.1f}x", effort=in_effort, index=index.kind, costs=costs, **base)
+    return Plan(f"{index.kind}+filter", f"filter keeps {isel:.2%} of the indexed rows: {how}", effort=in_effort,
+                index=index.kind, costs=costs, **base)
 
 
 def _walk_cost(index: IndexStats, effort: int, k: int) -> float:

@@ -1,0 +1,506 @@
+/* Filtered HNSW walk over a FAISS IndexHNSWFlat graph, with hnswlib's stopping rule.
+ *
+ * Why this exists: FAISS's filtered walk (an IDSelector inside HNSW::search) keeps a beam of
+ * the ef nearest nodes *of any kind* and returns the allowed ones among them. When the filter
+ * is correlated with the neighbourhood (the allowed rows sit away from the query), that beam
+ * stays among disallowed nodes and recall collapses unless ef grows a lot. hnswlib's rule
+ * keeps the ef nearest *allowed* nodes and walks on until it has them, so the walk leaves a
+ * disallowed neighbourhood by itself - but hnswlib's Python binding checks the filter through
+ * a Python callback per visited node. This walk runs hnswlib's rule on FAISS's own graph and
+ * vectors (read in place, no copy) with the allow-set as a C bitmap.
+ *
+ * Graph layout (faiss/impl/HNSW.h): the neighbours of node i at level l are
+ * neighbors[offsets[i] + cum[l] .. offsets[i] + cum[l + 1]), -1 padded; levels[i] is the number
+ * of levels node i is on. Distances are "smaller is better": -<q, x> (inner product) or the
+ * squared L2 distance; the answers are given back in FAISS's convention (inner products, or
+ * squared distances), labels -1 where fewer than k allowed rows were reached.
+ */
+#define PY_SSIZE_T_CLEAN
+#include <Python.h>
+#include <math.h>
+#include <pthread.h>
+#include <stdint.h>
+#include <stdlib.h>
+#include <string.h>
+
+typedef struct {
+    float d;
+    int32_t id;
+} Item;
+
+/* Per-thread scratch: visit tags (one generation per query, so no clearing) and the two heaps. */
+typedef struct Work {
+    uint32_t *tags;
+    uint32_t gen;
+    Item *cand;
+    size_t cand_cap;
+    Item *top;
+    size_t top_cap;
+    struct Work *next;
+} Work;
+
+typedef struct {
+    PyObject_HEAD
+    Py_buffer bufs[5]; /* vectors, neighbors, offsets, levels, cum */
+    int nbufs;
+    const float *x;
+    const int32_t *nbr;
+    const uint64_t *offsets;
+    const int32_t *levels;
+    const int32_t *cum;
+    int64_t n;
+    int d;
+    int32_t entry;
+    int max_level;
+    int ip;
+    Work *pool; /* free scratch, taken and given back while holding the GIL */
+} Graph;
+
+/* ------------------------------------------------------------------ distances */
+/* "Smaller is better": -<q, r> (inner product) or |q - r|^2. Portable C here; the AVX2 build of
+   the walk below swaps in intrinsics (chosen once per process by the CPU, see walk_one). */
+static float dist_c(const float *q, const float *r, int d, int ip) {
+    float acc[8] = {0};
+    int i = 0;
+    if (ip) {
+        for (; i + 8 <= d; i += 8)
+            for (int j = 0; j < 8; j++) acc[j] += q[i + j] * r[i + j];
+    } else {
+        for (; i + 8 <= d; i += 8)
+            for (int j = 0; j < 8; j++) {
+                float t = q[i + j] - r[i + j];
+                acc[j] += t * t;
+            }
+    }
+    float s = 0.f;
+    for (int j = 0; j < 8; j++) s += acc[j];
+    for (; i < d; i++) s += ip ? q[i] * r[i] : (q[i] - r[i]) * (q[i] - r[i]);
+    return ip ? -s : s;
+}
+
+#if defined(__x86_64__) && defined(__GNUC__)
+#include <immintrin.h>
+#define VB_AVX2 1
+__attribute__((target("avx2,fma"))) static inline float hsum256(__m256 v) {
+    __m128 s = _mm_add_ps(_mm256_castps256_ps128(v), _mm256_extractf128_ps(v, 1));
+    s = _mm_add_ps(s, _mm_movehl_ps(s, s));
+    s = _mm_add_ss(s, _mm_shuffle_ps(s, s, 1));
+    return _mm_cvtss_f32(s);
+}
+
+__attribute__((target("avx2,fma"))) static float dist_avx2(const float *q, const float *r, int d, int ip) {
+    __m256 a0 = _mm256_setzero_ps(), a1 = _mm256_setzero_ps();
+    int i = 0;
+    if (ip) {
+        for (; i + 16 <= d; i += 16) {
+            a0 = _mm256_fmadd_ps(_mm256_loadu_ps(q + i), _mm256_loadu_ps(r + i), a0);
+            a1 = _mm256_fmadd_ps(_mm256_loadu_ps(q + i + 8), _mm256_loadu_ps(r + i + 8), a1);
+        }
+    } else {
+        for (; i + 16 <= d; i += 16) {
+            __m256 t0 = _mm256_sub_ps(_mm256_loadu_ps(q + i), _mm256_loadu_ps(r + i));
+            __m256 t1 = _mm256_sub_ps(_mm256_loadu_ps(q + i + 8), _mm256_loadu_ps(r + i + 8));
+            a0 = _mm256_fmadd_ps(t0, t0, a0);
+            a1 = _mm256_fmadd_ps(t1, t1, a1);
+        }
+    }
+    float s = hsum256(_mm256_add_ps(a0, a1));
+    for (; i < d; i++) s += ip ? q[i] * r[i] : (q[i] - r[i]) * (q[i] - r[i]);
+    return ip ? -s : s;
+}
+#endif
+
+typedef float (*DistFn)(const float *, const float *, int, int);
+static DistFn dist = dist_c; /* dist_avx2 where the CPU has it (set when the module loads) */
+
+/* ---------------------------------------------------------------------- heaps */
+static inline void min_push(Item *h, size_t *n, Item it) { /* smallest d on top */
+    size_t i = (*n)++;
+    while (i) {
+        size_t p = (i - 1) >> 1;
+        if (h[p].d <= it.d) break;
+        h[i] = h[p];
+        i = p;
+    }
+    h[i] = it;
+}
+
+static inline void min_pop(Item *h, size_t *n) {
+    Item last = h[--(*n)];
+    size_t i = 0, m = *n;
+    for (;;) {
+        size_t c = 2 * i + 1;
+        if (c >= m) break;
+        if (c + 1 < m && h[c + 1].d < h[c].d) c++;
+        if (last.d <= h[c].d) break;
+        h[i] = h[c];
+        i = c;
+    }
+    if (m) h[i] = last;
+}
+
+static inline void max_push(Item *h, size_t *n, Item it) { /* largest d on top */
+    size_t i = (*n)++;
+    while (i) {
+        size_t p = (i - 1) >> 1;
+        if (h[p].d >= it.d) break;
+        h[i] = h[p];
+        i = p;
+    }
+    h[i] = it;
+}
+
+static inline void max_pop(Item *h, size_t *n) {
+    Item last = h[--(*n)];
+    size_t i = 0, m = *n;
+    for (;;) {
+        size_t c = 2 * i + 1;
+        if (c >= m) break;
+        if (c + 1 < m && h[c + 1].d > h[c].d) c++;
+        if (last.d >= h[c].d) break;
+        h[i] = h[c];
+        i = c;
+    }
+    if (m) h[i] = last;
+}
+
+/* ----------------------------------------------------------------------- walk */
+static Work *work_new(int64_t n) {
+    Work *w = calloc(1, sizeof(Work));
+    if (!w) return NULL;
+    w->tags = calloc((size_t)(n > 0 ? n : 1), sizeof(uint32_t));
+    w->cand_cap = 1024;
+    w->cand = malloc(w->cand_cap * sizeof(Item));
+    w->top_cap = 256;
+    w->top = malloc(w->top_cap * sizeof(Item));
+    if (!w->tags || !w->cand || !w->top) {
+        free(w->tags);
+        free(w->cand);
+        free(w->top);
+        free(w);
+        return NULL;
+    }
+    return w;
+}
+
+static void work_free(Work *w) {
+    if (!w) return;
+    free(w->tags);
+    free(w->cand);
+    free(w->top);
+    free(w);
+}
+
+/* One query. Returns 0, or -1 when memory ran out (the caller raises MemoryError). */
+static int walk_one(const Graph *g, Work *w, const float *q, int k, int ef, const uint8_t *allow,
+                    float *od, int64_t *ol) {
+    const int d = g->d;
+    const float *x = g->x;
+    const int ip = g->ip;
+#define DIST(v) dist(q, x + (size_t)(v) * d, d, ip)
+#define ALLOWED(v) (!allow || (allow[(v) >> 3] >> ((v) & 7)) & 1)
+    for (int j = 0; j < k; j++) {
+        od[j] = ip ? -INFINITY : INFINITY;
+        ol[j] = -1;
+    }
+    if (g->n == 0 || g->entry < 0) return 0;
+    if (++w->gen == 0) { /* wrapped: start the tags over */
+        memset(w->tags, 0, (size_t)g->n * sizeof(uint32_t));
+        w->gen = 1;
+    }
+    const uint32_t gen = w->gen;
+    uint32_t *tags = w->tags;
+
+    /* upper levels: greedy descent, as FAISS's greedy_update_nearest */
+    int32_t cur = g->entry;
+    float dcur = DIST(cur);
+    for (int level = g->max_level; level >= 1; level--) {
+        int changed = 1;
+        while (changed) {
+            changed = 0;
+            const int32_t *nb = g->nbr + g->offsets[cur] + g->cum[level];
+            const int32_t *end = g->nbr + g->offsets[cur] + g->cum[level + 1];
+            for (; nb < end && *nb >= 0; nb++) {
+                float dv = DIST(*nb);
+                if (dv < dcur) {
+                    dcur = dv;
+                    cur = *nb;
+                    changed = 1;
+                }
+            }
+        }
+    }
+
+    /* level 0: keep the ef nearest allowed nodes; walk until the nearest unexpanded candidate
+       is farther than the worst of them and there are ef of them (hnswlib's searchBaseLayerST) */
+    if ((size_t)ef + 1 > w->top_cap) {
+        Item *t = realloc(w->top, ((size_t)ef + 1) * sizeof(Item));
+        if (!t) return -1;
+        w->top = t;
+        w->top_cap = (size_t)ef + 1;
+    }
+    Item *top = w->top;
+    size_t ntop = 0, ncand = 0;
+    float lower = INFINITY;
+    tags[cur] = gen;
+    if (ALLOWED(cur)) {
+        max_push(top, &ntop, (Item){dcur, cur});
+        lower = dcur;
+    }
+    min_push(w->cand, &ncand, (Item){dcur, cur});
+    const size_t width = (size_t)(g->cum[1] - g->cum[0]);
+    int32_t fresh[width > 0 ? width : 1];
+    while (ncand) {
+        Item c = w->cand[0];
+        if (c.d > lower && ntop == (size_t)ef) break;
+        min_pop(w->cand, &ncand);
+        const int32_t *nb = g->nbr + g->offsets[c.id];
+        size_t nf = 0;
+        for (size_t j = 0; j < width && nb[j] >= 0; j++) {
+            int32_t v = nb[j];
+            if (tags[v] != gen) {
+                tags[v] = gen;
+                fresh[nf++] = v;
+                __builtin_prefetch(x + (size_t)v * d);
+            }
+        }
+        if (ncand + nf > w->cand_cap) {
+            size_t cap = w->cand_cap * 2 + nf;
+            Item *t = realloc(w->cand, cap * sizeof(Item));
+            if (!t) return -1;
+            w->cand = t;
+            w->cand_cap = cap;
+        }
+        for (size_t j = 0; j < nf; j++) {
+            int32_t v = fresh[j];
+            if (j + 1 < nf) __builtin_prefetch(x + (size_t)fresh[j + 1] * d + 16);
+            float dv = DIST(v);
+            if (ntop < (size_t)ef || dv < lower) {
+                min_push(w->cand, &ncand, (Item){dv, v});
+                if (ALLOWED(v)) {
+                    max_push(top, &ntop, (Item){dv, v});
+                    if (ntop > (size_t)ef) max_pop(top, &ntop);
+                }
+                if (ntop) lower = top[0].d;
+            }
+        }
+    }
+    /* the ef best, worst first off the heap: keep the k best in ascending order */
+    while (ntop > (size_t)k) max_pop(top, &ntop);
+    for (size_t j = ntop; j-- > 0;) {
+        od[j] = ip ? -top[0].d : top[0].d;
+        ol[j] = top[0].id;
+        max_pop(top, &ntop);
+    }
+#undef DIST
+#undef ALLOWED
+    return 0;
+}
+
+/* ------------------------------------------------------------------ threading */
+typedef struct {
+    const Graph *g;
+    Work *w;
+    const float *q;
+    Py_ssize_t nq, first, step;
+    int k, ef;
+    const uint8_t *allow;
+    float *od;
+    int64_t *ol;
+    int failed;
+} Job;
+
+static void *run_job(void *arg) {
+    Job *j = arg;
+    for (Py_ssize_t i = j->first; i < j->nq; i += j->step)
+        if (walk_one(j->g, j->w, j->q + i * j->g->d, j->k, j->ef, j->allow, j->od + i * j->k,
+                     j->ol + i * j->k) != 0) {
+            j->failed = 1;
+            break;
+        }
+    return NULL;
+}
+
+/* ------------------------------------------------------------- Python object */
+static int get_buffer(PyObject *obj, Py_buffer *view, Py_ssize_t itemsize, int writable, const char *what) {
+    if (PyObject_GetBuffer(obj, view, PyBUF_C_CONTIGUOUS | (writable ? PyBUF_WRITABLE : 0)) != 0) return -1;
+    if (view->itemsize != itemsize && !(itemsize == 1)) {
+        PyErr_Format(PyExc_ValueError, "%s: expected items of %zd bytes, got %zd", what, itemsize, view->itemsize);
+        PyBuffer_Release(view);
+        return -1;
+    }
+    return 0;
+}
+
+static void Graph_dealloc(Graph *self) {
+    for (int i = 0; i < self->nbufs; i++) PyBuffer_Release(&self->bufs[i]);
+    while (self->pool) {
+        Work *w = self->pool;
+        self->pool = w->next;
+        work_free(w);
+    }
+    Py_TYPE(self)->tp_free((PyObject *)self);
+}
+
+static int Graph_init(Graph *self, PyObject *args, PyObject *kwds) {
+    static char *kwlist[] = {"vectors", "neighbors", "offsets", "levels", "cum", "dim", "entry", "max_level",
+                             "inner_product", NULL};
+    PyObject *objs[5];
+    int d, entry, max_level, ip;
+    if (!PyArg_ParseTupleAndKeywords(args, kwds, "OOOOOiiip", kwlist, &objs[0], &objs[1], &objs[2], &objs[3],
+                                     &objs[4], &d, &entry, &max_level, &ip))
+        return -1;
+    static const Py_ssize_t sizes[5] = {4, 4, 8, 4, 4};
+    static const char *names[5] = {"vectors", "neighbors", "offsets", "levels", "cum"};
+    for (int i = 0; i < 5; i++) {
+        if (get_buffer(objs[i], &self->bufs[i], sizes[i], 0, names[i]) != 0) return -1;
+        self->nbufs = i + 1;
+    }
+    self->x = self->bufs[0].buf;
+    self->nbr = self->bufs[1].buf;
+    self->offsets = self->bufs[2].buf;
+    self->levels = self->bufs[3].buf;
+    self->cum = self->bufs[4].buf;
+    self->n = self->bufs[3].len / 4;
+    self->d = d;
+    self->entry = entry;
+    self->max_level = max_level;
+    self->ip = ip;
+    Py_ssize_t ncum = self->bufs[4].len / 4;
+    if (d <= 0 || self->bufs[0].len / 4 != self->n * (Py_ssize_t)d || self->bufs[2].len / 8 != self->n + 1 ||
+        max_level + 2 > ncum || (self->n > 0 && (entry < 0 || entry >= self->n)) ||
+        (self->n > 0 && (Py_ssize_t)self->offsets[self->n] > self->bufs[1].len / 4)) {
+        PyErr_SetString(PyExc_ValueError, "inconsistent HNSW graph arrays");
+        return -1;
+    }
+    return 0;
+}
+
+/* search(queries, k, ef, allow, out_distances, out_labels, threads) */
+static PyObject *Graph_search(Graph *self, PyObject *const *args, Py_ssize_t nargs) {
+    if (nargs != 7) {
+        PyErr_SetString(PyExc_TypeError, "search(queries, k, ef, allow, out_distances, out_labels, threads)");
+        return NULL;
+    }
+    int k = (int)PyLong_AsLong(args[1]);
+    int ef = (int)PyLong_AsLong(args[2]);
+    int threads = (int)PyLong_AsLong(args[6]);
+    if (PyErr_Occurred()) return NULL;
+    if (k < 1 || ef < 1 || threads < 1) {
+        PyErr_SetString(PyExc_ValueError, "k, ef and threads must be positive");
+        return NULL;
+    }
+    if (ef < k) ef = k;
+    Py_buffer q, od, ol, al;
+    int have_allow = args[3] != Py_None;
+    if (get_buffer(args[0], &q, 4, 0, "queries") != 0) return NULL;
+    if (get_buffer(args[4], &od, 4, 1, "out_distances") != 0) {
+        PyBuffer_Release(&q);
+        return NULL;
+    }
+    if (get_buffer(args[5], &ol, 8, 1, "out_labels") != 0) {
+        PyBuffer_Release(&q);
+        PyBuffer_Release(&od);
+        return NULL;
+    }
+    if (have_allow && get_buffer(args[3], &al, 1, 0, "allow") != 0) {
+        PyBuffer_Release(&q);
+        PyBuffer_Release(&od);
+        PyBuffer_Release(&ol);
+        return NULL;
+    }
+    PyObject *result = NULL;
+    Py_ssize_t nq = q.len / 4 / self->d;
+    Work *ws[64];
+    int nw = 0;
+    if (q.len != nq * self->d * 4 || od.len != nq * k * 4 || ol.len != nq * k * 8 ||
+        (have_allow && al.len * 8 < self->n)) {
+        PyErr_SetString(PyExc_ValueError, "search: buffer sizes do not match the graph, k and the queries");
+        goto done;
+    }
+    if (threads > 64) threads = 64;
+    if (threads > nq) threads = (int)(nq > 0 ? nq : 1);
+    for (; nw < threads; nw++) {
+        Work *w = self->pool;
+        if (w)
+            self->pool = w->next;
+        else if (!(w = work_new(self->n))) {
+            PyErr_NoMemory();
+            goto done;
+        }
+        ws[nw] = w;
+    }
+    Job jobs[64];
+    int failed = 0;
+    for (int t = 0; t < threads; t++)
+        jobs[t] = (Job){self, ws[t], q.buf, nq, t, threads, k, ef, have_allow ? al.buf : NULL, od.buf, ol.buf, 0};
+    Py_BEGIN_ALLOW_THREADS
+    if (threads == 1) {
+        run_job(&jobs[0]);
+    } else {
+        pthread_t tid[64];
+        int started[64] = {0};
+        for (int t = 1; t < threads; t++) started[t] = pthread_create(&tid[t], NULL, run_job, &jobs[t]) == 0;
+        run_job(&jobs[0]);
+        for (int t = 1; t < threads; t++) {
+            if (started[t])
+                pthread_join(tid[t], NULL);
+            else
+                run_job(&jobs[t]); /* no thread to be had: do its share here */
+        }
+    }
+    Py_END_ALLOW_THREADS
+    for (int t = 0; t < threads; t++) failed |= jobs[t].failed;
+    if (failed) {
+        PyErr_NoMemory();
+        goto done;
+    }
+    result = Py_NewRef(Py_None);
+done:
+    for (int t = 0; t < nw; t++) {
+        ws[t]->next = self->pool;
+        self->pool = ws[t];
+    }
+    PyBuffer_Release(&q);
+    PyBuffer_Release(&od);
+    PyBuffer_Release(&ol);
+    if (have_allow) PyBuffer_Release(&al);
+    return result;
+}
+
+static PyMethodDef Graph_methods[] = {
+    {"search", (PyCFunction)(void (*)(void))Graph_search, METH_FASTCALL,
+     "search(queries, k, ef, allow, out_distances, out_labels, threads): filtered walk of each query "
+     "(float32 rows), answers written into the two output buffers (float32 / int64, n_queries * k)."},
+    {NULL, NULL, 0, NULL},
+};
+
+static PyTypeObject GraphType = {
+    PyVarObject_HEAD_INIT(NULL, 0).tp_name = "vecbox.index._walk.Graph",
+    .tp_doc = "A FAISS IndexHNSWFlat's graph and vectors (read in place), searched with hnswlib's filtered rule.",
+    .tp_basicsize = sizeof(Graph),
+    .tp_flags = Py_TPFLAGS_DEFAULT,
+    .tp_new = PyType_GenericNew,
+    .tp_init = (initproc)Graph_init,
+    .tp_dealloc = (destructor)Graph_dealloc,
+    .tp_methods = Graph_methods,
+};
+
+static struct PyModuleDef walk_module = {
+    PyModuleDef_HEAD_INIT, "_walk", "Filtered HNSW walk (hnswlib's rule) over a FAISS graph.", -1, NULL,
+};
+
+PyMODINIT_FUNC PyInit__walk(void) {
+#ifdef VB_AVX2
+    __builtin_cpu_init();
+    if (__builtin_cpu_supports("avx2") && __builtin_cpu_supports("fma")) dist = dist_avx2;
+#endif
+    if (PyType_Ready(&GraphType) < 0) return NULL;
+    PyObject *m = PyModule_Create(&walk_module);
+    if (!m) return NULL;
+    if (PyModule_AddObjectRef(m, "Graph", (PyObject *)&GraphType) < 0) {
+        Py_DECREF(m);
+        return NULL;
+    }
+    return m;
+}
