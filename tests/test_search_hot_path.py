@@ -299,3 +299,20 @@ def test_a_filter_planned_as_a_scan_is_retried_after_a_commit(tmp_path):
     for qq in q[3:10]:
         _same(col.search(qq, 5, where=where, include_metadata=False), _general(col, qq, 5, where=where))
     assert runs[0] - before == 7  # only the explain=True references ran the general path
+
+
+def test_c_walk_makes_real_hits_and_leaks_no_references(indexed):
+    # one query is answered by the C walk, which builds the Hit tuples itself
+    import sys
+
+    from vecbox.collection import Hit
+
+    col, _, q = indexed
+    hits = col.search(q[0], 10, include_metadata=False)
+    assert all(type(h) is Hit and h.metadata is None and h.document is None for h in hits)
+    assert hits[0] == Hit(hits[0].id, hits[0].score) and hits[0]._replace(score=1.0).score == 1.0
+    some_id = col._searcher._plain_id_list[int(hits[0].id[1:])]
+    before = sys.getrefcount(some_id)
+    for _ in range(300):
+        col.search(q[0], 10, include_metadata=False)
+    assert sys.getrefcount(some_id) == before

@@ -123,6 +123,7 @@ class Collection:
         self._codec_state = CodecState(self.path, self.dim)
         self._live = self._new_live(None)
         self._searcher = Searcher(self.path, self.dim, self.metric)
+        self._score_mode = _SCORE_MODES[self.metric]  # how the C walk turns distances into Hit scores
         self._seen: tuple[int, int] | None = None  # (data_version, total_changes) at the last refresh
         self._watch = catalog.CommitWatch(self._conn, self.path)
         self._watched: tuple[bytes | None, int] = (None, -1)  # (wal-index header, total_changes) then
@@ -728,27 +729,21 @@ class Collection:
         wkey = self._searcher.filter_key(where)
         if self._searcher.plain_skipped(wkey, k, ef_search, 1 if one else len(queries)):  # e.g. an exact scan
             return None
-        scale = 1.0
         if one:
-            # Every numpy call costs 2-3 us between graph walks (cold caches), so one query
-            # takes one: its squared norm. A cosine query is not normalised - scaling a query
-            # scales every inner product alike, so the walk and the ranking are the same -
-            # and its scores are divided by the norm afterwards.
             q = queries if queries.dtype == np.float32 and queries.flags.c_contiguous else \
                 np.ascontiguousarray(queries, dtype=np.float32)
-            sq1 = float(np.dot(q, q))
-            if not 0.0 < sq1 < math.inf:  # NaN/inf or a zero vector: the general path explains
-                return None
-            q = q.reshape(1, self.dim)
-            if self.metric == "cosine":
-                scale = 1.0 / math.sqrt(sq1)
-        else:
-            q = np.ascontiguousarray(queries, dtype=np.float32)
-            sq = np.einsum("ij,ij->i", q, q)
-            if not (sq.min() > 0.0 and sq.max() < math.inf):
-                return None
-            if self.metric == "cosine":
-                q = q / np.sqrt(sq)[:, None]
+            with self._state:
+                self._sync(self._conn, in_transaction=False)
+                hits = self._searcher.plain_hits(self._live, q, k, ef_search, wkey, self._score_mode, Hit)
+            if hits is not NotImplemented:
+                return hits
+            queries = q[None, :]  # no C walk for this index: the batch form answers
+        q = np.ascontiguousarray(queries, dtype=np.float32)
+        sq = np.einsum("ij,ij->i", q, q)
+        if not (sq.min() > 0.0 and sq.max() < math.inf):  # NaN/inf or a zero vector: the general path explains
+            return None
+        if self.metric == "cosine":
+            q = q / np.sqrt(sq)[:, None]
         with self._state:
             self._sync(self._conn, in_transaction=False)
             found = self._searcher.plain(self._live, q, k, ef_search, wkey)
@@ -757,8 +752,6 @@ class Collection:
         ids, scores = found
         if self.metric == "l2":
             scores = [[math.sqrt(max(d, 0.0)) for d in row] for row in scores]
-        elif scale != 1.0:
-            scores = [[d * scale for d in row] for row in scores]
         hits = [_hits(ii, dd) for ii, dd in zip(ids, scores)]
         return hits[0] if one else hits
 
@@ -1081,6 +1074,9 @@ class Collection:
             "index": self.index_info(),
             "multivector": self._mv,
         }
+
+
+_SCORE_MODES = {"dot": 0, "cosine": 1, "l2": 2}  # see _walk.Graph.search_hits
 
 
 def _hits(ids: list[Any], scores: list[float]) -> list[Hit]:

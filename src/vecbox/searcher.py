@@ -102,6 +102,7 @@ class Searcher:
         self._prefix: dict[int, tuple[tuple[Any, ...], np.ndarray]] = {}
         self._plans: dict[tuple[Any, ...], planner.Plan] = {}  # the same inputs always give the same plan
         self._plain: tuple[tuple[Any, ...], np.ndarray | None] | None = None  # (version key, id per label)
+        self._plain_id_list: list[Any] = []  # the same ids as a list (the C walk reads it)
         # (filter key, k, effort, batch size bucket) -> (walk effort, bitmap) at the version of _plain
         self._plain_walks: dict[tuple[Any, ...], tuple[int, np.ndarray | None]] = {}
         # (filter key, k, effort, batch size bucket) planned other than as a walk: the hot path is not tried
@@ -354,18 +355,51 @@ class Searcher:
         ``None`` otherwise, or when a query comes back with fewer than ``k`` hits: the
         general path then answers (and falls back to exact search where needed).
         """
+        found = self._known_walk(live, k, effort, wkey, len(q))
+        if found is None:
+            return None
+        ann, (walk_effort, bitmap), ids = found
+        dist, lab = ann.search_plain(q, k, walk_effort, bitmap, reuse=True)  # under the collection's lock
+        if (lab[0, -1] if len(lab) == 1 else lab[:, -1].min()) < 0:
+            return None
+        return ids[lab].tolist(), dist.tolist()
+
+    def plain_hits(self, live: LiveVectors, q: np.ndarray, k: int, effort: int | None, wkey: str | None,
+                   mode: int, hit_type: type) -> Any:
+        """One float32 query ``(d,)`` answered as ``hit_type(id, score, None, None)`` hits by the C walk.
+
+        The walk and every Python object of the answer are made in one C call (see
+        ``_walk.Graph.search_hits``; ``mode``: 0 dot, 1 cosine, 2 l2 scores). ``None`` as in
+        :meth:`plain`; ``NotImplemented`` when the index has no C walk (IVF, ``sq8``, or the
+        extension not built): the caller then takes :meth:`plain`.
+        """
+        ann = self._ann
+        walker = ann._walker() if ann is not None else None
+        if walker is None:
+            return NotImplemented
+        found = self._known_walk(live, k, effort, wkey, 1)
+        if found is None:
+            return None
+        _, (walk_effort, bitmap), _ = found
+        return walker.search_hits(q, k, walk_effort, bitmap, self._plain_id_list, mode, hit_type)
+
+    def _known_walk(self, live: LiveVectors, k: int, effort: int | None, wkey: str | None,
+                    n_queries: int) -> tuple[AnnIndex, tuple[int, np.ndarray | None], np.ndarray] | None:
+        """(index, (walk effort, bitmap), id per label) of a search the walk answers alone, or ``None``."""
         ann = self._ann
         if ann is None or self._ann_error is not None or k > ann.n:
             return None
         key = (id(ann), live.epoch, live.version, live.n)
         state = self._plain
         if state is None or state[0] != key:
-            state = self._plain = (key, self._plain_ids(live, ann))
+            ids = self._plain_ids(live, ann)
+            state = self._plain = (key, ids)
+            self._plain_id_list = ids.tolist() if ids is not None else []
             self._plain_walks = {}
         ids = state[1]
         if ids is None:
             return None
-        walk_key = _walk_key(wkey, k, effort, len(q))
+        walk_key = _walk_key(wkey, k, effort, n_queries)
         known = self._plain_walks.get(walk_key)  # the same search at this version: the same walk
         if known is None:
             known = self._plain_walk(live, ann, k, effort, wkey, walk_key)
@@ -374,10 +408,7 @@ class Searcher:
             if len(self._plain_walks) >= 64:  # many one-off filters at one version: start over
                 self._plain_walks.clear()
             self._plain_walks[walk_key] = known
-        dist, lab = ann.search_plain(q, k, known[0], known[1], reuse=True)  # under the collection's lock
-        if (lab[0, -1] if len(lab) == 1 else lab[:, -1].min()) < 0:
-            return None
-        return ids[lab].tolist(), dist.tolist()
+        return ann, known, ids
 
     def _plain_walk(self, live: LiveVectors, ann: AnnIndex, k: int, effort: int | None, wkey: str | None,
                     walk_key: tuple[Any, ...]) -> tuple[int, np.ndarray | None] | None:
