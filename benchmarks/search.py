@@ -914,6 +914,7 @@ def run_method(key: str, ds: Dataset, filters: list[Filter], truths: dict[str, n
 
 RETIME_ROUNDS = 5  # rounds of the interleaved re-timing (fastest kept per point)
 RETIME_SHARE = 0.25  # points slower than this share of a filter's fastest are not re-timed: they cannot win
+RETIME_PASS_S = 0.15  # a re-timing pass of the filter's slowest point lasts about this long (all use the same queries)
 
 
 def retime(kept: dict[str, Method], results: list[dict[str, Any]], ds: Dataset, filters: list[Filter],
@@ -946,12 +947,17 @@ def retime(kept: dict[str, Method], results: list[dict[str, Any]], ds: Dataset, 
             continue
         single: dict[int, list[float]] = {id(p): [] for _, p in pts}
         batch: dict[int, list[float]] = {id(p): [] for _, p in pts}
+        # every point of a filter runs the same queries, as many as its slowest point answers in
+        # RETIME_PASS_S: a pass of 200 queries lasts ~15 ms at 50k rows, and a VM's noise bursts
+        # are as long, which moved single passes by +-20 %
+        n_f = int(min(len(ds.q), max(min(p["n_single"] for _, p in pts),
+                                     RETIME_PASS_S * min(p["qps_single"] for _, p in pts))))
+        qs = ds.q[:n_f]
         t_f = time.perf_counter()
         for r in range(RETIME_ROUNDS):
             for j in range(len(pts)):
                 m, p = pts[(j + r) % len(pts)]
                 m.set_knob(p["knob"])
-                qs = ds.q[:p["n_single"]]
                 with _threads(1):
                     m.query_one(ds.q[-1], flt)  # warm-up after the knob switch (plans, caches)
                     single[id(p)].append(_timed_pass(m, qs, flt))
@@ -965,11 +971,11 @@ def retime(kept: dict[str, Method], results: list[dict[str, Any]], ds: Dataset, 
                 break
         for m, p in pts:
             p["qps_single_seq"], p["qps_batch_seq"] = p["qps_single"], p["qps_batch"]
-            p["qps_single"] = p["n_single"] / min(single[id(p)])
+            p["qps_single"], p["n_retimed"] = n_f / min(single[id(p)]), n_f
             if batch[id(p)]:
                 p["qps_batch"] = p["n_batch"] / min(batch[id(p)])
             p["retimed"] = len(single[id(p)])
-        R.log(f"search: {ds.key}: {flt.key:>9}: re-timed {len(pts)} points interleaved, "
+        R.log(f"search: {ds.key}: {flt.key:>9}: re-timed {len(pts)} points interleaved on {n_f} queries, "
               f"{len(single[id(pts[0][1])])} rounds in {time.perf_counter() - t_f:.0f} s")
 
 
@@ -1226,6 +1232,8 @@ def section(all_res: dict[str, dict[str, Any]], fvu: tuple[list[str], list[list[
               f"*Interleaved re-timing*: after the sweeps, every point with recall@{K} ≥ {TARGET_RECALL} "
               f"whose QPS is at least {RETIME_SHARE:g}x its filter's fastest is timed again in up to "
               f"{RETIME_ROUNDS} rounds; a round runs one single-query pass and one batch per point, all "
+              f"points of a filter on the same queries (as many as its slowest point answers in "
+              f"{RETIME_PASS_S:g} s, at most all of them), all "
               "libraries in a rotating order, so every library sees the same stretch of machine time; "
               "such a point's QPS is its fastest round (the sweep's own figure is kept in the saved JSON). "
               "Tables show, per method and filter, the fastest "

@@ -28,10 +28,11 @@ typedef struct {
     int32_t id;
 } Item;
 
-/* Per-thread scratch: visit tags (one generation per query, so no clearing) and the two heaps. */
+/* Per-thread scratch: visit tags (one generation per query, cleared every 255 queries: one byte per
+   row keeps them in cache, as FAISS's VisitedTable) and the two heaps. */
 typedef struct Work {
-    uint32_t *tags;
-    uint32_t gen;
+    uint8_t *tags;
+    uint8_t gen;
     Item *cand;
     size_t cand_cap;
     Item *top;
@@ -168,7 +169,7 @@ static inline void max_pop(Item *h, size_t *n) {
 static Work *work_new(int64_t n) {
     Work *w = calloc(1, sizeof(Work));
     if (!w) return NULL;
-    w->tags = calloc((size_t)(n > 0 ? n : 1), sizeof(uint32_t));
+    w->tags = calloc((size_t)(n > 0 ? n : 1), 1);
     w->cand_cap = 1024;
     w->cand = malloc(w->cand_cap * sizeof(Item));
     w->top_cap = 256;
@@ -205,11 +206,11 @@ static int walk_one(const Graph *g, Work *w, const float *q, int k, int ef, cons
     }
     if (g->n == 0 || g->entry < 0) return 0;
     if (++w->gen == 0) { /* wrapped: start the tags over */
-        memset(w->tags, 0, (size_t)g->n * sizeof(uint32_t));
+        memset(w->tags, 0, (size_t)g->n);
         w->gen = 1;
     }
-    const uint32_t gen = w->gen;
-    uint32_t *tags = w->tags;
+    const uint8_t gen = w->gen;
+    uint8_t *tags = w->tags;
 
     /* upper levels: greedy descent, as FAISS's greedy_update_nearest */
     int32_t cur = g->entry;

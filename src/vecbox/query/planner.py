@@ -36,8 +36,9 @@ EXACT_ROW_COST_GATHERED = 1.2  # the allowed rows are already gathered (a repeat
 # the share of neighbours not visited yet; 0.75 * 2M fits FAISS's HNSW on our data.
 HNSW_VISIT_FACTOR = 1.5
 EFFORT_CAP = 4096  # largest ef / nprobe the planner grows to
-# In-graph filtering: ef grows as selectivity ** -EF_GROWTH. FAISS's filtered HNSW walks through
-# disallowed nodes too, so it needs far less than 1/selectivity more effort: on the 50k sentence set
+# In-graph filtering with FAISS's beam rule (IVF, sq8 storage, no built extension): ef grows as
+# selectivity ** -EF_GROWTH. FAISS's filtered HNSW walks through disallowed nodes too, so it needs
+# far less than 1/selectivity more effort: on the 50k sentence set
 # recall@10 >= 0.95 needed 1.2x / 1.5x / 3.5x / 6x / 13x the unfiltered ef at 50 / 30 / 10 / 5 / 2 %
 # (exponents 0.5-0.66, rising as selectivity falls); 0.7 keeps a margin.
 EF_GROWTH = 0.7
@@ -154,6 +155,10 @@ def choose(
                     index=index.kind, costs=costs, **base)
     want = math.ceil(k * POST_FILTER_SAFETY / max(isel, 1e-9)) + k
     post_effort = min(max(e0, want), EFFORT_CAP)
+    if index.filter_rule == "allowed":
+        # priced at the quality of the filtered walk: its e0 allowed rows are as good as an
+        # unfiltered walk's e0 / selectivity (a post-filter at ef e0 would keep only ~e0 * selectivity)
+        post_effort = min(max(math.ceil(e0 / max(isel, 1e-9)), want), EFFORT_CAP)
     if isel >= POST_FILTER_MIN_SELECTIVITY:
         costs["post-filter"] = _walk_cost(index, post_effort, want) * POST_FILTER_OVERHEAD
     if index.filter_rule == "allowed":
