@@ -64,15 +64,18 @@ def test_no_filter_answers_as_faiss_does(index, clustered):
         np.testing.assert_allclose(dist, fd, rtol=1e-4, atol=1e-4)
 
 
-def test_filtered_walk_returns_only_allowed_rows_and_tracks_exact(index, clustered):
+@pytest.mark.parametrize("two_hop", [False, True])
+def test_filtered_walk_returns_only_allowed_rows_and_tracks_exact(index, clustered, two_hop):
     idx, xx, metric = index
     _, label, q = clustered
     q = _queries(q, metric)
     rng = np.random.default_rng(3)
-    for share in (0.5, 0.1, 0.02):
+    # two-hop needs a few allowed rows per neighbour list (the planner's TWO_HOP_MIN_ALLOWED): with M = 8
+    # (16 level-0 neighbours) 2 % leaves the allowed rows in pieces, so it is tried down to 20 %
+    for share in (0.5, 0.1, 0.02) if not two_hop else (0.5, 0.2):
         mask = rng.random(len(xx)) < share
         bitmap = np.packbits(mask, bitorder="little")
-        scores, lab = idx.search(q, K, effort=32, allow=bitmap)
+        scores, lab = idx.search(q, K, effort=32 if not two_hop else int(32 / share), allow=bitmap, two_hop=two_hop)
         assert mask[lab[lab >= 0]].all()
         _, truth = exact_topk(xx, q, K, metric, valid=mask)
         assert _recall(lab, truth) >= 0.95
@@ -106,6 +109,9 @@ def test_fewer_allowed_rows_than_k_are_padded(index, clustered):
     scores, lab = idx.search(q, K, effort=16, allow=np.packbits(mask, bitorder="little"))
     assert sorted(lab[0, :3].tolist()) == [5, 700, 2999]  # the walk reaches every allowed row
     assert (lab[:, 3:] == -1).all() and np.isneginf(scores[:, 3:]).all()
+    # the two-hop walk may not reach isolated rows, but never returns a disallowed one
+    _, lab2 = idx.search(q, K, effort=16, allow=np.packbits(mask, bitorder="little"), two_hop=True)
+    assert set(lab2[lab2 >= 0].tolist()) <= {5, 700, 2999}
     _, none_lab = idx.search(q, K, effort=16, allow=np.zeros_like(np.packbits(mask, bitorder="little")))
     assert (none_lab == -1).all()
 
@@ -120,7 +126,7 @@ def test_batch_threads_give_the_single_query_answers(index, clustered):
     for threads in (1, 2, 3):
         dist = np.empty((len(q), K), np.float32)
         lab = np.empty((len(q), K), np.int64)
-        walker.search(q, K, 20, bitmap, dist, lab, threads)
+        walker.search(q, K, 20, bitmap, dist, lab, threads, False)
         assert (lab == one).all()
 
 
@@ -130,13 +136,27 @@ def test_bad_buffers_are_errors_not_crashes(index):
     q = np.zeros((2, D), np.float32)
     dist, lab = np.empty((2, K), np.float32), np.empty((2, K), np.int64)
     with pytest.raises(ValueError):  # outputs too small for 2 queries
-        walker.search(q, K, 16, None, dist[:1], lab[:1], 1)
+        walker.search(q, K, 16, None, dist[:1], lab[:1], 1, False)
     with pytest.raises(ValueError):  # bitmap shorter than the graph
-        walker.search(q, K, 16, np.zeros(3, np.uint8), dist, lab, 1)
+        walker.search(q, K, 16, np.zeros(3, np.uint8), dist, lab, 1, False)
     with pytest.raises(ValueError):
-        walker.search(q, 0, 16, None, dist, lab, 1)
+        walker.search(q, 0, 16, None, dist, lab, 1, False)
     with pytest.raises(TypeError):
         walker.search(q, K, 16)
     with pytest.raises(ValueError):  # inconsistent graph arrays
         ann._walk_module().Graph(np.zeros(10, np.float32), np.zeros(4, np.int32), np.zeros(2, np.uint64),
                                  np.zeros(5, np.int32), np.zeros(3, np.int32), 4, 0, 0, True)
+
+
+def test_two_hop_walk_tracks_exact_under_a_selective_filter(index, clustered):
+    # at 20 % selectivity the one-hop walk scores ~4 disallowed rows per allowed one; the two-hop
+    # walk scores only allowed rows: the same recall, measured against exact
+    idx, xx, metric = index
+    q = _queries(clustered[2], metric)
+    mask = np.random.default_rng(9).random(len(xx)) < 0.2
+    bitmap = np.packbits(mask, bitorder="little")
+    _, truth = exact_topk(xx, q, K, metric, valid=mask)
+    _, one = idx.search(q, K, effort=16, allow=bitmap)
+    _, two = idx.search(q, K, effort=48, allow=bitmap, two_hop=True)
+    assert mask[two[two >= 0]].all()
+    assert _recall(one, truth) >= 0.95 and _recall(two, truth) >= 0.95

@@ -103,8 +103,8 @@ class Searcher:
         self._plans: dict[tuple[Any, ...], planner.Plan] = {}  # the same inputs always give the same plan
         self._plain: tuple[tuple[Any, ...], np.ndarray | None] | None = None  # (version key, id per label)
         self._plain_id_list: list[Any] = []  # the same ids as a list (the C walk reads it)
-        # (filter key, k, effort, batch size bucket) -> (walk effort, bitmap) at the version of _plain
-        self._plain_walks: dict[tuple[Any, ...], tuple[int, np.ndarray | None]] = {}
+        # (filter key, k, effort, batch size bucket) -> (walk effort, bitmap, two_hop) at the version of _plain
+        self._plain_walks: dict[tuple[Any, ...], tuple[int, np.ndarray | None, bool]] = {}
         # (filter key, k, effort, batch size bucket) planned other than as a walk: the hot path is not tried
         self._plain_misses: set[tuple[Any, ...]] = set()
         self._wkeys: dict[int, tuple[Any, Any, str]] = {}  # id(filter) -> (filter, copy, key): see filter_key
@@ -296,7 +296,7 @@ class Searcher:
             s, pos = merge_topk([(s, np.where(keep, pos, -1))], kk)
         else:
             bitmap = labels.bitmap if n_lab < ann.n else None
-            s, lab = ann.search(q, kk, effort=plan.effort, allow=bitmap)
+            s, lab = ann.search(q, kk, effort=plan.effort, allow=bitmap, two_hop=plan.two_hop)
             pos = np.where(lab >= 0, label_pos[np.maximum(lab, 0)], -1)
         if not ann.exact_scores:
             s, pos = rescore(q, pos, floats, k, self.metric)
@@ -358,8 +358,8 @@ class Searcher:
         found = self._known_walk(live, k, effort, wkey, len(q))
         if found is None:
             return None
-        ann, (walk_effort, bitmap), ids = found
-        dist, lab = ann.search_plain(q, k, walk_effort, bitmap, reuse=True)  # under the collection's lock
+        ann, (walk_effort, bitmap, two_hop), ids = found
+        dist, lab = ann.search_plain(q, k, walk_effort, bitmap, reuse=True, two_hop=two_hop)  # under the lock
         if (lab[0, -1] if len(lab) == 1 else lab[:, -1].min()) < 0:
             return None
         return ids[lab].tolist(), dist.tolist()
@@ -380,11 +380,11 @@ class Searcher:
         found = self._known_walk(live, k, effort, wkey, 1)
         if found is None:
             return None
-        _, (walk_effort, bitmap), _ = found
-        return walker.search_hits(q, k, walk_effort, bitmap, self._plain_id_list, mode, hit_type)
+        _, (walk_effort, bitmap, two_hop), _ = found
+        return walker.search_hits(q, k, walk_effort, bitmap, self._plain_id_list, mode, hit_type, two_hop)
 
     def _known_walk(self, live: LiveVectors, k: int, effort: int | None, wkey: str | None,
-                    n_queries: int) -> tuple[AnnIndex, tuple[int, np.ndarray | None], np.ndarray] | None:
+                    n_queries: int) -> tuple[AnnIndex, tuple[int, np.ndarray | None, bool], np.ndarray] | None:
         """(index, (walk effort, bitmap), id per label) of a search the walk answers alone, or ``None``."""
         ann = self._ann
         if ann is None or self._ann_error is not None or k > ann.n:
@@ -411,7 +411,7 @@ class Searcher:
         return ann, known, ids
 
     def _plain_walk(self, live: LiveVectors, ann: AnnIndex, k: int, effort: int | None, wkey: str | None,
-                    walk_key: tuple[Any, ...]) -> tuple[int, np.ndarray | None] | None:
+                    walk_key: tuple[Any, ...]) -> tuple[int, np.ndarray | None, bool] | None:
         """(effort, bitmap) of the walk that answers this search alone, or ``None`` (see :meth:`plain`)."""
         if wkey is None:
             if live.n_alive != live.n:
@@ -428,7 +428,7 @@ class Searcher:
         if plan.path not in (ann.params.kind, ann.params.kind + "+filter") or not plan.effort:
             self._plain_misses.add(walk_key)  # until the next commit (see run)
             return None
-        return plan.effort, bitmap
+        return plan.effort, bitmap, plan.two_hop
 
     def plain_skipped(self, wkey: str | None, k: int, effort: int | None, n_queries: int) -> bool:
         """True when :meth:`plain` found, since the last commit, that this search is planned other than as a walk."""

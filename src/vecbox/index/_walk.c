@@ -9,6 +9,14 @@
  * a Python callback per visited node. This walk runs hnswlib's rule on FAISS's own graph and
  * vectors (read in place, no copy) with the allow-set as a C bitmap.
  *
+ * Under a selective filter most neighbours are disallowed, and hnswlib's rule still computes
+ * their distances to walk through them. With two_hop set, a disallowed neighbour is never
+ * scored: its own allowed neighbours are taken instead, until the node's list is full (the
+ * neighbour expansion of ACORN-1, Patel et al. 2024, on an ordinary HNSW graph). Every scored
+ * node is then allowed. Measured on the 50k sentences: 1.2-1.8x faster at 10 % selectivity,
+ * 3.5x at 1 %, and 2x slower at 50 % (where the one-hop list is already half allowed); the
+ * planner chooses between the two by cost.
+ *
  * Graph layout (faiss/impl/HNSW.h): the neighbours of node i at level l are
  * neighbors[offsets[i] + cum[l] .. offsets[i] + cum[l + 1]), -1 padded; levels[i] is the number
  * of levels node i is on. Distances are "smaller is better": -<q, x> (inner product) or the
@@ -193,7 +201,7 @@ static void work_free(Work *w) {
 }
 
 /* One query. Returns 0, or -1 when memory ran out (the caller raises MemoryError). */
-static int walk_one(const Graph *g, Work *w, const float *q, int k, int ef, const uint8_t *allow,
+static int walk_one(const Graph *g, Work *w, const float *q, int k, int ef, const uint8_t *allow, int two_hop,
                     float *od, int64_t *ol) {
     const int d = g->d;
     const float *x = g->x;
@@ -259,12 +267,25 @@ static int walk_one(const Graph *g, Work *w, const float *q, int k, int ef, cons
         size_t nf = 0;
         for (size_t j = 0; j < width && nb[j] >= 0; j++) {
             int32_t v = nb[j];
-            if (tags[v] != gen) {
+            if (tags[v] != gen && (!two_hop || ALLOWED(v))) {
                 tags[v] = gen;
                 fresh[nf++] = v;
                 __builtin_prefetch(x + (size_t)v * d);
             }
         }
+        if (two_hop) /* fill the list up with the allowed neighbours of disallowed neighbours */
+            for (size_t j = 0; j < width && nb[j] >= 0 && nf < width; j++) {
+                if (ALLOWED(nb[j])) continue;
+                const int32_t *nb2 = g->nbr + g->offsets[nb[j]];
+                for (size_t i2 = 0; i2 < width && nb2[i2] >= 0 && nf < width; i2++) {
+                    int32_t u = nb2[i2];
+                    if (tags[u] != gen && ALLOWED(u)) {
+                        tags[u] = gen;
+                        fresh[nf++] = u;
+                        __builtin_prefetch(x + (size_t)u * d);
+                    }
+                }
+            }
         if (ncand + nf > w->cand_cap) {
             size_t cap = w->cand_cap * 2 + nf;
             Item *t = realloc(w->cand, cap * sizeof(Item));
@@ -305,7 +326,7 @@ typedef struct {
     Work *w;
     const float *q;
     Py_ssize_t nq, first, step;
-    int k, ef;
+    int k, ef, two_hop;
     const uint8_t *allow;
     float *od;
     int64_t *ol;
@@ -315,7 +336,7 @@ typedef struct {
 static void *run_job(void *arg) {
     Job *j = arg;
     for (Py_ssize_t i = j->first; i < j->nq; i += j->step)
-        if (walk_one(j->g, j->w, j->q + i * j->g->d, j->k, j->ef, j->allow, j->od + i * j->k,
+        if (walk_one(j->g, j->w, j->q + i * j->g->d, j->k, j->ef, j->allow, j->two_hop, j->od + i * j->k,
                      j->ol + i * j->k) != 0) {
             j->failed = 1;
             break;
@@ -378,15 +399,16 @@ static int Graph_init(Graph *self, PyObject *args, PyObject *kwds) {
     return 0;
 }
 
-/* search(queries, k, ef, allow, out_distances, out_labels, threads) */
+/* search(queries, k, ef, allow, out_distances, out_labels, threads, two_hop) */
 static PyObject *Graph_search(Graph *self, PyObject *const *args, Py_ssize_t nargs) {
-    if (nargs != 7) {
-        PyErr_SetString(PyExc_TypeError, "search(queries, k, ef, allow, out_distances, out_labels, threads)");
+    if (nargs != 8) {
+        PyErr_SetString(PyExc_TypeError, "search(queries, k, ef, allow, out_distances, out_labels, threads, two_hop)");
         return NULL;
     }
     int k = (int)PyLong_AsLong(args[1]);
     int ef = (int)PyLong_AsLong(args[2]);
     int threads = (int)PyLong_AsLong(args[6]);
+    int two_hop = PyObject_IsTrue(args[7]);
     if (PyErr_Occurred()) return NULL;
     if (k < 1 || ef < 1 || threads < 1) {
         PyErr_SetString(PyExc_ValueError, "k, ef and threads must be positive");
@@ -435,7 +457,8 @@ static PyObject *Graph_search(Graph *self, PyObject *const *args, Py_ssize_t nar
     Job jobs[64];
     int failed = 0;
     for (int t = 0; t < threads; t++)
-        jobs[t] = (Job){self, ws[t], q.buf, nq, t, threads, k, ef, have_allow ? al.buf : NULL, od.buf, ol.buf, 0};
+        jobs[t] = (Job){self, ws[t], q.buf, nq, t, threads, k, ef, two_hop && have_allow,
+                        have_allow ? al.buf : NULL, od.buf, ol.buf, 0};
     Py_BEGIN_ALLOW_THREADS
     if (threads == 1) {
         run_job(&jobs[0]);
@@ -470,7 +493,7 @@ done:
     return result;
 }
 
-/* search_hits(query, k, ef, allow, ids, mode, hit_type): one query answered as a list of k
+/* search_hits(query, k, ef, allow, ids, mode, hit_type, two_hop): one query answered as a list of k
    hit_type(id, score, None, None) tuples, or None when the caller's general path must answer
    (a query that is not finite or is all zeros, or fewer than k allowed rows reached).
    mode: 0 inner product, 1 cosine (scores divided by |query|: the walk ranks an unnormalised
@@ -478,13 +501,14 @@ done:
    search returns is made here: between two ~50 us walks, each Python step costs 2-3x its
    micro-benchmark time (cold caches), and these steps were ~15 us of a ~70 us search. */
 static PyObject *Graph_search_hits(Graph *self, PyObject *const *args, Py_ssize_t nargs) {
-    if (nargs != 7) {
-        PyErr_SetString(PyExc_TypeError, "search_hits(query, k, ef, allow, ids, mode, hit_type)");
+    if (nargs != 8) {
+        PyErr_SetString(PyExc_TypeError, "search_hits(query, k, ef, allow, ids, mode, hit_type, two_hop)");
         return NULL;
     }
     int k = (int)PyLong_AsLong(args[1]);
     int ef = (int)PyLong_AsLong(args[2]);
     int mode = (int)PyLong_AsLong(args[5]);
+    int two_hop = PyObject_IsTrue(args[7]);
     if (PyErr_Occurred()) return NULL;
     PyObject *ids = args[4];
     PyTypeObject *hit_type = (PyTypeObject *)args[6];
@@ -529,7 +553,7 @@ static PyObject *Graph_search_hits(Graph *self, PyObject *const *args, Py_ssize_
     }
     int rc;
     Py_BEGIN_ALLOW_THREADS
-    rc = walk_one(self, w, qv, k, ef, have_allow ? al.buf : NULL, od, ol);
+    rc = walk_one(self, w, qv, k, ef, have_allow ? al.buf : NULL, two_hop && have_allow, od, ol);
     Py_END_ALLOW_THREADS
     if (rc != 0) {
         PyErr_NoMemory();
@@ -572,10 +596,10 @@ done:
 
 static PyMethodDef Graph_methods[] = {
     {"search", (PyCFunction)(void (*)(void))Graph_search, METH_FASTCALL,
-     "search(queries, k, ef, allow, out_distances, out_labels, threads): filtered walk of each query "
+     "search(queries, k, ef, allow, out_distances, out_labels, threads, two_hop): filtered walk of each query "
      "(float32 rows), answers written into the two output buffers (float32 / int64, n_queries * k)."},
     {"search_hits", (PyCFunction)(void (*)(void))Graph_search_hits, METH_FASTCALL,
-     "search_hits(query, k, ef, allow, ids, mode, hit_type): one query's hits as hit_type(id, score, None, None), "
+     "search_hits(query, k, ef, allow, ids, mode, hit_type, two_hop): one query's hits as hit_type(id, score, None, None), "
      "or None (not finite, all zeros, or fewer than k allowed rows reached)."},
     {NULL, NULL, 0, NULL},
 };

@@ -203,22 +203,24 @@ class AnnIndex:
 
     # ----------------------------------------------------------------- search
     def search(self, q: np.ndarray, k: int, *, effort: int | None = None,
-               allow: np.ndarray | None = None) -> tuple[np.ndarray, np.ndarray]:
+               allow: np.ndarray | None = None, two_hop: bool = False) -> tuple[np.ndarray, np.ndarray]:
         """Top ``k`` labels per query (``-1`` where fewer were found), scores higher-is-better.
 
         ``effort`` is ef_search (hnsw) or nprobe (ivf); ``allow`` a packed little-endian
-        bitmap over labels (``np.packbits(mask, bitorder="little")``) of rows that may be returned.
+        bitmap over labels (``np.packbits(mask, bitorder="little")``) of rows that may be returned;
+        ``two_hop``: vecbox's walk scores only allowed rows, reaching them through disallowed
+        neighbours (for selective filters; see ``_walk.c``; ignored by FAISS's walk).
         """
         k = max(1, min(int(k), self.n))
         q = np.ascontiguousarray(q, dtype=np.float32)
-        dist, lab = self.search_plain(q, k, int(effort or self.params.effort), allow)
+        dist, lab = self.search_plain(q, k, int(effort or self.params.effort), allow, two_hop=two_hop)
         scores = np.einsum("ij,ij->i", q, q)[:, None] - dist if self.metric == "l2" else dist
         if lab.min() < 0:
             scores = np.where(lab >= 0, scores, np.float32(-np.inf))
         return scores, lab
 
     def search_plain(self, q: np.ndarray, k: int, effort: int, allow: np.ndarray | None = None, *,
-                     reuse: bool = False) -> tuple[np.ndarray, np.ndarray]:
+                     reuse: bool = False, two_hop: bool = False) -> tuple[np.ndarray, np.ndarray]:
         """C-contiguous float32 queries ``(n, d)``: raw distances (FAISS's convention) and labels.
 
         The lean form of :meth:`search` (no copies, no score conversion; ``allow`` as
@@ -231,7 +233,7 @@ class AnnIndex:
         if reuse and len(q) == 1:
             out = self._one.get(k) or self._out_buffers(k)
             if walker:
-                walker.search(q, k, effort, allow, out[0], out[1], 1)
+                walker.search(q, k, effort, allow, out[0], out[1], 1, two_hop)
             else:
                 self.faiss_index.search_c(1, (_FAISS or _faiss()).swig_ptr(q), k, out[2], out[3],
                                           self._params(effort, k, allow))
@@ -240,7 +242,7 @@ class AnnIndex:
         lab = np.empty((len(q), k), dtype=np.int64)
         faiss = _FAISS or _faiss()
         if walker:  # as many threads as FAISS would use (OpenMP's setting, which callers limit)
-            walker.search(q, k, effort, allow, dist, lab, 1 if len(q) == 1 else faiss.omp_get_max_threads())
+            walker.search(q, k, effort, allow, dist, lab, 1 if len(q) == 1 else faiss.omp_get_max_threads(), two_hop)
         else:
             self.faiss_index.search_c(len(q), faiss.swig_ptr(q), k, faiss.swig_ptr(dist), faiss.swig_ptr(lab),
                                       self._params(effort, k, allow))

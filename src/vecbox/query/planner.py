@@ -42,6 +42,13 @@ EFFORT_CAP = 4096  # largest ef / nprobe the planner grows to
 # recall@10 >= 0.95 needed 1.2x / 1.5x / 3.5x / 6x / 13x the unfiltered ef at 50 / 30 / 10 / 5 / 2 %
 # (exponents 0.5-0.66, rising as selectivity falls); 0.7 keeps a margin.
 EF_GROWTH = 0.7
+# vecbox's two-hop walk (see _walk.c) scores allowed rows only, so its cost is a plain walk's
+# times the extra neighbour lists it reads: measured 3.0-3.3x a plain walk of the same ef on the
+# sentences (165 us at ef 20, 10 %); it needs ef grown below 10 % selectivity: ef 20-24 at 10 %
+# and 96 at 1 % where a plain walk needs 19-20 (growth (0.1 / selectivity) ** EF_GROWTH).
+TWO_HOP_OVERHEAD = 3.0
+TWO_HOP_FROM = 0.1
+TWO_HOP_MIN_ALLOWED = 2.0  # allowed rows expected among a node's 2M level-0 neighbours
 POST_FILTER_MIN_SELECTIVITY = 0.5
 POST_FILTER_SAFETY = 2.0
 # A post-filter asks for 2k/selectivity hits and merges them: measured 413 us against 245 us for the
@@ -72,6 +79,7 @@ class Plan:
     tail_rows: int = 0
     fallback: int = 0
     costs: dict[str, float] = field(default_factory=dict)
+    two_hop: bool = False  # the filtered walk scores only allowed rows, reached through disallowed ones
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)
@@ -161,11 +169,21 @@ def choose(
         post_effort = min(max(math.ceil(e0 / max(isel, 1e-9)), want), EFFORT_CAP)
     if isel >= POST_FILTER_MIN_SELECTIVITY:
         costs["post-filter"] = _walk_cost(index, post_effort, want) * POST_FILTER_OVERHEAD
+    two_hop = False
     if index.filter_rule == "allowed":
         # it walks on until it holds ef allowed rows: about 1/selectivity times the nodes of a plain walk
         in_effort = max(e0, k)
         costs["filter"] = _walk_cost(index, in_effort, k) / max(isel, 1e-9)
         how = f"filtered walk keeping the {in_effort} nearest allowed rows"
+        # or: score allowed rows only, reached through disallowed neighbours (ACORN-1's expansion)
+        hop_effort = min(math.ceil(max(e0, k) * max(1.0, TWO_HOP_FROM / max(isel, 1e-9)) ** EF_GROWTH), EFFORT_CAP)
+        two_hop_cost = _walk_cost(index, hop_effort, k) * TWO_HOP_OVERHEAD
+        # a node's list must hold a few allowed rows on average, or the allowed rows fall apart
+        # into pieces the walk cannot cross (seen at 2 % with M = 8)
+        if 2 * index.M * isel >= TWO_HOP_MIN_ALLOWED and two_hop_cost < costs["filter"]:
+            costs["filter"], in_effort, two_hop = two_hop_cost, hop_effort, True
+            how = (f"filtered walk keeping the {in_effort} nearest allowed rows, scoring only allowed rows "
+                   "(reached through disallowed neighbours)")
     else:
         in_effort = grown_effort(e0, isel, k)
         costs["filter"] = _walk_cost(index, in_effort, k)
@@ -179,7 +197,7 @@ def choose(
                     "unfiltered neighbours and drop the rest", effort=post_effort, index=index.kind,
                     costs=costs, **base)
     return Plan(f"{index.kind}+filter", f"filter keeps {isel:.2%} of the indexed rows: {how}", effort=in_effort,
-                index=index.kind, costs=costs, **base)
+                index=index.kind, costs=costs, two_hop=two_hop, **base)
 
 
 def _walk_cost(index: IndexStats, effort: int, k: int) -> float:
