@@ -230,6 +230,10 @@ class AnnIndex:
         before the next call.
         """
         walker = self._graph if self._graph is not None else self._walker()
+        if walker and allow is None and len(q) > 1:
+            # an unfiltered batch: FAISS's search is the same walk (same answers, tests/test_walk.py),
+            # and its OpenMP batch measured faster than ours (32k vs 21k QPS, 50k sentences, 2 threads)
+            walker = None
         if reuse and len(q) == 1:
             out = self._one.get(k) or self._out_buffers(k)
             if walker:
