@@ -1281,15 +1281,12 @@ def section(all_res: dict[str, dict[str, Any]], fvu: tuple[list[str], list[list[
                                  f"{r['ratio']:.2f}x", f"{r['loss_points']:.2f}"] for r in funnel["all"]]),
                   ""]
     parts += ["### Notes", "",
-              "- **Where vecbox loses time.** An unfiltered (or cached-filter) id-only search takes a hot path "
-              "straight to FAISS's `search_c` (see ARCHITECTURE.md): it reads the WAL index header from a "
-              "memory map (no SQL and no system call between commits), makes one numpy call per query, "
-              "remembers each filter's cache key per filter object and builds hits. What is left is Python "
-              "between two walks, where each step costs 2-3x its micro-benchmark time: measured pass by pass "
-              "in one process on the 50k sentences at ef 24, FAISS's own call takes ~70-80 us and `search()` "
-              "~85-90 us. Two ways to a faster walk were measured and not adopted (ARCHITECTURE.md): a "
-              "compiled walk over FAISS's graph (numba, hnswlib's filter rule, prefetching) matched FAISS's "
-              "walk without beating it, and FAISS's unbounded-queue walk returned the same answers no faster.",
+              "- **vecbox's walk.** FAISS builds and stores vecbox's HNSW graph; vecbox walks it with its own C "
+              "extension (`index/_walk.c`, ARCHITECTURE.md), reading FAISS's graph and vectors in place. Unfiltered "
+              "it is FAISS's algorithm (identical answers); one id-only query is one C call that walks and builds "
+              "the hits, about 5 us of Python around the walk (measured pass by pass on the 50k sentences: the C "
+              "call alone 62 us at ef 20, `search()` 68 us). An unfiltered batch goes to FAISS's own search, whose "
+              "OpenMP batch measured faster than the extension's threads.",
               "- **How the libraries are timed.** The sweeps measure one library after another, and this VM's "
               "speed drifts by up to 2x over minutes: three sweep-only runs of the sentence set with the same "
               "code (2026-11-27, 05:11-05:34 UTC) put vecbox's one-query no-filter QPS at 0.60x, 0.34x and "
@@ -1297,27 +1294,21 @@ def section(all_res: dict[str, dict[str, Any]], fvu: tuple[list[str], list[list[
               "re-time are closed first (LanceDB's and chromadb's runtimes keep threads). Rounds interleave "
               "whole passes, not single queries: a library timed right after another's walk of the same query "
               "finds the caches warm, which made one FAISS option look 25-30 % faster than it is.",
-              "- **Where the planner wins.** Below ~2 % selectivity every graph library either loses recall "
-              "(FAISS: 0.22-0.64 at 0.1-1 % on 10^6 vectors, at ef 512) or crawls (hnswlib's Python filter "
-              "callback: 10-28 QPS; chromadb at n = 200k: a few QPS); vecbox scans the matching rows exactly "
-              "(recall 1.000) at 1,300-9,000 QPS. Where it loses: at 10 % and 50 % selectivity the filtered "
-              "walk is FAISS's, and vecbox grows the caller's ef by selectivity^-0.7 (5x at 10 %, 1.6x at "
-              "50 %) to keep the recall that ef gives unfiltered, so its efforts land on a coarser grid "
-              "(ef 16/24/32 -> 80/120/160 at 10 %) than a per-cell sweep of FAISS's own ef; hnswlib's filtered "
-              "search (it walks until ef *allowed* nodes are found) needs fewer steps than FAISS's bitmap "
-              "walk for a filter correlated with the neighbourhood (`cat` at 50 % on the sentences).",
-              "- **Where the filter misses come from (2026-11-27 runs).** Two are the effort grid: a cell goes "
-              "to whoever's grid point lands just above recall 0.95. At 10^6, `num` < 0.5: vecbox's ef 48 "
-              "(walk effort 78) reached 0.943 and its ef 64 (effort 104) 0.963, while FAISS's ef 96 reached "
-              "0.956; on the sentences, `num` < 0.1: vecbox's ef 16 (effort 80) reached 0.939, its ef 24 "
-              "(effort 120) 0.968, FAISS's ef 96 0.954. One is vecbox's per-call Python on a short walk "
-              "(sentences, `num` < 0.5: vecbox walked at effort 26 for 0.952, FAISS at ef 32 for 0.961, and "
-              "FAISS was still 6 % faster). The fourth, `cat` at 50 % on the sentences (a filter correlated "
-              "with the neighbourhood), is hnswlib's walk rule beating FAISS's bitmap walk: FAISS needs "
-              "ef 48 where hnswlib needs 16. Comparing every library at exactly recall "
-              "0.95 (interpolating between the two points around it, both re-timed) would remove the grid "
-              "effect; this harness does not do that yet.",
-              "- USearch was left out of the 10^6 run that finished 2026-11-27 07:58 UTC (its build alone takes ~19 min "
+              "- **Where the planner and the walk win.** Below ~2 % selectivity every graph library either loses "
+              "recall (FAISS: 0.22-0.64 at 0.1-1 % on 10^6 vectors, at ef 512) or crawls (hnswlib's Python filter "
+              "callback: 10-100 QPS; chromadb: a few to a few dozen QPS); vecbox scans the matching rows exactly "
+              "(recall 1.000). Above that, vecbox's filtered walk keeps the ef nearest *allowed* rows (hnswlib's "
+              "rule, with a C bitmap instead of hnswlib's Python callback), so a filter correlated with the "
+              "neighbourhood (`cat`: k-means clusters on the sentences) does not need a larger ef: FAISS's bitmap "
+              "walk keeps the ef nearest rows of any kind and needs ef 48 at 50 % and ~220 at 10 % where vecbox "
+              "needs 14-21. Under selective filters (10 %) the planner takes the walk's two-hop form, which "
+              "scores only allowed rows, reaching them through disallowed neighbours (ACORN-1's expansion).",
+              "- **Refined ef.** Until 2026-11-27 08:00 UTC each library was compared at its fastest *grid* point "
+              "with recall >= 0.95, and three of the four filter cells missed then were decided by where the grid "
+              "fell (e.g. 10^6 `num` < 0.5: vecbox 0.943 / 0.963 at its two grid points around 0.95, FAISS 0.956 "
+              "at one). Every HNSW library's ef is now bisected where its recall crosses 0.95 (above), and the "
+              "grid starts at ef 10 so no library is stuck above 0.95 at its lowest point.",
+              "- USearch is left out of the 10^6 runs since 2026-11-27 07:58 UTC (its build alone takes ~19 min "
               "here); in the run of 02:44 UTC it reached 365 QPS at ef 128 against FAISS's 1,230 on the same "
               "data, hence the FAISS vs USearch table has no 10^6 USearch row.",
               "- **Recall is measured per path.** vecbox may plan one query and a batch differently (a walk "
