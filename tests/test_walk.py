@@ -121,7 +121,7 @@ def test_batch_threads_give_the_single_query_answers(index, clustered):
     q = np.ascontiguousarray(_queries(clustered[2], metric))
     mask = np.random.default_rng(5).random(len(xx)) < 0.3
     bitmap = np.packbits(mask, bitorder="little")
-    walker = idx._walker()
+    walker = idx.walker()
     one = np.stack([idx.search_plain(q[i:i + 1], K, 20, bitmap, reuse=True)[1][0].copy() for i in range(len(q))])
     for threads in (1, 2, 3):
         dist = np.empty((len(q), K), np.float32)
@@ -132,7 +132,7 @@ def test_batch_threads_give_the_single_query_answers(index, clustered):
 
 def test_bad_buffers_are_errors_not_crashes(index):
     idx, xx, _ = index
-    walker = idx._walker()
+    walker = idx.walker()
     q = np.zeros((2, D), np.float32)
     dist, lab = np.empty((2, K), np.float32), np.empty((2, K), np.int64)
     with pytest.raises(ValueError):  # outputs too small for 2 queries

@@ -374,7 +374,7 @@ class Searcher:
         extension not built): the caller then takes :meth:`plain`.
         """
         ann = self._ann
-        walker = ann._walker() if ann is not None else None
+        walker = ann.walker() if ann is not None else None
         if walker is None:
             return NotImplemented
         found = self._known_walk(live, k, effort, wkey, 1)
@@ -385,7 +385,7 @@ class Searcher:
 
     def _known_walk(self, live: LiveVectors, k: int, effort: int | None, wkey: str | None,
                     n_queries: int) -> tuple[AnnIndex, tuple[int, np.ndarray | None, bool], np.ndarray] | None:
-        """(index, (walk effort, bitmap), id per label) of a search the walk answers alone, or ``None``."""
+        """(index, (walk effort, bitmap, two_hop), id per label) of a search the walk answers alone, or ``None``."""
         ann = self._ann
         if ann is None or self._ann_error is not None or k > ann.n:
             return None

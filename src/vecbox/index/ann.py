@@ -159,9 +159,9 @@ class AnnIndex:
     def filter_rule(self) -> str:
         """How a filtered walk stops: ``"allowed"`` (vecbox's walk: the ef nearest allowed rows)
         or ``"beam"`` (FAISS's: the ef nearest rows, of which the allowed ones are returned)."""
-        return "allowed" if self._walker() else "beam"
+        return "allowed" if self.walker() else "beam"
 
-    def _walker(self) -> Any:
+    def walker(self) -> Any:
         """vecbox's walk over this index (``hnsw`` with float storage, extension built), else ``None``."""
         if self._graph is None:
             self._graph = _graph_of(self) or False
@@ -229,7 +229,7 @@ class AnnIndex:
         index keeps (no allocation): the caller holds a lock and copies the answer out
         before the next call.
         """
-        walker = self._graph if self._graph is not None else self._walker()
+        walker = self._graph if self._graph is not None else self.walker()
         if walker and allow is None and len(q) > 1:
             # an unfiltered batch: FAISS's search is the same walk (same answers, tests/test_walk.py),
             # and its OpenMP batch measured faster than ours (32k vs 21k QPS, 50k sentences, 2 threads)
