@@ -347,7 +347,7 @@ static void *run_job(void *arg) {
 /* ------------------------------------------------------------- Python object */
 static int get_buffer(PyObject *obj, Py_buffer *view, Py_ssize_t itemsize, int writable, const char *what) {
     if (PyObject_GetBuffer(obj, view, PyBUF_C_CONTIGUOUS | (writable ? PyBUF_WRITABLE : 0)) != 0) return -1;
-    if (view->itemsize != itemsize && !(itemsize == 1)) {
+    if (itemsize != 1 && view->itemsize != itemsize) { /* 1: any bytes (the bitmap) */
         PyErr_Format(PyExc_ValueError, "%s: expected items of %zd bytes, got %zd", what, itemsize, view->itemsize);
         PyBuffer_Release(view);
         return -1;

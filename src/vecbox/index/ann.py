@@ -9,8 +9,8 @@ Why FAISS (and not USearch) backs ``hnsw``: on our data both graphs reach the
 same recall for the same M/ef (see docs/ARCHITECTURE.md and the ``search``
 benchmark), but FAISS takes an allow-set as a C++ bitmap
 (``IDSelectorBitmap``) inside the graph walk, where USearch's Python binding
-filters through a Python callback per visited node. Filtered search is the
-reason the index exists, so the bitmap wins.
+filters through a Python callback per visited node; and FAISS's graph arrays can be
+read in place by vecbox's own walk (below).
 
 Searches of an ``hnsw`` index with float storage walk FAISS's graph and vectors in
 vecbox's own C walk (:mod:`vecbox.index._walk`) rather than FAISS's: under a filter it
@@ -229,7 +229,7 @@ class AnnIndex:
         index keeps (no allocation): the caller holds a lock and copies the answer out
         before the next call.
         """
-        walker = self._graph if self._graph is not None else self.walker()
+        walker = self.walker()
         if walker and allow is None and len(q) > 1:
             # an unfiltered batch: FAISS's search is the same walk (same answers, tests/test_walk.py),
             # and its OpenMP batch measured faster than ours (32k vs 21k QPS, 50k sentences, 2 threads)

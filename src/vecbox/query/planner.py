@@ -163,31 +163,31 @@ def choose(
                     index=index.kind, costs=costs, **base)
     want = math.ceil(k * POST_FILTER_SAFETY / max(isel, 1e-9)) + k
     post_effort = min(max(e0, want), EFFORT_CAP)
-    if index.filter_rule == "allowed":
-        # priced at the quality of the filtered walk: its e0 allowed rows are as good as an
-        # unfiltered walk's e0 / selectivity (a post-filter at ef e0 would keep only ~e0 * selectivity)
-        post_effort = min(max(math.ceil(e0 / max(isel, 1e-9)), want), EFFORT_CAP)
-    if isel >= POST_FILTER_MIN_SELECTIVITY:
-        costs["post-filter"] = _walk_cost(index, post_effort, want) * POST_FILTER_OVERHEAD
     two_hop = False
     if index.filter_rule == "allowed":
-        # it walks on until it holds ef allowed rows: about 1/selectivity times the nodes of a plain walk
+        # a post-filter is priced at the quality of the filtered walk: its e0 allowed rows are as good as
+        # an unfiltered walk's e0 / selectivity (a post-filter at ef e0 would keep only ~e0 * selectivity)
+        post_effort = min(max(math.ceil(e0 / max(isel, 1e-9)), want), EFFORT_CAP)
+        # the walk goes on until it holds ef allowed rows: about 1/selectivity times the nodes of a plain walk
         in_effort = max(e0, k)
-        costs["filter"] = _walk_cost(index, in_effort, k) / max(isel, 1e-9)
+        filter_cost = _walk_cost(index, in_effort, k) / max(isel, 1e-9)
         how = f"filtered walk keeping the {in_effort} nearest allowed rows"
         # or: score allowed rows only, reached through disallowed neighbours (ACORN-1's expansion)
         hop_effort = min(math.ceil(max(e0, k) * max(1.0, TWO_HOP_FROM / max(isel, 1e-9)) ** EF_GROWTH), EFFORT_CAP)
         two_hop_cost = _walk_cost(index, hop_effort, k) * TWO_HOP_OVERHEAD
         # a node's list must hold a few allowed rows on average, or the allowed rows fall apart
         # into pieces the walk cannot cross (seen at 2 % with M = 8)
-        if 2 * index.M * isel >= TWO_HOP_MIN_ALLOWED and two_hop_cost < costs["filter"]:
-            costs["filter"], in_effort, two_hop = two_hop_cost, hop_effort, True
+        if 2 * index.M * isel >= TWO_HOP_MIN_ALLOWED and two_hop_cost < filter_cost:
+            filter_cost, in_effort, two_hop = two_hop_cost, hop_effort, True
             how = (f"filtered walk keeping the {in_effort} nearest allowed rows, scoring only allowed rows "
                    "(reached through disallowed neighbours)")
     else:
         in_effort = grown_effort(e0, isel, k)
-        costs["filter"] = _walk_cost(index, in_effort, k)
+        filter_cost = _walk_cost(index, in_effort, k)
         how = f"filtered walk with the effort grown {in_effort / e0:.1f}x"
+    if isel >= POST_FILTER_MIN_SELECTIVITY:
+        costs["post-filter"] = _walk_cost(index, post_effort, want) * POST_FILTER_OVERHEAD
+    costs["filter"] = filter_cost
     best = min(costs, key=costs.get)
     if best == "exact":
         return Plan("exact", f"filter keeps {isel:.2%} of the indexed rows; scanning them is cheapest",
