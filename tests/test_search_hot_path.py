@@ -316,3 +316,20 @@ def test_c_walk_makes_real_hits_and_leaks_no_references(indexed):
     for _ in range(300):
         col.search(q[0], 10, include_metadata=False)
     assert sys.getrefcount(some_id) == before
+
+
+def test_c_batch_makes_untracked_hits_and_leaks_no_references(indexed):
+    # a batch's hits are made in C too, and kept out of the garbage collector (str ids, floats, None)
+    import gc
+    import sys
+
+    from vecbox.collection import Hit
+
+    col, _, q = indexed
+    batch = col.search_batch(q, 10, include_metadata=False)
+    assert all(type(h) is Hit and not gc.is_tracked(h) for hits in batch for h in hits)
+    some_id = col._searcher._plain_id_list[int(batch[0][0].id[1:])]
+    before = sys.getrefcount(some_id)
+    for _ in range(50):
+        col.search_batch(q, 10, include_metadata=False)
+    assert sys.getrefcount(some_id) == before

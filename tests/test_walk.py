@@ -22,7 +22,7 @@ D, K = 24, 10
 
 def test_the_extension_is_built():
     # make test builds it (pip install -e .); without it every search silently runs FAISS's walk
-    assert ann._walk_module() is not None
+    assert ann.walk_module() is not None
 
 
 @pytest.fixture(scope="module")
@@ -144,7 +144,7 @@ def test_bad_buffers_are_errors_not_crashes(index):
     with pytest.raises(TypeError):
         walker.search(q, K, 16)
     with pytest.raises(ValueError):  # inconsistent graph arrays
-        ann._walk_module().Graph(np.zeros(10, np.float32), np.zeros(4, np.int32), np.zeros(2, np.uint64),
+        ann.walk_module().Graph(np.zeros(10, np.float32), np.zeros(4, np.int32), np.zeros(2, np.uint64),
                                  np.zeros(5, np.int32), np.zeros(3, np.int32), 4, 0, 0, True)
 
 
@@ -160,3 +160,23 @@ def test_two_hop_walk_tracks_exact_under_a_selective_filter(index, clustered):
     _, two = idx.search(q, K, effort=48, allow=bitmap, two_hop=True)
     assert mask[two[two >= 0]].all()
     assert _recall(one, truth) >= 0.95 and _recall(two, truth) >= 0.95
+
+
+def test_hits_turns_a_batch_into_hit_lists():
+    from vecbox.collection import Hit
+
+    walk = ann.walk_module()
+    ids = [f"r{i}" for i in range(5)]
+    dist = np.array([[4.0, 9.0], [0.25, 1.0]], np.float32)
+    lab = np.array([[3, 0], [1, 4]], np.int64)
+    assert walk.hits(dist, lab, ids, 0, Hit) == [[Hit("r3", 4.0), Hit("r0", 9.0)], [Hit("r1", 0.25), Hit("r4", 1.0)]]
+    assert walk.hits(dist, lab, ids, 2, Hit)[0] == [Hit("r3", 2.0), Hit("r0", 3.0)]  # l2: square roots
+    lab[1, 1] = -1  # fewer than k answers: the caller's general path answers
+    assert walk.hits(dist, lab, ids, 0, Hit) is None
+    lab[1, 1] = 5
+    with pytest.raises(ValueError, match="outside the ids"):
+        walk.hits(dist, lab, ids, 0, Hit)
+    with pytest.raises(ValueError, match="same shape"):
+        walk.hits(dist[:1], lab, ids, 0, Hit)
+    with pytest.raises(ValueError, match="mode"):
+        walk.hits(dist, lab, ids, 1, Hit)  # cosine needs the query norm: a batch is normalised first

@@ -31,7 +31,8 @@ from vecbox.errors import (
     InvalidInputError,
     UnknownIdError,
 )
-from vecbox.index.ann import AnnIndex, IndexParams, calibrate, new_index_dirname
+from vecbox.index.ann import AnnIndex, IndexParams, new_index_dirname
+from vecbox.index.calibration import calibrate, calibrate_walks
 from vecbox.index.flat import exact_topk
 from vecbox.index.funnel import check_stages
 from vecbox.query.filters import compile_filter
@@ -562,6 +563,7 @@ class Collection:
             else:
                 params.nprobe = effort
             ann.calibrated_recall = recall  # type: ignore[attr-defined]
+        ann.walk_calibration = calibrate_walks(ann, x, self.metric, seed=seed)
         del x
         self._commit_index(ann)
         return self.index_info()
@@ -603,7 +605,7 @@ class Collection:
             "ef_search": p.ef_search if p.kind == "hnsw" else None,
             "nlist": p.nlist if p.kind == "ivf" else None, "nprobe": p.nprobe if p.kind == "ivf" else None,
             "storage": p.storage, "target_recall": p.target_recall,
-            "calibrated_recall": getattr(ann, "calibrated_recall", None),
+            "calibrated_recall": getattr(ann, "calibrated_recall", None), "walk_calibration": ann.walk_calibration,
             "build_seconds": round(ann.build_seconds, 3), "memory_bytes": ann.memory_bytes(),
         }
 
@@ -746,14 +748,8 @@ class Collection:
             q = q / np.sqrt(sq)[:, None]
         with self._state:
             self._sync(self._conn, in_transaction=False)
-            found = self._searcher.plain(self._live, q, k, ef_search, wkey)
-        if found is None:
-            return None
-        ids, scores = found
-        if self.metric == "l2":
-            scores = [[math.sqrt(max(d, 0.0)) for d in row] for row in scores]
-        hits = [_hits(ii, dd) for ii, dd in zip(ids, scores)]
-        return hits[0] if one else hits
+            hits = self._searcher.plain(self._live, q, k, ef_search, wkey, 2 if self.metric == "l2" else 0, Hit)
+        return hits[0] if one and hits is not None else hits
 
     def search_batch(
         self, queries: Any, k: int = 10, *, where: Mapping[str, Any] | None = None, include_metadata: bool = True,
@@ -1077,11 +1073,6 @@ class Collection:
 
 
 _SCORE_MODES = {"dot": 0, "cosine": 1, "l2": 2}  # see _walk.Graph.search_hits
-
-
-def _hits(ids: list[Any], scores: list[float]) -> list[Hit]:
-    """``Hit(id, score)`` per pair, made by ``tuple.__new__`` in C (a search returns many; NamedTuple's own ``__new__`` is Python)."""
-    return list(map(tuple.__new__, _repeat(Hit), zip(ids, scores, _repeat(None), _repeat(None))))
 
 
 def _normalise(x: np.ndarray, name: str) -> np.ndarray:

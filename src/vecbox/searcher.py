@@ -21,13 +21,14 @@ import json
 import math
 from collections import OrderedDict
 from collections.abc import Callable, Mapping
+from itertools import repeat
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 
 from vecbox.errors import CorruptCollectionError
-from vecbox.index.ann import AnnIndex
+from vecbox.index.ann import AnnIndex, walk_module
 from vecbox.index.flat import merge_topk, rescore
 from vecbox.index.funnel import funnel_search, prefix_matrix
 from vecbox.query import planner
@@ -332,8 +333,11 @@ class Searcher:
         key = (id(ann), live.n_alive, allowed.count, allowed.source, k, effort, n_lab, n_queries, tail_count, gathered)
         plan = self._plans.get(key)
         if plan is None:
+            walks = ann.walk_calibration or {}
             stats = planner.IndexStats(ann.params.kind, ann.n, ann.params.M, ann.params.effort,
-                                       int(ann.params.nlist or 1), ann.filter_rule)
+                                       int(ann.params.nlist or 1), ann.filter_rule,
+                                       walks.get("ef_ratio", planner.TWO_HOP_EF_RATIO),
+                                       walks.get("time_ratio", planner.TWO_HOP_TIME_RATIO))
             plan = planner.choose(live.n_alive, allowed.count, k, stats, effort=effort,
                                   estimate_source=allowed.source, index_rows_allowed=n_lab, n_queries=n_queries,
                                   gathered=gathered)
@@ -344,9 +348,9 @@ class Searcher:
         return plan
 
     # ------------------------------------------------------------- hot path
-    def plain(self, live: LiveVectors, q: np.ndarray, k: int, effort: int | None,
-              wkey: str | None = None) -> tuple[list[list[Any]], list[list[float]]] | None:
-        """A graph walk answers alone: (ids, FAISS distances) per query, best first - or ``None``.
+    def plain(self, live: LiveVectors, q: np.ndarray, k: int, effort: int | None, wkey: str | None,
+              mode: int, hit_type: type) -> list[list[Any]] | None:
+        """A graph walk answers alone: ``hit_type(id, score, None, None)`` hits per query, best first - or ``None``.
 
         Taken when :meth:`run` would walk the index and do nothing else: an index whose
         scores are exact (not ``sq8``), no rows committed since the build (no tail to
@@ -354,15 +358,22 @@ class Searcher:
         allowed labels are cached at this version and whose plan is the filtered walk.
         ``None`` otherwise, or when a query comes back with fewer than ``k`` hits: the
         general path then answers (and falls back to exact search where needed).
+        ``mode``: 0 the FAISS distance is the score (dot, or cosine of normalised
+        queries), 2 l2 (its square root).
         """
         found = self._known_walk(live, k, effort, wkey, len(q))
         if found is None:
             return None
         ann, (walk_effort, bitmap, two_hop), ids = found
         dist, lab = ann.search_plain(q, k, walk_effort, bitmap, reuse=True, two_hop=two_hop)  # under the lock
-        if (lab[0, -1] if len(lab) == 1 else lab[:, -1].min()) < 0:
+        walk = walk_module()
+        if walk is not None:  # every Python object of the answer made in one C call
+            return walk.hits(dist, lab, self._plain_id_list, mode, hit_type)
+        if lab[:, -1].min() < 0:
             return None
-        return ids[lab].tolist(), dist.tolist()
+        scores = np.sqrt(np.maximum(dist, 0.0)) if mode == 2 else dist
+        return [list(map(tuple.__new__, repeat(hit_type), zip(ii, ss, repeat(None), repeat(None))))
+                for ii, ss in zip(ids[lab].tolist(), scores.tolist())]
 
     def plain_hits(self, live: LiveVectors, q: np.ndarray, k: int, effort: int | None, wkey: str | None,
                    mode: int, hit_type: type) -> Any:

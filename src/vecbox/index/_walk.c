@@ -273,6 +273,12 @@ static int walk_one(const Graph *g, Work *w, const float *q, int k, int ef, cons
                 __builtin_prefetch(x + (size_t)v * d);
             }
         }
+        if (two_hop) /* the lists read below are random reads: issue them together (1.5x faster at 10^6 rows) */
+            for (size_t j = 0; j < width && nb[j] >= 0; j++)
+                if (!ALLOWED(nb[j])) {
+                    const int32_t *nb2 = g->nbr + g->offsets[nb[j]];
+                    for (size_t o = 0; o < width; o += 16) __builtin_prefetch(nb2 + o);
+                }
         if (two_hop) /* fill the list up with the allowed neighbours of disallowed neighbours */
             for (size_t j = 0; j < width && nb[j] >= 0 && nf < width; j++) {
                 if (ALLOWED(nb[j])) continue;
@@ -493,6 +499,45 @@ done:
     return result;
 }
 
+/* k answers of one query as a list of hit_type(id, score, None, None) tuples, made as tuple.__new__
+   makes them (a NamedTuple's own __new__ is Python). Scores from FAISS distances: mode 0 inner
+   product (times scale: 1 / |query| for cosine), 2 L2 (the square root of the squared distance). */
+static PyObject *hit_list(const float *od, const int64_t *ol, int k, PyObject *ids, int mode, double scale,
+                          PyTypeObject *hit_type) {
+    PyObject *list = PyList_New(k);
+    if (!list) return NULL;
+    for (int j = 0; j < k; j++) {
+        double score = mode == 2 ? sqrt(od[j] > 0.f ? (double)od[j] : 0.0) : (double)od[j] * scale;
+        PyObject *sc = PyFloat_FromDouble(score);
+        PyObject *hit = sc ? hit_type->tp_alloc(hit_type, 4) : NULL;
+        if (!hit) {
+            Py_XDECREF(sc);
+            Py_DECREF(list);
+            return NULL;
+        }
+        PyObject *id = PyList_GET_ITEM(ids, ol[j]);
+        PyTuple_SET_ITEM(hit, 0, Py_NewRef(id));
+        PyTuple_SET_ITEM(hit, 1, sc);
+        PyTuple_SET_ITEM(hit, 2, Py_NewRef(Py_None));
+        PyTuple_SET_ITEM(hit, 3, Py_NewRef(Py_None));
+        /* a hit of str/int, float and None cannot be part of a cycle: keep it out of the garbage
+           collector's lists, as the collector itself does for such tuples (collections during a
+           batch's 10,000 hits took 2/3 of the time to make them) */
+        if (PyUnicode_CheckExact(id) || PyLong_CheckExact(id)) PyObject_GC_UnTrack(hit);
+        PyList_SET_ITEM(list, j, hit);
+    }
+    return list;
+}
+
+static int hit_args_ok(PyObject *ids, Py_ssize_t n_ids, PyObject *hit_type, int mode) {
+    if (mode < 0 || mode > 2 || !PyList_Check(ids) || PyList_GET_SIZE(ids) < n_ids || !PyType_Check(hit_type) ||
+        !PyType_IsSubtype((PyTypeObject *)hit_type, &PyTuple_Type)) {
+        PyErr_SetString(PyExc_ValueError, "bad k, ef, mode, ids list or hit type");
+        return 0;
+    }
+    return 1;
+}
+
 /* search_hits(query, k, ef, allow, ids, mode, hit_type, two_hop): one query answered as a list of k
    hit_type(id, score, None, None) tuples, or None when the caller's general path must answer
    (a query that is not finite or is all zeros, or fewer than k allowed rows reached).
@@ -512,11 +557,11 @@ static PyObject *Graph_search_hits(Graph *self, PyObject *const *args, Py_ssize_
     if (PyErr_Occurred()) return NULL;
     PyObject *ids = args[4];
     PyTypeObject *hit_type = (PyTypeObject *)args[6];
-    if (k < 1 || ef < 1 || mode < 0 || mode > 2 || !PyList_Check(ids) || PyList_GET_SIZE(ids) < self->n ||
-        !PyType_Check(args[6]) || !PyType_IsSubtype(hit_type, &PyTuple_Type)) {
-        PyErr_SetString(PyExc_ValueError, "search_hits: bad k, ef, mode, ids list or hit type");
+    if (k < 1 || ef < 1) {
+        PyErr_SetString(PyExc_ValueError, "search_hits: k and ef must be positive");
         return NULL;
     }
+    if (!hit_args_ok(ids, self->n, args[6], mode)) return NULL;
     if (ef < k) ef = k;
     Py_buffer q, al;
     int have_allow = args[3] != Py_None;
@@ -563,25 +608,7 @@ static PyObject *Graph_search_hits(Graph *self, PyObject *const *args, Py_ssize_
         result = Py_NewRef(Py_None);
         goto done;
     }
-    PyObject *list = PyList_New(k);
-    if (!list) goto done;
-    double scale = mode == 1 ? 1.0 / sqrt((double)qq) : 1.0;
-    for (int j = 0; j < k; j++) {
-        double score = mode == 2 ? sqrt(od[j] > 0.f ? (double)od[j] : 0.0) : (double)od[j] * scale;
-        PyObject *sc = PyFloat_FromDouble(score);
-        PyObject *hit = sc ? hit_type->tp_alloc(hit_type, 4) : NULL; /* as tuple.__new__(hit_type, ...) */
-        if (!hit) {
-            Py_XDECREF(sc);
-            Py_DECREF(list);
-            goto done;
-        }
-        PyTuple_SET_ITEM(hit, 0, Py_NewRef(PyList_GET_ITEM(ids, ol[j])));
-        PyTuple_SET_ITEM(hit, 1, sc);
-        PyTuple_SET_ITEM(hit, 2, Py_NewRef(Py_None));
-        PyTuple_SET_ITEM(hit, 3, Py_NewRef(Py_None));
-        PyList_SET_ITEM(list, j, hit);
-    }
-    result = list;
+    result = hit_list(od, ol, k, ids, mode, mode == 1 ? 1.0 / sqrt((double)qq) : 1.0, hit_type);
 done:
     if (w) {
         w->next = self->pool;
@@ -615,8 +642,71 @@ static PyTypeObject GraphType = {
     .tp_methods = Graph_methods,
 };
 
+/* hits(distances, labels, ids, mode, hit_type): n_queries x k answers (FAISS's float32 distances and
+   int64 labels, C order) as one list of hit lists (as search_hits makes them; mode 1 is not taken:
+   a batch's cosine queries are normalised first, so mode 0 gives their scores), or None when a
+   query has fewer than k answers (a -1 label): the caller's general path then answers. */
+static PyObject *walk_hits(PyObject *mod, PyObject *const *args, Py_ssize_t nargs) {
+    if (nargs != 5) {
+        PyErr_SetString(PyExc_TypeError, "hits(distances, labels, ids, mode, hit_type)");
+        return NULL;
+    }
+    int mode = (int)PyLong_AsLong(args[3]);
+    if (PyErr_Occurred()) return NULL;
+    if (mode == 1) mode = -1;
+    if (!hit_args_ok(args[2], 0, args[4], mode)) return NULL;
+    Py_buffer db, lb;
+    if (get_buffer(args[0], &db, 4, 0, "distances") != 0) return NULL;
+    if (get_buffer(args[1], &lb, 8, 0, "labels") != 0) {
+        PyBuffer_Release(&db);
+        return NULL;
+    }
+    PyObject *result = NULL;
+    const float *od = db.buf;
+    const int64_t *ol = lb.buf;
+    Py_ssize_t total = lb.len / 8, n_ids = PyList_GET_SIZE(args[2]);
+    int k = lb.ndim == 2 ? (int)lb.shape[1] : (int)total;
+    if (db.len != lb.len / 2 || k < 1 || total % k) {
+        PyErr_SetString(PyExc_ValueError, "hits: distances and labels of the same shape (n_queries, k)");
+        goto done;
+    }
+    for (Py_ssize_t i = 0; i < total; i++) {
+        if (ol[i] == -1) { /* fewer than k answers */
+            result = Py_NewRef(Py_None);
+            goto done;
+        }
+        if (ol[i] < 0 || ol[i] >= n_ids) {
+            PyErr_SetString(PyExc_ValueError, "hits: a label outside the ids list");
+            goto done;
+        }
+    }
+    Py_ssize_t nq = total / k;
+    PyObject *out = PyList_New(nq);
+    if (!out) goto done;
+    for (Py_ssize_t i = 0; i < nq; i++) {
+        PyObject *one = hit_list(od + i * k, ol + i * k, k, args[2], mode, 1.0, (PyTypeObject *)args[4]);
+        if (!one) {
+            Py_DECREF(out);
+            goto done;
+        }
+        PyList_SET_ITEM(out, i, one);
+    }
+    result = out;
+done:
+    PyBuffer_Release(&db);
+    PyBuffer_Release(&lb);
+    return result;
+}
+
+static PyMethodDef module_methods[] = {
+    {"hits", (PyCFunction)(void (*)(void))walk_hits, METH_FASTCALL,
+     "hits(distances, labels, ids, mode, hit_type): a batch's answers as lists of hit_type(id, score, None, None), "
+     "or None when a query has fewer than k (a -1 label)."},
+    {NULL, NULL, 0, NULL},
+};
+
 static struct PyModuleDef walk_module = {
-    PyModuleDef_HEAD_INIT, "_walk", "Filtered HNSW walk (hnswlib's rule) over a FAISS graph.", -1, NULL,
+    PyModuleDef_HEAD_INIT, "_walk", "Filtered HNSW walk (hnswlib's rule) over a FAISS graph.", -1, module_methods,
 };
 
 PyMODINIT_FUNC PyInit__walk(void) {

@@ -45,7 +45,6 @@ _META = "meta.json"
 _RIDS = "rids.npy"
 _INDEX_FILE = "index.faiss"
 _FORMAT = 1
-EF_GRID = (16, 24, 32, 48, 64, 96, 128, 192, 256, 384, 512, 768, 1024)
 
 
 _FAISS: Any = None  # the faiss module once imported (the hot path skips the import statement)
@@ -65,7 +64,8 @@ def _faiss() -> Any:
     return _FAISS
 
 
-def _walk_module() -> Any:
+def walk_module() -> Any:
+    """``vecbox.index._walk`` (vecbox's C walk), or ``None`` when the extension is not built."""
     global _WALK
     if _WALK is None:
         try:
@@ -140,6 +140,8 @@ class AnnIndex:
     _search_params: dict[tuple[int, int | None], Any] = field(default_factory=dict, repr=False)
     _one: dict[int, tuple[Any, ...]] = field(default_factory=dict, repr=False)  # k -> single-query out buffers
     _graph: Any = field(default=None, repr=False)  # vecbox's walk over the graph (False: FAISS's search runs)
+    # the two filtered walks measured against each other (vecbox.index.calibration.calibrate_walks); saved
+    walk_calibration: dict[str, Any] | None = None
 
     @property
     def n(self) -> int:
@@ -288,7 +290,7 @@ class AnnIndex:
             fh.flush()
             os.fsync(fh.fileno())
         meta = {"format": _FORMAT, "metric": self.metric, "n": self.n, "version": self.version,
-                "build_seconds": self.build_seconds, "params": self.params.__dict__}
+                "build_seconds": self.build_seconds, "params": self.params.__dict__, "walks": self.walk_calibration}
         with open(directory / _META, "w", encoding="utf-8") as fh:
             json.dump(meta, fh)
             fh.flush()
@@ -311,6 +313,10 @@ class AnnIndex:
             rids = np.load(directory / _RIDS, allow_pickle=False)
             index = faiss.read_index(str(directory / _INDEX_FILE))
             params = IndexParams(**meta["params"])
+            walks = meta.get("walks")  # absent in indexes saved before the walks were calibrated
+            if walks is not None and not (isinstance(walks, dict) and all(
+                    isinstance(walks.get(key), (int, float)) for key in ("ef_ratio", "time_ratio"))):
+                raise ValueError("bad walk calibration")
             if meta.get("format") != _FORMAT or index.ntotal != len(rids) or len(rids) != meta["n"]:
                 raise ValueError("sizes or format do not agree")
         except (OSError, ValueError, KeyError, TypeError, RuntimeError) as exc:
@@ -319,7 +325,7 @@ class AnnIndex:
                 "Collection.build_index() (or `vecbox index PATH`) to rebuild it, or drop_index()"
             ) from None
         return cls(params, meta["metric"], rids.astype(np.int64), index, int(meta["version"]),
-                   float(meta.get("build_seconds", 0.0)))
+                   float(meta.get("build_seconds", 0.0)), walk_calibration=walks)
 
     def memory_bytes(self) -> int:
         """Approximate RAM of the FAISS structure (vectors + graph links or list ids)."""
@@ -336,7 +342,7 @@ def _graph_of(index: AnnIndex) -> Any:
     index lives and is not changed, which holds for an :class:`AnnIndex` (built or loaded
     once, never added to).
     """
-    walk = _walk_module()
+    walk = walk_module()
     if walk is None or index.params.kind != "hnsw" or index.params.storage != "flat" or index.n == 0:
         return None
     faiss = _faiss()
@@ -355,46 +361,3 @@ def _graph_of(index: AnnIndex) -> Any:
 
 def new_index_dirname(kind: str) -> str:
     return f"{kind}-{uuid.uuid4().hex}"
-
-
-def calibrate(index: AnnIndex, x: np.ndarray, metric: str, target: float, *, k: int = 10,
-              n_queries: int = 200, seed: int = 0) -> tuple[int, float]:
-    """Smallest effort (ef_search / nprobe) whose mean recall@k reaches ``target`` on a sample.
-
-    A stored row is an easy query (the walk ends on the row itself, whose graph links
-    are its neighbours), so each calibration query is a sampled row moved by a random
-    offset as long as its distance to its k-th neighbour: off the data, at the
-    neighbourhood's scale, like a real query. Returns ``(effort, recall)``; the
-    largest effort tried if none reaches the target. The recall must clear the target
-    with 95% confidence over the sample, not just on average.
-    """
-    from vecbox.index.flat import exact_topk
-
-    n, d = x.shape
-    if n <= k:
-        return index.params.effort, 1.0
-    rng = np.random.default_rng(seed)
-    sample = np.sort(rng.choice(n, min(n_queries, n), replace=False))
-    base = x[sample]
-    sq_all = np.einsum("ij,ij->i", x, x)
-    sq = sq_all if metric == "l2" else None
-    _, nn = exact_topk(x, base, k + 1, "l2", sq_norms=sq_all)
-    radius = np.linalg.norm(x[nn[:, -1]] - base, axis=1, keepdims=True)
-    noise = rng.standard_normal(base.shape).astype(np.float32)
-    q = base + noise / np.linalg.norm(noise, axis=1, keepdims=True) * radius
-    if metric == "cosine":
-        q /= np.linalg.norm(q, axis=1, keepdims=True)
-    _, truth = exact_topk(x, q, k, metric, sq_norms=sq)
-    grid = EF_GRID if index.params.kind == "hnsw" else tuple(
-        p for p in (1, 2, 4, 8, 12, 16, 24, 32, 48, 64, 96, 128, 192, 256) if p <= int(index.params.nlist or 1)
-    )
-    best = (grid[-1], 0.0)
-    for effort in grid:
-        _, lab = index.search(q, k, effort=effort)
-        per = np.array([len(np.intersect1d(a, b)) / k for a, b in zip(truth, lab)])
-        rec = float(per.mean())
-        # one-sided 95% lower bound: the sample is small, and a lucky sample must not pick a low effort
-        if rec - 1.645 * per.std(ddof=1) / np.sqrt(len(per)) >= target:
-            return effort, rec
-        best = (effort, rec)
-    return best

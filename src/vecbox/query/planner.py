@@ -42,13 +42,19 @@ EFFORT_CAP = 4096  # largest ef / nprobe the planner grows to
 # recall@10 >= 0.95 needed 1.2x / 1.5x / 3.5x / 6x / 13x the unfiltered ef at 50 / 30 / 10 / 5 / 2 %
 # (exponents 0.5-0.66, rising as selectivity falls); 0.7 keeps a margin.
 EF_GROWTH = 0.7
-# vecbox's two-hop walk (see _walk.c) scores allowed rows only, so its cost is a plain walk's
-# times the extra neighbour lists it reads: measured 3.0-3.3x a plain walk of the same ef on the
-# sentences (165 us at ef 20, 10 %); it needs ef grown below 10 % selectivity: ef 20-24 at 10 %
-# and 96 at 1 % where a plain walk needs 19-20 (growth (0.1 / selectivity) ** EF_GROWTH).
-TWO_HOP_OVERHEAD = 3.0
+# vecbox's two-hop walk (see _walk.c) scores allowed rows only. Against the one-hop walk it needs a larger
+# ef for the same recall, and each of its steps reads more neighbour lists; both depend on the index (on
+# 50k sentence vectors it is as fast at 10 % selectivity, on 10^6 vectors 1.5x slower), so they are
+# measured when the index is built (vecbox.index.calibration.calibrate_walks, under a 10 % filter) and
+# carried by IndexStats. Away from 10 % the one-hop walk's cost scales as 1/selectivity and the two-hop
+# walk's with its ef, grown as (TWO_HOP_FROM / selectivity) ** EF_GROWTH below 10 % (ef 20-24 at 10 % and
+# 96 at 1 % reached 0.95 on the sentences).
 TWO_HOP_FROM = 0.1
 TWO_HOP_MIN_ALLOWED = 2.0  # allowed rows expected among a node's 2M level-0 neighbours
+# Uncalibrated (an index under 20k rows, or saved before calibration): the sentences' figures at 10 %
+# (ef 10 -> 20, equal time), so the two-hop walk is taken below 10 % only.
+TWO_HOP_EF_RATIO = 2.0
+TWO_HOP_TIME_RATIO = 1.0
 POST_FILTER_MIN_SELECTIVITY = 0.5
 POST_FILTER_SAFETY = 2.0
 # A post-filter asks for 2k/selectivity hits and merges them: measured 413 us against 245 us for the
@@ -102,6 +108,9 @@ class IndexStats:
     effort: int = 64  # default ef_search / nprobe
     nlist: int = 1
     filter_rule: str = "beam"  # "allowed": the walk keeps the ef nearest allowed rows (vecbox's HNSW walk)
+    # the two-hop walk against the one-hop walk at equal recall under a 10 % filter: its ef and its time
+    two_hop_ef_ratio: float = TWO_HOP_EF_RATIO
+    two_hop_time_ratio: float = TWO_HOP_TIME_RATIO
 
 
 def grown_effort(effort: int, selectivity: float, k: int) -> int:
@@ -172,9 +181,11 @@ def choose(
         in_effort = max(e0, k)
         filter_cost = _walk_cost(index, in_effort, k) / max(isel, 1e-9)
         how = f"filtered walk keeping the {in_effort} nearest allowed rows"
-        # or: score allowed rows only, reached through disallowed neighbours (ACORN-1's expansion)
-        hop_effort = min(math.ceil(max(e0, k) * max(1.0, TWO_HOP_FROM / max(isel, 1e-9)) ** EF_GROWTH), EFFORT_CAP)
-        two_hop_cost = _walk_cost(index, hop_effort, k) * TWO_HOP_OVERHEAD
+        # or: score allowed rows only, reached through disallowed neighbours (ACORN-1's expansion), priced from
+        # the one-hop walk at 10 % and the calibrated ratios
+        growth = max(1.0, TWO_HOP_FROM / max(isel, 1e-9)) ** EF_GROWTH
+        hop_effort = min(math.ceil(in_effort * index.two_hop_ef_ratio * growth), EFFORT_CAP)
+        two_hop_cost = _walk_cost(index, in_effort, k) / TWO_HOP_FROM * index.two_hop_time_ratio * growth
         # a node's list must hold a few allowed rows on average, or the allowed rows fall apart
         # into pieces the walk cannot cross (seen at 2 % with M = 8)
         if 2 * index.M * isel >= TWO_HOP_MIN_ALLOWED and two_hop_cost < filter_cost:

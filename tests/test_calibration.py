@@ -1,0 +1,97 @@
+"""Index calibration on a sample of its own rows: the two filtered walks measured against each other.
+
+The reference is exact search among the allowed rows: at the ef each walk is given,
+its recall reaches the target, and one grid step lower it does not. The planner's use
+of the measured ratios is checked on hand-worked costs.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+
+import numpy as np
+import pytest
+
+from vecbox.errors import CorruptCollectionError
+from vecbox.index import calibration
+from vecbox.index.ann import AnnIndex, IndexParams
+from vecbox.index.flat import exact_topk
+from vecbox.query import planner
+
+pytest.importorskip("faiss")
+
+D, K = 24, 10
+
+
+@pytest.fixture(scope="module")
+def built():
+    rng = np.random.default_rng(0)
+    centres = rng.standard_normal((50, D)).astype(np.float32) * 2
+    x = (centres[rng.integers(0, 50, calibration.WALK_MIN_ROWS)]
+         + rng.standard_normal((calibration.WALK_MIN_ROWS, D)).astype(np.float32))
+    idx = AnnIndex.build(x, np.arange(1, len(x) + 1), "l2", IndexParams("hnsw", M=8, ef_construction=64))
+    return idx, x, calibration.calibrate_walks(idx, x, "l2", seed=3)
+
+
+def _walk_recall(idx, x, q, mask, ef, two_hop):
+    _, truth = exact_topk(x, q, K, "l2", valid=mask)
+    _, lab = idx.search(q, K, effort=ef, allow=np.packbits(mask, bitorder="little"), two_hop=two_hop)
+    return float(np.mean([len(np.intersect1d(a, b)) / K for a, b in zip(truth, lab)]))
+
+
+def test_each_walk_gets_the_smallest_ef_reaching_the_recall(built):
+    idx, x, res = built
+    assert res is not None and set(res) == {"one_hop_ef", "two_hop_ef", "ef_ratio", "time_ratio", "recall"}
+    # the same queries and filter as the calibration drew (its seed), scored against exact search
+    rng = np.random.default_rng([3, 7])
+    q = calibration.calibration_queries(x, "l2", 200, rng, K)
+    mask = rng.random(len(x)) < calibration.WALK_SELECTIVITY
+    grid = calibration.WALK_EF_GRID
+    for two_hop, ef in ((False, res["one_hop_ef"]), (True, res["two_hop_ef"])):
+        assert ef in grid
+        assert _walk_recall(idx, x, q, mask, ef, two_hop) >= calibration.WALK_RECALL
+        if ef != grid[0]:
+            assert _walk_recall(idx, x, q, mask, grid[grid.index(ef) - 1], two_hop) < calibration.WALK_RECALL
+    assert res["ef_ratio"] == res["two_hop_ef"] / res["one_hop_ef"]
+    assert res["recall"] >= calibration.WALK_RECALL and 0 < res["time_ratio"] < calibration.NEVER
+
+
+def test_nothing_to_choose_means_no_calibration(built):
+    idx, x, _ = built
+    small = AnnIndex.build(x[:5000], np.arange(1, 5001), "l2", IndexParams("hnsw", M=8, ef_construction=32))
+    assert calibration.calibrate_walks(small, x[:5000], "l2") is None  # a 10 % filter is scanned exactly here
+    ivf = AnnIndex.build(x, np.arange(1, len(x) + 1), "l2", IndexParams("ivf"))
+    assert calibration.calibrate_walks(ivf, x, "l2") is None  # FAISS's walk: no two-hop form
+
+
+def test_the_calibration_is_saved_with_the_index_and_checked_on_load(built, tmp_path):
+    idx, _, res = built
+    idx.walk_calibration = res
+    loaded = AnnIndex.load(idx.save(tmp_path / "i"))
+    assert loaded.walk_calibration == res
+    meta_path = tmp_path / "i" / "meta.json"
+    meta = json.loads(meta_path.read_text())
+    meta["walks"] = {"ef_ratio": "fast"}
+    meta_path.write_text(json.dumps(meta))
+    with pytest.raises(CorruptCollectionError, match="build_index"):
+        AnnIndex.load(tmp_path / "i")
+    del meta["walks"]  # an index saved before walks were calibrated: the planner's defaults
+    meta_path.write_text(json.dumps(meta))
+    assert AnnIndex.load(tmp_path / "i").walk_calibration is None
+
+
+@pytest.mark.parametrize("sel, time_ratio, two_hop, effort", [
+    (0.1, 0.5, True, 128),  # half the one-hop walk's time at 10 %: two hops, at twice the ef
+    (0.1, 1.5, False, 64),  # slower at 10 %: one hop
+    (0.05, 1.2, True, 208),  # one hop: 1.5*32*64 / 0.05 = 61,440; two: 1.5*32*64 * 10 * 1.2 * 2**0.7 = 59,887
+    (0.05, 1.3, False, 64),  # two: 64,876 > 61,440
+    (0.5, 0.2, False, 64),  # one hop: 6,144 against two hops' 30,720
+])
+def test_planner_prices_two_hops_from_the_calibration(sel, time_ratio, two_hop, effort):
+    stats = planner.IndexStats("hnsw", 1_000_000, M=32, effort=64, filter_rule="allowed",
+                               two_hop_ef_ratio=2.0, two_hop_time_ratio=time_ratio)
+    plan = planner.choose(1_000_000, int(1_000_000 * sel), K, stats)
+    assert plan.path == "hnsw+filter" and plan.two_hop is two_hop and plan.effort == effort
+    assert math.isclose(plan.costs["filter"], min(1.5 * 32 * 64 / sel,
+                                                   1.5 * 32 * 64 * 10 * time_ratio * max(1, 0.1 / sel) ** 0.7))
