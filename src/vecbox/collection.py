@@ -518,7 +518,10 @@ class Collection:
         The index is a derived cache saved with the version it covers: rows written later
         are searched exactly and merged, deleted rows are never returned, and
         :meth:`compact` rebuilds it. Building reads a snapshot and does not block readers
-        or writers; only saving it takes the write lock briefly.
+        or writers; only saving it takes the write lock briefly. An ``hnsw`` index of 20k rows
+        or more also measures its two filtered walks against each other on its own rows
+        (``index_info()["walk_calibration"]``, see :mod:`vecbox.index.calibration`); the
+        planner follows that measurement.
 
         Parameters
         ----------
