@@ -418,8 +418,9 @@ class VecboxHNSW(Method):
     def _note_index(self, info: Any) -> None:
         if isinstance(info, dict):
             keep = ("kind", "M", "ef_construction", "ef_search", "nlist", "nprobe", "calibrated_recall",
-                    "build_seconds", "memory_bytes")
-            self.notes.append("`index_info()`: " + ", ".join(f"{k}={info[k]}" for k in keep if info.get(k) is not None))
+                    "walk_calibration", "build_seconds", "memory_bytes")
+            self.notes.append("`index_info()`: " + ", ".join(f"{k}={_short(info[k])}" for k in keep
+                                                              if info.get(k) is not None))
 
     def _kw(self) -> dict[str, Any]:
         return {"ef_search": self.value}
@@ -453,6 +454,13 @@ class VecboxHNSW(Method):
         col = getattr(self, "col", None)
         if col is not None:
             col.close()
+
+
+def _short(value: Any) -> str:
+    """A value of ``index_info()`` for the notes: floats to 3 digits, dicts as (key value, ...)."""
+    if isinstance(value, dict):
+        return "(" + ", ".join(f"{k} {_short(v)}" for k, v in value.items()) + ")"
+    return f"{value:.3g}" if isinstance(value, float) else str(value)
 
 
 class VecboxIVF(VecboxHNSW):
@@ -1311,8 +1319,11 @@ def section(all_res: dict[str, dict[str, Any]], fvu: tuple[list[str], list[list[
               "rule, with a C bitmap instead of hnswlib's Python callback), so a filter correlated with the "
               "neighbourhood (`cat`: k-means clusters on the sentences) does not need a larger ef: FAISS's bitmap "
               "walk keeps the ef nearest rows of any kind and needs ef 48 at 50 % and ~220 at 10 % where vecbox "
-              "needs 14-21. Under selective filters (10 %) the planner takes the walk's two-hop form, which "
-              "scores only allowed rows, reaching them through disallowed neighbours (ACORN-1's expansion).",
+              "needs 14-21. Under selective filters the walk has a two-hop form, which scores only allowed rows, "
+              "reaching them through disallowed neighbours (ACORN-1's expansion). Whether it wins depends on the "
+              "index (on the sentences it does at 10 %; at 10^6 it needs 3-5x the ef and loses), so `build_index` "
+              "measures both walks on the index's own rows under a random 10 % filter and the planner follows "
+              "(`index_info()[\"walk_calibration\"]`, in the notes under each table).",
               "- **Refined ef.** Until 2026-11-27 08:00 UTC each library was compared at its fastest *grid* point "
               "with recall >= 0.95, and three of the four filter cells missed then were decided by where the grid "
               "fell (e.g. 10^6 `num` < 0.5: vecbox 0.943 / 0.963 at its two grid points around 0.95, FAISS 0.956 "
