@@ -52,7 +52,7 @@ EF_GROWTH = 0.7
 TWO_HOP_FROM = 0.1
 TWO_HOP_MIN_ALLOWED = 2.0  # allowed rows expected among a node's 2M level-0 neighbours
 # Uncalibrated (an index under 20k rows, or saved before calibration): the sentences' figures at 10 %
-# (ef 10 -> 20, equal time), so the two-hop walk is taken below 10 % only.
+# (ef 10 -> 20, equal time), so with the margin below the two-hop walk is taken below ~5 % only.
 TWO_HOP_EF_RATIO = 2.0
 TWO_HOP_TIME_RATIO = 1.0
 # Two hops must be clearly cheaper: the calibration's queries (stored rows moved off the data) are harder than
