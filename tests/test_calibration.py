@@ -75,9 +75,9 @@ def test_nothing_to_choose_means_no_calibration(built):
 
 def test_the_calibration_is_saved_with_the_index_and_checked_on_load(built, tmp_path):
     idx, _, res = built
-    idx.walk_calibration = res
+    idx.walk_calibration, idx.calibrated_recall = res, 0.97
     loaded = AnnIndex.load(idx.save(tmp_path / "i"))
-    assert loaded.walk_calibration == res
+    assert loaded.walk_calibration == res and loaded.calibrated_recall == 0.97
     meta_path = tmp_path / "i" / "meta.json"
     meta = json.loads(meta_path.read_text())
     meta["walks"] = {"ef_ratio": "fast"}

@@ -75,6 +75,8 @@ def test_index_recall_against_exact(tmp_path, data, kind, metric):
     col.add(ids, x)
     info = col.build_index(kind, M=16, target_recall=0.95)
     assert info["kind"] == kind and info["rows"] == 8000 and info["calibrated_recall"] >= 0.95
+    with Collection.open(tmp_path / "c") as reopened:  # saved with the index
+        assert reopened.index_info()["calibrated_recall"] == info["calibrated_recall"]
     res = col.search_batch(q, K, include_metadata=False, explain=True)
     assert res.plan.path == kind
     found = [[h.id for h in hits] for hits in res.hits]

@@ -565,7 +565,7 @@ class Collection:
                 params.ef_search = effort
             else:
                 params.nprobe = effort
-            ann.calibrated_recall = recall  # type: ignore[attr-defined]
+            ann.calibrated_recall = recall
         ann.walk_calibration = calibrate_walks(ann, x, self.metric, seed=seed)
         del x
         self._commit_index(ann)
@@ -608,7 +608,7 @@ class Collection:
             "ef_search": p.ef_search if p.kind == "hnsw" else None,
             "nlist": p.nlist if p.kind == "ivf" else None, "nprobe": p.nprobe if p.kind == "ivf" else None,
             "storage": p.storage, "target_recall": p.target_recall,
-            "calibrated_recall": getattr(ann, "calibrated_recall", None), "walk_calibration": ann.walk_calibration,
+            "calibrated_recall": ann.calibrated_recall, "walk_calibration": ann.walk_calibration,
             "build_seconds": round(ann.build_seconds, 3), "memory_bytes": ann.memory_bytes(),
         }
 

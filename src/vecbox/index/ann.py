@@ -142,6 +142,7 @@ class AnnIndex:
     _graph: Any = field(default=None, repr=False)  # vecbox's walk over the graph (False: FAISS's search runs)
     # the two filtered walks measured against each other (vecbox.index.calibration.calibrate_walks); saved
     walk_calibration: dict[str, Any] | None = None
+    calibrated_recall: float | None = None  # recall@10 at the effort target_recall chose (saved)
 
     @property
     def n(self) -> int:
@@ -290,7 +291,8 @@ class AnnIndex:
             fh.flush()
             os.fsync(fh.fileno())
         meta = {"format": _FORMAT, "metric": self.metric, "n": self.n, "version": self.version,
-                "build_seconds": self.build_seconds, "params": self.params.__dict__, "walks": self.walk_calibration}
+                "build_seconds": self.build_seconds, "params": self.params.__dict__, "walks": self.walk_calibration,
+                "calibrated_recall": self.calibrated_recall}
         with open(directory / _META, "w", encoding="utf-8") as fh:
             json.dump(meta, fh)
             fh.flush()
@@ -317,6 +319,9 @@ class AnnIndex:
             if walks is not None and not (isinstance(walks, dict) and all(
                     isinstance(walks.get(key), (int, float)) for key in ("ef_ratio", "time_ratio"))):
                 raise ValueError("bad walk calibration")
+            recall = meta.get("calibrated_recall")
+            if recall is not None and not isinstance(recall, (int, float)):
+                raise ValueError("bad calibrated recall")
             if meta.get("format") != _FORMAT or index.ntotal != len(rids) or len(rids) != meta["n"]:
                 raise ValueError("sizes or format do not agree")
         except (OSError, ValueError, KeyError, TypeError, RuntimeError) as exc:
@@ -325,7 +330,7 @@ class AnnIndex:
                 "Collection.build_index() (or `vecbox index PATH`) to rebuild it, or drop_index()"
             ) from None
         return cls(params, meta["metric"], rids.astype(np.int64), index, int(meta["version"]),
-                   float(meta.get("build_seconds", 0.0)), walk_calibration=walks)
+                   float(meta.get("build_seconds", 0.0)), walk_calibration=walks, calibrated_recall=recall)
 
     def memory_bytes(self) -> int:
         """Approximate RAM of the FAISS structure (vectors + graph links or list ids)."""
