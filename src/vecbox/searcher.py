@@ -333,11 +333,11 @@ class Searcher:
         key = (id(ann), live.n_alive, allowed.count, allowed.source, k, effort, n_lab, n_queries, tail_count, gathered)
         plan = self._plans.get(key)
         if plan is None:
-            walks = ann.walk_calibration or {}
+            walks = ann.walk_calibration  # None: the planner's uncalibrated ratios
+            measured = ({"two_hop_ef_ratio": walks["ef_ratio"], "two_hop_time_ratio": walks["time_ratio"]}
+                        if walks else {})
             stats = planner.IndexStats(ann.params.kind, ann.n, ann.params.M, ann.params.effort,
-                                       int(ann.params.nlist or 1), ann.filter_rule,
-                                       walks.get("ef_ratio", planner.TWO_HOP_EF_RATIO),
-                                       walks.get("time_ratio", planner.TWO_HOP_TIME_RATIO))
+                                       int(ann.params.nlist or 1), ann.filter_rule, **measured)
             plan = planner.choose(live.n_alive, allowed.count, k, stats, effort=effort,
                                   estimate_source=allowed.source, index_rows_allowed=n_lab, n_queries=n_queries,
                                   gathered=gathered)

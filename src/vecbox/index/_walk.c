@@ -532,7 +532,7 @@ static PyObject *hit_list(const float *od, const int64_t *ol, int k, PyObject *i
 static int hit_args_ok(PyObject *ids, Py_ssize_t n_ids, PyObject *hit_type, int mode) {
     if (mode < 0 || mode > 2 || !PyList_Check(ids) || PyList_GET_SIZE(ids) < n_ids || !PyType_Check(hit_type) ||
         !PyType_IsSubtype((PyTypeObject *)hit_type, &PyTuple_Type)) {
-        PyErr_SetString(PyExc_ValueError, "bad k, ef, mode, ids list or hit type");
+        PyErr_SetString(PyExc_ValueError, "bad mode, ids list or hit type");
         return 0;
     }
     return 1;

@@ -35,7 +35,7 @@ NEVER = 1e3  # the two-hop walk's time ratio when it never reaches the recall: t
 
 
 def calibration_queries(x: np.ndarray, metric: str, n_queries: int, rng: np.random.Generator, k: int = 10,
-                        ) -> np.ndarray:
+                        sq_norms: np.ndarray | None = None) -> np.ndarray:
     """``n_queries`` sampled rows of ``x``, each moved by a random offset as long as its distance to its k-th neighbour.
 
     A stored row is an easy query (the walk ends on the row itself, whose graph links
@@ -49,7 +49,7 @@ def calibration_queries(x: np.ndarray, metric: str, n_queries: int, rng: np.rand
     n = len(x)
     sample = np.sort(rng.choice(n, min(n_queries, n), replace=False))
     base = x[sample]
-    sq_all = np.einsum("ij,ij->i", x, x)
+    sq_all = np.einsum("ij,ij->i", x, x) if sq_norms is None else sq_norms
     _, nn = exact_topk(x, base, min(k + 1, n), "l2", sq_norms=sq_all)
     radius = np.linalg.norm(x[nn[:, -1]] - base, axis=1, keepdims=True)
     noise = rng.standard_normal(base.shape).astype(np.float32)
@@ -81,9 +81,11 @@ def calibrate(index: AnnIndex, x: np.ndarray, metric: str, target: float, *, k: 
     n = len(x)
     if n <= k:
         return index.params.effort, 1.0
-    q = calibration_queries(x, metric, n_queries, np.random.default_rng(seed), k)
-    _, truth = exact_topk(x, q, k, metric, sq_norms=np.einsum("ij,ij->i", x, x) if metric == "l2" else None)
-    grid = EF_GRID if index.params.kind == "hnsw" else tuple(p for p in NPROBE_GRID if p <= int(index.params.nlist or 1))
+    sq = np.einsum("ij,ij->i", x, x)  # the queries' neighbours and the l2 truth share it
+    q = calibration_queries(x, metric, n_queries, np.random.default_rng(seed), k, sq)
+    _, truth = exact_topk(x, q, k, metric, sq_norms=sq if metric == "l2" else None)
+    nlist = int(index.params.nlist or 1)
+    grid = EF_GRID if index.params.kind == "hnsw" else tuple(p for p in NPROBE_GRID if p <= nlist)
     best = (grid[-1], 0.0)
     for effort in grid:
         _, lab = index.search(q, k, effort=effort)
@@ -125,11 +127,11 @@ def calibrate_walks(index: AnnIndex, x: np.ndarray, metric: str, *, k: int = 10,
     if walker is None or n < WALK_MIN_ROWS:
         return None
     rng = np.random.default_rng([seed, 7])
-    q = calibration_queries(x, metric, n_queries, rng, k)
+    sq = np.einsum("ij,ij->i", x, x)
+    q = calibration_queries(x, metric, n_queries, rng, k, sq)
     mask = rng.random(n) < WALK_SELECTIVITY
     bitmap = np.packbits(mask, bitorder="little")
-    _, truth = exact_topk(x, q, k, metric, valid=mask,
-                          sq_norms=np.einsum("ij,ij->i", x, x) if metric == "l2" else None)
+    _, truth = exact_topk(x, q, k, metric, valid=mask, sq_norms=sq if metric == "l2" else None)
     dist = np.empty((len(q), k), dtype=np.float32)
     lab = np.empty((len(q), k), dtype=np.int64)
     crossings = []
