@@ -346,3 +346,27 @@ def test_many_deletions_after_build_use_an_allow_bitmap(tmp_path, data):
     assert recall(found, exact_ids(x[len(gone):n], ids[len(gone):n], q[:30], K, "cosine")) >= 0.95
     again = col.search_batch(q[:30], K, include_metadata=False)  # the cached bitmap gives the same answer
     assert [[h.id for h in r] for r in again] == found
+
+
+@pytest.mark.parametrize("metric", ["l2", "cosine"])
+def test_a_collection_of_96_dimensions_walks_codes_with_exact_scores(tmp_path, metric):
+    n, d = 20_000, 96
+    x = clustered(n, d=d, seed=3)
+    ids = [f"r{i}" for i in range(n)]
+    q = clustered(30, d=d, seed=8)
+    col = Collection.create(tmp_path / "c", dim=d, metric=metric)
+    col.add(ids, x, metadatas=metadata(n))
+    col.build_index("hnsw", M=16)
+    assert col.index_info()["walk_codes"] is True
+    allow = np.array([m["num"] < 0.5 for m in metadata(n)])
+    for where, mask in ((None, None), ({"num": {"$lt": 0.5}}, allow)):
+        assert col.search(q[0], K, where=where, explain=True).plan.path.startswith("hnsw")
+        found = col.search_batch(q, K, where=where)
+        exact = col.search_batch(q, K, where=where, exact=True)
+        assert recall([[h.id for h in r] for r in found], exact_ids(x, ids, q, K, metric, mask)) >= 0.95
+        # the walk scored on codes but the hits carry the exact scores
+        for r, e in zip(found, exact):
+            by_id = {h.id: h.score for h in e}
+            assert all(abs(h.score - by_id[h.id]) <= 1e-5 * abs(h.score) + 1e-6 for h in r if h.id in by_id)
+    col.close()
+    assert Collection.open(tmp_path / "c").index_info()["walk_codes"] is True

@@ -180,3 +180,91 @@ def test_hits_turns_a_batch_into_hit_lists():
         walk.hits(dist[:1], lab, ids, 0, Hit)
     with pytest.raises(ValueError, match="mode"):
         walk.hits(dist, lab, ids, 1, Hit)  # cosine needs the query norm: a batch is normalised first
+
+
+def test_walk_codes_are_faiss_sq8_codes_and_decode_within_half_a_step(clustered):
+    x = clustered[0]
+    for ip in (True, False):
+        codes, scale, offset, sq_norms = ann.walk_codes(x, ip)
+        assert codes.dtype == np.uint8 and codes.shape == x.shape
+        # FAISS's own decoder is the reference for what the codes mean
+        sq = faiss.ScalarQuantizer(D, faiss.ScalarQuantizer.QT_8bit)
+        sq.train(x)
+        decoded = sq.decode(codes)
+        np.testing.assert_allclose(offset + scale * codes, decoded, rtol=1e-5, atol=1e-5)
+        assert (np.abs(decoded - x) <= scale / 2 + 1e-5).all()
+        if ip:
+            assert sq_norms is None
+        else:
+            np.testing.assert_allclose(sq_norms, (x.astype(np.float64) ** 2).sum(1), rtol=1e-5)
+
+
+def test_code_walk_tracks_the_float_walk_and_returns_exact_distances(index, clustered):
+    # the walk scores on 8-bit codes and rescores its final ef rows exactly: the same recall
+    # against exact search as the walk on the float rows, and distances that are the exact ones
+    idx, xx, metric = index
+    walker = idx.walker()
+    q = np.ascontiguousarray(_queries(clustered[2], metric))
+    mask = np.random.default_rng(11).random(len(xx)) < 0.3
+    bitmap = np.packbits(mask, bitorder="little")
+    found = {}
+    assert not idx.walks_codes  # 24 dimensions: below ann.CODES_MIN_DIM, so codes are set here
+    try:
+        for codes in (True, False):
+            walker.set_codes(*ann.walk_codes(xx, metric != "l2")) if codes else walker.set_codes(None)
+            for allow, valid in ((None, None), (bitmap, mask)):
+                dist, lab = idx.search_plain(q, K, 16, allow)
+                _, truth = exact_topk(xx, q, K, metric, valid=valid)
+                found[codes, allow is None] = _recall(lab, truth)
+                rows = xx[lab]
+                exact = ((rows - q[:, None]) ** 2).sum(-1) if metric == "l2" else np.einsum("qkd,qd->qk", rows, q)
+                np.testing.assert_allclose(dist, exact, rtol=1e-4, atol=1e-4)
+                assert (np.diff(dist, axis=1) >= -1e-6 if metric == "l2" else np.diff(dist, axis=1) <= 1e-6).all()
+    finally:
+        walker.set_codes(None)
+    for unfiltered in (True, False):
+        assert found[True, unfiltered] >= 0.95
+        assert found[True, unfiltered] >= found[False, unfiltered] - 0.01
+
+
+def test_set_codes_checks_its_buffers(index):
+    idx, xx, metric = index
+    walker = idx.walker()
+    codes, scale, offset, sq_norms = ann.walk_codes(xx, metric != "l2")
+    try:
+        with pytest.raises(ValueError, match="set_codes"):
+            walker.set_codes(codes[:-1], scale, offset, sq_norms)
+        with pytest.raises(ValueError, match="set_codes"):
+            walker.set_codes(codes, scale[:-1], offset, sq_norms)
+        if metric == "l2":  # L2 needs the rows' exact squared norms
+            with pytest.raises(TypeError):
+                walker.set_codes(codes, scale, offset, None)
+        with pytest.raises(TypeError):
+            walker.set_codes(codes)
+        # a refused set_codes leaves the walk on the float rows: still right
+        q = np.ascontiguousarray(_queries(xx[:5], metric))
+        _, lab = idx.search_plain(q, 1, 16)
+        assert lab[:, 0].tolist() == [0, 1, 2, 3, 4]
+    finally:
+        walker.set_codes(None)
+
+
+def test_indexes_of_64_dimensions_or_more_walk_codes_and_track_exact(monkeypatch):
+    rng = np.random.default_rng(12)
+    centres = rng.standard_normal((20, 96)).astype(np.float32)
+    x = (centres[rng.integers(0, 20, 4000)] + 0.5 * rng.standard_normal((4000, 96))).astype(np.float32)
+    x /= np.linalg.norm(x, axis=1, keepdims=True)
+    q = x[:40] + 0.05 * rng.standard_normal((40, 96)).astype(np.float32)
+    q /= np.linalg.norm(q, axis=1, keepdims=True)
+    idx = AnnIndex.build(x, np.arange(1, 4001), "cosine", IndexParams("hnsw", M=16))
+    assert idx.walks_codes
+    with_codes = idx.memory_bytes()
+    monkeypatch.setattr(ann, "CODES_MIN_DIM", 97)
+    assert not idx.walks_codes and with_codes - idx.memory_bytes() == 4000 * 96  # the codes are counted in RAM
+    monkeypatch.undo()
+    mask = rng.random(4000) < 0.2
+    for allow, valid in ((None, None), (np.packbits(mask, bitorder="little"), mask)):
+        scores, lab = idx.search(q, K, effort=32, allow=allow)
+        _, truth = exact_topk(x, q, K, "cosine", valid=valid)
+        assert _recall(lab, truth) >= 0.95
+        np.testing.assert_allclose(scores, np.einsum("qkd,qd->qk", x[lab], q), rtol=1e-5, atol=1e-5)

@@ -17,6 +17,13 @@
  * 3.5x at 1 %, and 2x slower at 50 % (where the one-hop list is already half allowed); the
  * planner chooses between the two by cost.
  *
+ * With codes set (set_codes: FAISS's 8-bit scalar codes of the rows, made by ann.walk_codes), the
+ * walk scores rows on their codes, d bytes a row instead of 4d, and scores its final ef rows exactly
+ * on the float rows before keeping the k best. The walk is bound by reading rows at random from
+ * memory, so this measured 1.6-1.8x the queries/s at 10^6 rows (1.5 GB of floats against 384 MB of
+ * codes) and 1.3-1.6x on the 50k sentences, at the same recall: the codes' rounding (half a step
+ * of a dimension's range / 255) moves which rows enter the final ef, rarely which are the best k.
+ *
  * Graph layout (faiss/impl/HNSW.h): the neighbours of node i at level l are
  * neighbors[offsets[i] + cum[l] .. offsets[i] + cum[l + 1]), -1 padded; levels[i] is the number
  * of levels node i is on. Distances are "smaller is better": -<q, x> (inner product) or the
@@ -45,6 +52,7 @@ typedef struct Work {
     size_t cand_cap;
     Item *top;
     size_t top_cap;
+    float *wq; /* the query times the codes' scales (a walk over 8-bit codes) */
     struct Work *next;
 } Work;
 
@@ -62,6 +70,12 @@ typedef struct {
     int32_t entry;
     int max_level;
     int ip;
+    /* optional 8-bit codes of the vectors: row v ~ offset + scale * codes[v] per dimension; the walk
+       then reads d bytes a row instead of 4d and scores its final ef rows exactly in float */
+    Py_buffer cbufs[4]; /* codes, scale, offset, squared norms (L2) */
+    int ncbufs;
+    const uint8_t *codes;
+    const float *cscale, *coff, *cnorm;
     Work *pool; /* free scratch, taken and given back while holding the GIL */
 } Graph;
 
@@ -122,6 +136,43 @@ __attribute__((target("avx2,fma"))) static float dist_avx2(const float *q, const
 typedef float (*DistFn)(const float *, const float *, int, int);
 static DistFn dist = dist_c; /* dist_avx2 where the CPU has it (set when the module loads) */
 
+/* sum_i w[i] * c[i] over a row of 8-bit codes */
+static float dot8_c(const float *w, const uint8_t *c, int d) {
+    float acc[8] = {0};
+    int i = 0;
+    for (; i + 8 <= d; i += 8)
+        for (int j = 0; j < 8; j++) acc[j] += w[i + j] * (float)c[i + j];
+    float s = 0.f;
+    for (int j = 0; j < 8; j++) s += acc[j];
+    for (; i < d; i++) s += w[i] * (float)c[i];
+    return s;
+}
+
+#ifdef VB_AVX2
+__attribute__((target("avx2,fma"))) static float dot8_avx2(const float *w, const uint8_t *c, int d) {
+    __m256 a0 = _mm256_setzero_ps(), a1 = _mm256_setzero_ps();
+    int i = 0;
+    for (; i + 16 <= d; i += 16) {
+        __m128i b = _mm_loadu_si128((const __m128i *)(c + i));
+        __m256 lo = _mm256_cvtepi32_ps(_mm256_cvtepu8_epi32(b));
+        __m256 hi = _mm256_cvtepi32_ps(_mm256_cvtepu8_epi32(_mm_srli_si128(b, 8)));
+        a0 = _mm256_fmadd_ps(_mm256_loadu_ps(w + i), lo, a0);
+        a1 = _mm256_fmadd_ps(_mm256_loadu_ps(w + i + 8), hi, a1);
+    }
+    float s = hsum256(_mm256_add_ps(a0, a1));
+    for (; i < d; i++) s += w[i] * (float)c[i];
+    return s;
+}
+#endif
+
+typedef float (*Dot8Fn)(const float *, const uint8_t *, int);
+static Dot8Fn dot8 = dot8_c;
+
+static int item_cmp(const void *a, const void *b) {
+    float x = ((const Item *)a)->d, y = ((const Item *)b)->d;
+    return (x > y) - (x < y);
+}
+
 /* ---------------------------------------------------------------------- heaps */
 static inline void min_push(Item *h, size_t *n, Item it) { /* smallest d on top */
     size_t i = (*n)++;
@@ -174,15 +225,17 @@ static inline void max_pop(Item *h, size_t *n) {
 }
 
 /* ----------------------------------------------------------------------- walk */
-static Work *work_new(int64_t n) {
+static Work *work_new(int64_t n, int d) {
     Work *w = calloc(1, sizeof(Work));
     if (!w) return NULL;
     w->tags = calloc((size_t)(n > 0 ? n : 1), 1);
+    w->wq = malloc((size_t)d * sizeof(float));
     w->cand_cap = 1024;
     w->cand = malloc(w->cand_cap * sizeof(Item));
     w->top_cap = 256;
     w->top = malloc(w->top_cap * sizeof(Item));
-    if (!w->tags || !w->cand || !w->top) {
+    if (!w->tags || !w->cand || !w->top || !w->wq) {
+        free(w->wq);
         free(w->tags);
         free(w->cand);
         free(w->top);
@@ -197,6 +250,7 @@ static void work_free(Work *w) {
     free(w->tags);
     free(w->cand);
     free(w->top);
+    free(w->wq);
     free(w);
 }
 
@@ -206,7 +260,25 @@ static int walk_one(const Graph *g, Work *w, const float *q, int k, int ef, cons
     const int d = g->d;
     const float *x = g->x;
     const int ip = g->ip;
-#define DIST(v) dist(q, x + (size_t)(v) * d, d, ip)
+    const uint8_t *codes = g->codes;
+    float *wq = w->wq, qoff = 0.f, qq = 0.f;
+    if (codes) {
+        for (int i = 0; i < d; i++) {
+            wq[i] = q[i] * g->cscale[i];
+            qoff += q[i] * g->coff[i];
+            qq += q[i] * q[i];
+        }
+    }
+    /* a code row scores qoff + <wq, c> ~ <q, x>; L2 adds the row's exact squared norm */
+#define DIST8(v) (ip ? -(qoff + dot8(wq, codes + (size_t)(v) * d, d)) \
+                     : g->cnorm[v] + qq - 2.f * (qoff + dot8(wq, codes + (size_t)(v) * d, d)))
+#define DIST(v) (codes ? DIST8(v) : dist(q, x + (size_t)(v) * d, d, ip))
+    const size_t row_bytes = codes ? (size_t)d : (size_t)d * 4;
+    const char *rows = codes ? (const char *)codes : (const char *)x;
+    /* rows read ahead in full when they are short (codes: 2x faster at 10^6 rows; whole float rows
+       of every fresh neighbour at once measured slower: too many lines in flight) */
+    const size_t ahead_bytes = row_bytes <= 512 ? row_bytes : 64;
+#define ROW(v) (rows + (size_t)(v) * row_bytes)
 #define ALLOWED(v) (!allow || (allow[(v) >> 3] >> ((v) & 7)) & 1)
     for (int j = 0; j < k; j++) {
         od[j] = ip ? -INFINITY : INFINITY;
@@ -264,13 +336,17 @@ static int walk_one(const Graph *g, Work *w, const float *q, int k, int ef, cons
         if (c.d > lower && ntop == (size_t)ef) break;
         min_pop(w->cand, &ncand);
         const int32_t *nb = g->nbr + g->offsets[c.id];
+        if (ncand) { /* the next candidate's list: a random read, issued while this one is scored */
+            const int32_t *next = g->nbr + g->offsets[w->cand[0].id];
+            for (size_t o = 0; o < width; o += 16) __builtin_prefetch(next + o);
+        }
         size_t nf = 0;
         for (size_t j = 0; j < width && nb[j] >= 0; j++) {
             int32_t v = nb[j];
             if (tags[v] != gen && (!two_hop || ALLOWED(v))) {
                 tags[v] = gen;
                 fresh[nf++] = v;
-                __builtin_prefetch(x + (size_t)v * d);
+                for (size_t o = 0; o < ahead_bytes; o += 64) __builtin_prefetch(ROW(v) + o);
             }
         }
         if (two_hop) /* the lists read below are random reads: issue them together (1.5x faster at 10^6 rows) */
@@ -288,7 +364,7 @@ static int walk_one(const Graph *g, Work *w, const float *q, int k, int ef, cons
                     if (tags[u] != gen && ALLOWED(u)) {
                         tags[u] = gen;
                         fresh[nf++] = u;
-                        __builtin_prefetch(x + (size_t)u * d);
+                        for (size_t o = 0; o < ahead_bytes; o += 64) __builtin_prefetch(ROW(u) + o);
                     }
                 }
             }
@@ -302,7 +378,7 @@ static int walk_one(const Graph *g, Work *w, const float *q, int k, int ef, cons
         for (size_t j = 0; j < nf; j++) {
             int32_t v = fresh[j];
             if (j + 1 < nf) /* the whole next row: ~5 % faster than its first line alone (measured) */
-                for (int o = 0; o < d; o += 16) __builtin_prefetch(x + (size_t)fresh[j + 1] * d + o);
+                for (size_t o = 0; o < row_bytes; o += 64) __builtin_prefetch(ROW(fresh[j + 1]) + o);
             float dv = DIST(v);
             if (ntop < (size_t)ef || dv < lower) {
                 min_push(w->cand, &ncand, (Item){dv, v});
@@ -314,6 +390,17 @@ static int walk_one(const Graph *g, Work *w, const float *q, int k, int ef, cons
             }
         }
     }
+    if (codes) { /* the ef best by their codes, scored exactly: keep the k best of those */
+        for (size_t j = 0; j < ntop; j++) __builtin_prefetch(x + (size_t)top[j].id * d);
+        for (size_t j = 0; j < ntop; j++) top[j].d = dist(q, x + (size_t)top[j].id * d, d, ip);
+        qsort(top, ntop, sizeof(Item), item_cmp);
+        if (ntop > (size_t)k) ntop = (size_t)k;
+        for (size_t j = 0; j < ntop; j++) {
+            od[j] = ip ? -top[j].d : top[j].d;
+            ol[j] = top[j].id;
+        }
+        return 0;
+    }
     /* the ef best, worst first off the heap: keep the k best in ascending order */
     while (ntop > (size_t)k) max_pop(top, &ntop);
     for (size_t j = ntop; j-- > 0;) {
@@ -322,6 +409,8 @@ static int walk_one(const Graph *g, Work *w, const float *q, int k, int ef, cons
         max_pop(top, &ntop);
     }
 #undef DIST
+#undef DIST8
+#undef ROW
 #undef ALLOWED
     return 0;
 }
@@ -363,6 +452,7 @@ static int get_buffer(PyObject *obj, Py_buffer *view, Py_ssize_t itemsize, int w
 
 static void Graph_dealloc(Graph *self) {
     for (int i = 0; i < self->nbufs; i++) PyBuffer_Release(&self->bufs[i]);
+    for (int i = 0; i < self->ncbufs; i++) PyBuffer_Release(&self->cbufs[i]);
     while (self->pool) {
         Work *w = self->pool;
         self->pool = w->next;
@@ -454,7 +544,7 @@ static PyObject *Graph_search(Graph *self, PyObject *const *args, Py_ssize_t nar
         Work *w = self->pool;
         if (w)
             self->pool = w->next;
-        else if (!(w = work_new(self->n))) {
+        else if (!(w = work_new(self->n, self->d))) {
             PyErr_NoMemory();
             goto done;
         }
@@ -591,7 +681,7 @@ static PyObject *Graph_search_hits(Graph *self, PyObject *const *args, Py_ssize_
     if (w)
         self->pool = w->next;
     else
-        w = work_new(self->n);
+        w = work_new(self->n, self->d);
     if (!od || !ol || !w) {
         PyErr_NoMemory();
         goto done;
@@ -621,7 +711,48 @@ done:
     return result;
 }
 
+/* set_codes(codes, scale, offset, sq_norms) or set_codes(None): walk over 8-bit codes (uint8, n x d;
+   row v ~ offset + scale * codes[v]; sq_norms: the rows' exact squared norms, for L2; None for inner
+   product) and rescore exactly, or go back to the float rows. */
+static PyObject *Graph_set_codes(Graph *self, PyObject *const *args, Py_ssize_t nargs) {
+    if (nargs != 4 && !(nargs == 1 && args[0] == Py_None)) {
+        PyErr_SetString(PyExc_TypeError, "set_codes(codes, scale, offset, sq_norms) or set_codes(None)");
+        return NULL;
+    }
+    for (int i = 0; i < self->ncbufs; i++) PyBuffer_Release(&self->cbufs[i]);
+    self->ncbufs = 0;
+    self->codes = NULL;
+    self->cscale = self->coff = self->cnorm = NULL;
+    if (nargs == 1) Py_RETURN_NONE;
+    static const Py_ssize_t sizes[4] = {1, 4, 4, 4};
+    static const char *names[4] = {"codes", "scale", "offset", "sq_norms"};
+    int want = self->ip ? 3 : 4;
+    if (self->ip && args[3] != Py_None) want = 4;
+    for (int i = 0; i < want; i++) {
+        if (get_buffer(args[i], &self->cbufs[i], sizes[i], 0, names[i]) != 0) goto fail;
+        self->ncbufs = i + 1;
+    }
+    Py_ssize_t d = self->d;
+    if (self->cbufs[0].len != self->n * d || self->cbufs[1].len != d * 4 || self->cbufs[2].len != d * 4 ||
+        (want == 4 && self->cbufs[3].len != self->n * 4)) {
+        PyErr_SetString(PyExc_ValueError, "set_codes: codes n x d bytes, scale and offset d floats, sq_norms n floats");
+        goto fail;
+    }
+    self->codes = self->cbufs[0].buf;
+    self->cscale = self->cbufs[1].buf;
+    self->coff = self->cbufs[2].buf;
+    self->cnorm = want == 4 ? self->cbufs[3].buf : NULL;
+    Py_RETURN_NONE;
+fail:
+    for (int i = 0; i < self->ncbufs; i++) PyBuffer_Release(&self->cbufs[i]);
+    self->ncbufs = 0;
+    return NULL;
+}
+
 static PyMethodDef Graph_methods[] = {
+    {"set_codes", (PyCFunction)(void (*)(void))Graph_set_codes, METH_FASTCALL,
+     "set_codes(codes, scale, offset, sq_norms) or set_codes(None): walk over 8-bit codes of the rows and "
+     "rescore the final ef exactly (sq_norms: L2 only), or over the float rows."},
     {"search", (PyCFunction)(void (*)(void))Graph_search, METH_FASTCALL,
      "search(queries, k, ef, allow, out_distances, out_labels, threads, two_hop): filtered walk of each query "
      "(float32 rows), answers written into the two output buffers (float32 / int64, n_queries * k)."},
@@ -712,7 +843,10 @@ static struct PyModuleDef walk_module = {
 PyMODINIT_FUNC PyInit__walk(void) {
 #ifdef VB_AVX2
     __builtin_cpu_init();
-    if (__builtin_cpu_supports("avx2") && __builtin_cpu_supports("fma")) dist = dist_avx2;
+    if (__builtin_cpu_supports("avx2") && __builtin_cpu_supports("fma")) {
+        dist = dist_avx2;
+        dot8 = dot8_avx2;
+    }
 #endif
     if (PyType_Ready(&GraphType) < 0) return NULL;
     PyObject *m = PyModule_Create(&walk_module);
