@@ -418,7 +418,7 @@ class VecboxHNSW(Method):
     def _note_index(self, info: Any) -> None:
         if isinstance(info, dict):
             keep = ("kind", "M", "ef_construction", "ef_search", "nlist", "nprobe", "calibrated_recall",
-                    "walk_calibration", "build_seconds", "memory_bytes")
+                    "walk_calibration", "walk_codes", "build_seconds", "memory_bytes")
             self.notes.append("`index_info()`: " + ", ".join(f"{k}={_short(info[k])}" for k in keep
                                                               if info.get(k) is not None))
 
@@ -809,12 +809,14 @@ def measure_point(m: Method, ds: Dataset, flt: Filter, truth: np.ndarray, cfg: C
 
 
 def refine_crossing(m: Method, ds: Dataset, flt: Filter, truth: np.ndarray, cfg: Config,
-                    pts: list[dict[str, Any]], t_f: float, label: str) -> list[dict[str, Any]]:
+                    pts: list[dict[str, Any]], label: str) -> list[dict[str, Any]]:
     """Bisect an integer knob between the two grid points where recall crosses TARGET_RECALL; return the new points.
 
     On a coarse grid a library whose point lands at 0.951 beats one whose points give 0.943 and 0.963
     (it must use the slower 0.963 point): the cell is decided by where the grid falls. Bisecting every
     library's ef alike to within ~6 % of the lowest effort reaching the target removes most of that luck.
+    The bisection has its own time (half the sweep's budget): on 10^6 rows, where a point takes ~6 s,
+    the grid alone used the sweep's budget and left the crossing unrefined.
     """
     hi_i = next((i for i, p in enumerate(pts) if p["recall"] >= TARGET_RECALL), None)
     if not m.refine or not hi_i:  # nothing reached the target, or the lowest grid point already does
@@ -823,8 +825,9 @@ def refine_crossing(m: Method, ds: Dataset, flt: Filter, truth: np.ndarray, cfg:
     if not (isinstance(lo, int) and isinstance(hi, int)):
         return []
     new: list[dict[str, Any]] = []
+    t_r = time.perf_counter()
     while (hi - lo > max(1, hi // REFINE_SHARE) and len(new) < REFINE_POINTS
-           and time.perf_counter() - t_f <= cfg.sweep_budget):
+           and time.perf_counter() - t_r <= cfg.sweep_budget / 2):
         mid = (lo + hi) // 2
         m.set_knob(mid)
         pt = measure_point(m, ds, flt, truth, cfg)
@@ -896,7 +899,7 @@ def run_method(key: str, ds: Dataset, filters: list[Filter], truths: dict[str, n
                 if (pt["recall"] >= SATURATED or 1 / pt["qps_single"] > SLOW_QUERY_S
                         or time.perf_counter() - t_f > cfg.sweep_budget):
                     break
-            refined = refine_crossing(m, ds, flt, truths[flt.key], cfg, pts, t_f, res["name"])
+            refined = refine_crossing(m, ds, flt, truths[flt.key], cfg, pts, res["name"])
             if refined:
                 # plots draw the points in knob order; refined points lie strictly between two grid
                 # points, so pts[-1] stays the last (highest-effort) grid point the sweep measured
@@ -1239,7 +1242,7 @@ def section(all_res: dict[str, dict[str, Any]], fvu: tuple[list[str], list[list[
               f"{', '.join(map(str, LANCE_SWEEP))}; vecbox IVF nprobe {', '.join(map(str, IVF_SWEEP))}). "
               f"Each HNSW library's ef is then bisected between the two grid points where its recall@{K} crosses "
               f"{TARGET_RECALL} (to within ~{100 / REFINE_SHARE:.0f} %, at most {REFINE_POINTS} extra points within "
-              "the sweep's time budget), for every library alike, so a cell is not decided by where the grid "
+              "half the sweep's time budget, counted from the bisection's start), for every library alike, so a cell is not decided by where the grid "
               f"falls; chromadb excepted: it is 50-1000x slower than the others and cannot win a cell. Recall@{K} "
               f"is against the exact top-{K} among the rows that match the filter (numpy brute force). "
               f"*QPS 1 query*: one call per query, up to {cfg.n_single} queries (≥ {MIN_SINGLE}, at most "
@@ -1300,11 +1303,10 @@ def section(all_res: dict[str, dict[str, Any]], fvu: tuple[list[str], list[list[
                   ""]
     parts += ["### Notes", "",
               "- **vecbox's walk.** FAISS builds and stores vecbox's HNSW graph; vecbox walks it with its own C "
-              "extension (`index/_walk.c`, ARCHITECTURE.md), reading FAISS's graph and vectors in place. Unfiltered "
-              "it is FAISS's algorithm (identical answers); one id-only query is one C call that walks and builds "
-              "the hits, about 5 us of Python around the walk (measured pass by pass on the 50k sentences: the C "
-              "call alone 62 us at ef 20, `search()` 68 us). An unfiltered batch goes to FAISS's own search, whose "
-              "OpenMP batch measured faster than the extension's threads.",
+              "extension (`index/_walk.c`, ARCHITECTURE.md), reading FAISS's graph in place. Unfiltered "
+              "it is FAISS's algorithm, on 8-bit codes with an exact rescore (below); one id-only query is one C "
+              "call that walks and builds the hits, about 5 us of Python around the walk. A batch is split over "
+              "the extension's threads (as many as FAISS's OpenMP setting).",
               "- **How the libraries are timed.** The sweeps measure one library after another, and this VM's "
               "speed drifts by up to 2x over minutes: three sweep-only runs of the sentence set with the same "
               "code (2026-11-27, 05:11-05:34 UTC) put vecbox's one-query no-filter QPS at 0.60x, 0.34x and "
@@ -1324,6 +1326,11 @@ def section(all_res: dict[str, dict[str, Any]], fvu: tuple[list[str], list[list[
               "index (on the sentences it does at 10 %; at 10^6 it needs 3-5x the ef and loses), so `build_index` "
               "measures both walks on the index's own rows under a random 10 % filter and the planner follows "
               "(`index_info()[\"walk_calibration\"]`, in the notes under each table).",
+              "- **The walk reads 8-bit codes** (since 2026-11-27 15:00 UTC). The walk is bound by reading rows "
+              "at random from memory, so it scores rows on FAISS's 8-bit scalar codes of them (d bytes a row "
+              "instead of 4d) and scores its final ef rows exactly on the floats: the scores are exact and its "
+              "recall at a given ef is the float walk's. FAISS HNSW-Flat walks the floats. The codes add n x d "
+              "bytes of RAM (`index_info()[\"walk_codes\"]`).",
               "- **Refined ef.** Until 2026-11-27 08:00 UTC each library was compared at its fastest *grid* point "
               "with recall >= 0.95, and three of the four filter cells missed then were decided by where the grid "
               "fell (e.g. 10^6 `num` < 0.5: vecbox 0.943 / 0.963 at its two grid points around 0.95, FAISS 0.956 "
@@ -1336,7 +1343,7 @@ def section(all_res: dict[str, dict[str, Any]], fvu: tuple[list[str], list[list[
               "for one query, an exact scan for a batch of 1,000); its recall here is the lower of the "
               "single-query recall (on as many queries as the batch, untimed) and the batch recall.",
               "- **RAM.** vecbox keeps the float vectors in its live view *and* FAISS keeps its own copy inside "
-              "the HNSW index, hence about twice FAISS's RAM; `build_index(..., storage=\"sq8\")` makes the "
+              "the HNSW index, and the walk's codes beside them, hence about 2.25x FAISS's RAM; `build_index(..., storage=\"sq8\")` makes the "
               "index copy 4x smaller (results are rescored exactly).",
               "- The 10^6 run used ef_construction = 100 for every library (not 200) to fit the run time on "
               "2 cores; each HNSW build of 10^6 x 384 took 6-7 minutes.",
