@@ -1326,7 +1326,7 @@ def section(all_res: dict[str, dict[str, Any]], fvu: tuple[list[str], list[list[
               "index (on the sentences it does at 10 %; at 10^6 it needs 3-5x the ef and loses), so `build_index` "
               "measures both walks on the index's own rows under a random 10 % filter and the planner follows "
               "(`index_info()[\"walk_calibration\"]`, in the notes under each table).",
-              "- **The walk reads 8-bit codes** (since 2026-11-27 15:00 UTC). The walk is bound by reading rows "
+              "- **The walk reads 8-bit codes** (since 2026-11-27 14:30 UTC). The walk is bound by reading rows "
               "at random from memory, so it scores rows on FAISS's 8-bit scalar codes of them (d bytes a row "
               "instead of 4d) and scores its final ef rows exactly on the floats: the scores are exact and its "
               "recall at a given ef is the float walk's. FAISS HNSW-Flat walks the floats. The codes add n x d "
