@@ -713,7 +713,9 @@ done:
 
 /* set_codes(codes, scale, offset, sq_norms) or set_codes(None): walk over 8-bit codes (uint8, n x d;
    row v ~ offset + scale * codes[v]; sq_norms: the rows' exact squared norms, for L2; None for inner
-   product) and rescore exactly, or go back to the float rows. */
+   product) and rescore exactly, or go back to the float rows. Call it before the graph is searched
+   from other threads: a walk in flight reads these buffers without the GIL. A refused call leaves
+   the walk on the float rows. */
 static PyObject *Graph_set_codes(Graph *self, PyObject *const *args, Py_ssize_t nargs) {
     if (nargs != 4 && !(nargs == 1 && args[0] == Py_None)) {
         PyErr_SetString(PyExc_TypeError, "set_codes(codes, scale, offset, sq_norms) or set_codes(None)");
