@@ -609,7 +609,8 @@ class Collection:
             "nlist": p.nlist if p.kind == "ivf" else None, "nprobe": p.nprobe if p.kind == "ivf" else None,
             "storage": p.storage, "target_recall": p.target_recall,
             "calibrated_recall": ann.calibrated_recall, "walk_calibration": ann.walk_calibration,
-            "walk_codes": ann.walks_codes, "build_seconds": round(ann.build_seconds, 3), "memory_bytes": ann.memory_bytes(),
+            "walk_codes": ann.walks_codes,
+            "build_seconds": round(ann.build_seconds, 3), "memory_bytes": ann.memory_bytes(),
         }
 
     # ------------------------------------------------------------------- codecs
