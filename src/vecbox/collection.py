@@ -559,15 +559,17 @@ class Collection:
         if len(keep) == 0:
             raise InvalidInputError("the collection is empty; add vectors before building an index")
         ann = AnnIndex.build(x, rids, self.metric, params, seed=seed, version=version)
+        sq = None  # the rows' squared norms, an n x d pass: made once when both calibrations run
         if params.target_recall is not None:
-            effort, recall = calibrate(ann, x, self.metric, params.target_recall, seed=seed)
+            sq = np.einsum("ij,ij->i", x, x)
+            effort, recall = calibrate(ann, x, self.metric, params.target_recall, seed=seed, sq_norms=sq)
             if params.kind == "hnsw":
                 params.ef_search = effort
             else:
                 params.nprobe = effort
             ann.calibrated_recall = recall
-        ann.walk_calibration = calibrate_walks(ann, x, self.metric, seed=seed)
-        del x
+        ann.walk_calibration = calibrate_walks(ann, x, self.metric, seed=seed, sq_norms=sq)
+        del x, sq
         self._commit_index(ann)
         return self.index_info()
 

@@ -64,7 +64,7 @@ def _recall(truth: np.ndarray, labels: np.ndarray, k: int) -> np.ndarray:
 
 
 def calibrate(index: AnnIndex, x: np.ndarray, metric: str, target: float, *, k: int = 10,
-              n_queries: int = 200, seed: int = 0) -> tuple[int, float]:
+              n_queries: int = 200, seed: int = 0, sq_norms: np.ndarray | None = None) -> tuple[int, float]:
     """Smallest effort (ef_search / nprobe) whose mean recall@k reaches ``target`` on a sample.
 
     Returns ``(effort, recall)``; the largest effort tried if none reaches the target.
@@ -81,7 +81,7 @@ def calibrate(index: AnnIndex, x: np.ndarray, metric: str, target: float, *, k: 
     n = len(x)
     if n <= k:
         return index.params.effort, 1.0
-    sq = np.einsum("ij,ij->i", x, x)  # the queries' neighbours and the l2 truth share it
+    sq = _sq_norms(x, sq_norms)  # the queries' neighbours and the l2 truth share it
     q = calibration_queries(x, metric, n_queries, np.random.default_rng(seed), k, sq)
     _, truth = exact_topk(x, q, k, metric, sq_norms=sq if metric == "l2" else None)
     nlist = int(index.params.nlist or 1)
@@ -99,7 +99,7 @@ def calibrate(index: AnnIndex, x: np.ndarray, metric: str, target: float, *, k: 
 
 
 def calibrate_walks(index: AnnIndex, x: np.ndarray, metric: str, *, k: int = 10, n_queries: int = 200,
-                    seed: int = 0) -> dict[str, Any] | None:
+                    seed: int = 0, sq_norms: np.ndarray | None = None) -> dict[str, Any] | None:
     """The two-hop walk's ef and time against the one-hop walk's, at equal recall under a 10 % filter.
 
     Each walk runs up :data:`WALK_EF_GRID` (one thread, timed) until its mean recall@k
@@ -127,7 +127,7 @@ def calibrate_walks(index: AnnIndex, x: np.ndarray, metric: str, *, k: int = 10,
     if walker is None or n < WALK_MIN_ROWS:
         return None
     rng = np.random.default_rng([seed, 7])
-    sq = np.einsum("ij,ij->i", x, x)
+    sq = _sq_norms(x, sq_norms)
     q = calibration_queries(x, metric, n_queries, rng, k, sq)
     mask = rng.random(n) < WALK_SELECTIVITY
     bitmap = np.packbits(mask, bitorder="little")
@@ -155,6 +155,11 @@ def calibrate_walks(index: AnnIndex, x: np.ndarray, metric: str, *, k: int = 10,
     return {"one_hop_ef": ef1, "two_hop_ef": ef2,
             "ef_ratio": float(np.median([two[r][0] / one[r][0] for r in both])),
             "time_ratio": float(np.median([two[r][1] / one[r][1] for r in both]))}
+
+
+def _sq_norms(x: np.ndarray, given: np.ndarray | None) -> np.ndarray:
+    """The rows' squared norms: ``given`` (the caller's, shared by both calibrations), else computed."""
+    return np.einsum("ij,ij->i", x, x) if given is None else given
 
 
 def _crossing(curve: list[tuple[int, float, float]], target: float) -> tuple[float, float] | None:
