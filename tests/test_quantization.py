@@ -17,6 +17,7 @@ from vecbox.analysis.quantization import (
     vector_kurtosis,
 )
 from vecbox.errors import InvalidInputError
+from vecbox.io import collection_vectors
 
 
 def test_vector_kurtosis_matches_the_osp_formula_by_hand():
@@ -91,10 +92,11 @@ def test_report_recommends_the_smallest_codec_that_meets_the_target(rng):
 def test_report_accepts_a_collection_and_uses_its_metric(tmp_path, rng):
     col = Collection.create(tmp_path / "c", dim=32, metric="dot")
     col.add([str(i) for i in range(400)], rng.standard_normal((400, 32)).astype(np.float32))
-    rep = quantization_report(col, codecs=("int8",), sample=300, queries=40)
+    rep = quantization_report(collection_vectors(col, limit=340)[1], metric=col.metric, codecs=("int8",),
+                              sample=300, queries=40)
     assert rep.n_vectors == 340 and rep.sample == 300 and rep.estimates[0].recall > 0.8
     with pytest.raises(InvalidInputError, match="empty"):
-        quantization_report(Collection.create(tmp_path / "e", dim=4), codecs=("int8",))
+        quantization_report(collection_vectors(Collection.create(tmp_path / "e", dim=4))[1], codecs=("int8",))
 
 
 def test_report_rejects_tiny_inputs():

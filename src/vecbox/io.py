@@ -1,4 +1,9 @@
-"""Reading records from JSONL, CSV and Parquet files into a collection."""
+"""Files and arrays in and out of collections: JSONL/CSV/Parquet records, vector matrices.
+
+This module sits above :class:`~vecbox.collection.Collection`: the array-only layers
+(``encoders``, ``analysis``, ``spark``, ``evaluation``) never see a collection; these
+functions move their inputs and outputs in and out of one.
+"""
 
 from __future__ import annotations
 
@@ -8,6 +13,8 @@ import time
 from collections.abc import Iterator, Sequence
 from pathlib import Path
 from typing import Any
+
+import numpy as np
 
 from vecbox.collection import Collection
 from vecbox.errors import DatasetError, InvalidInputError, MissingDependencyError
@@ -121,3 +128,26 @@ def _as_id(row: dict[str, Any], id_field: str, lineno: int) -> str:
 
 def _vector(value: Any) -> Any:
     return json.loads(value) if isinstance(value, str) else value
+
+
+def collection_vectors(col: Collection, *, limit: int | None = None, seed: int = 0) -> tuple[list[str], np.ndarray]:
+    """The live ids of ``col`` in insertion order and their vectors, a float32 ``(n, dim)`` matrix.
+
+    ``limit`` reads a seeded random sample of at most ``limit`` rows instead (still in
+    insertion order; the other vectors are never loaded). An empty collection gives
+    ``([], (0, dim) array)``. Vectors are as :meth:`Collection.get` returns them
+    (unit length under cosine).
+
+    >>> col = Collection.create(tmp, dim=2)
+    >>> _ = col.add(["a", "b"], np.array([[3.0, 4.0], [0.0, 2.0]], np.float32))
+    >>> ids, x = collection_vectors(col)
+    >>> ids, x.tolist()
+    (['a', 'b'], [[0.6000000238418579, 0.800000011920929], [0.0, 1.0]])
+    """
+    ids = col.ids()
+    if limit is not None and len(ids) > limit:
+        pick = np.sort(np.random.default_rng(seed).choice(len(ids), limit, replace=False))
+        ids = [ids[i] for i in pick]
+    if not ids:
+        return [], np.zeros((0, col.dim), dtype=np.float32)
+    return ids, np.stack([r.vector for r in col.get(ids)]).astype(np.float32, copy=False)

@@ -14,7 +14,8 @@
   recall@k against exact search on that sample (codes alone, and with exact rescoring
   of ``k × oversample`` candidates) and recommends the smallest codec that meets a target.
 
-Every function takes an ``(n, d)`` array; the report also takes a :class:`~vecbox.Collection`.
+Every function takes an ``(n, d)`` array (for a collection's vectors use
+:func:`vecbox.io.collection_vectors` and pass ``metric=col.metric``).
 """
 
 from __future__ import annotations
@@ -25,7 +26,8 @@ from typing import Any
 import numpy as np
 
 from vecbox import _validation as v
-from vecbox.codecs import make_codec, two_stage_search
+from vecbox.codecs import make_codec
+from vecbox.index.codescan import two_stage_search
 from vecbox.errors import InvalidInputError
 from vecbox.index.flat import exact_topk
 
@@ -142,8 +144,9 @@ def quantization_report(
 
     Parameters
     ----------
-    x : array (n, d) or Collection
-        Vectors (a collection's metric replaces ``metric``).
+    x : array (n, d)
+        Vectors. For a collection: ``collection_vectors(col, limit=sample + queries)[1]`` and
+        ``metric=col.metric`` (:func:`vecbox.io.collection_vectors`).
     codecs : tuple of str
         Codec specs to try; ``"pq"`` means ``pq:M`` with ``M = d / 8`` (needs FAISS).
     sample, queries : int
@@ -160,7 +163,8 @@ def quantization_report(
     >>> [e.spec for e in rep.estimates], rep.recommended
     (['int8', 'binary'], 'int8')
     """
-    x, metric = _vectors_of(x, metric, sample + queries, seed)
+    v.check_metric(metric)
+    x = v.as_matrix(x, name="x")
     for name, value in (("sample", sample), ("queries", queries), ("k", k)):
         v.check_positive_int(value, name)
     n, d = x.shape
@@ -231,22 +235,6 @@ def _recall(truth: np.ndarray, found: np.ndarray) -> float:
 def _unit(x: np.ndarray) -> np.ndarray:
     norms = np.linalg.norm(x, axis=1, keepdims=True)
     return np.divide(x, norms, out=np.zeros_like(x), where=norms > 0)
-
-
-def _vectors_of(x: Any, metric: str, limit: int, seed: int) -> tuple[np.ndarray, str]:
-    """An array (or a seeded sample of a collection's vectors) and the metric to use."""
-    from vecbox.collection import Collection
-
-    if isinstance(x, Collection):
-        ids = x.ids()
-        if len(ids) > limit:
-            pick = np.sort(np.random.default_rng(seed).choice(len(ids), limit, replace=False))
-            ids = [ids[i] for i in pick]
-        if not ids:
-            raise InvalidInputError(f"{x.path} is empty; add vectors before analysing them")
-        return np.stack([r.vector for r in x.get(ids)]), x.metric
-    v.check_metric(metric)
-    return v.as_matrix(x, name="x"), metric
 
 
 __all__ = [
