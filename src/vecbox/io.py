@@ -16,8 +16,10 @@ from typing import Any
 
 import numpy as np
 
+from vecbox._optional import require
+from vecbox._validation import as_matrix, check_positive_int
 from vecbox.collection import Collection
-from vecbox.errors import DatasetError, InvalidInputError, MissingDependencyError
+from vecbox.errors import DatasetError, InvalidInputError
 
 FORMATS = {".jsonl": "jsonl", ".ndjson": "jsonl", ".json": "jsonl", ".csv": "csv", ".parquet": "parquet", ".pq": "parquet"}
 
@@ -53,10 +55,7 @@ def read_records(file: str | Path) -> Iterator[dict[str, Any]]:
         with open(file, encoding="utf-8-sig", newline="") as fh:
             yield from csv.DictReader(fh)
     else:
-        try:
-            import pyarrow.parquet as pq
-        except ImportError:
-            raise MissingDependencyError("reading Parquet needs pyarrow; run: pip install 'vecbox[io]'") from None
+        pq = require("pyarrow.parquet", "io", "reading Parquet")
         for batch in pq.ParquetFile(file).iter_batches(batch_size=10_000):
             yield from batch.to_pylist()
 
@@ -151,3 +150,70 @@ def collection_vectors(col: Collection, *, limit: int | None = None, seed: int =
     if not ids:
         return [], np.zeros((0, col.dim), dtype=np.float32)
     return ids, np.stack([r.vector for r in col.get(ids)]).astype(np.float32, copy=False)
+
+
+def to_collection(
+    path: str | Path,
+    source: Any,
+    ids: Sequence[Any] | np.ndarray | None = None,
+    *,
+    metric: str = "cosine",
+    batch_size: int = 100_000,
+    exist_ok: bool = False,
+) -> Collection:
+    """Store embeddings in a new collection at ``path``; returns it open.
+
+    ``source`` is one of:
+
+    * a float matrix ``(n, dim)``, with ``ids`` one per row (e.g. FastRP's ``model.nodes_``);
+    * a Spark DataFrame with columns ``id`` and ``vector`` (what :func:`vecbox.spark.fastrp`
+      returns), brought to the driver as Arrow (``toArrow``), so it must fit in driver memory;
+    * the path of a Parquet file or directory with those columns (what
+      :func:`vecbox.encoders.graph.save_embeddings` or Spark's ``.write.parquet`` writes),
+      streamed batch by batch.
+
+    Ids become ``str(id)``; each batch of ``batch_size`` rows is one atomic commit.
+
+    >>> x = np.eye(3, dtype=np.float32)
+    >>> col = to_collection(tmp + "/c", x, ids=[10, 11, 12])
+    >>> len(col), col.search(x[1], k=1)[0].id
+    (3, '11')
+    """
+    batch_size = check_positive_int(batch_size, "batch_size")
+    if hasattr(source, "sparkSession") or isinstance(source, (str, Path)):
+        if ids is not None:
+            raise InvalidInputError("ids= is for a vector matrix; a DataFrame or Parquet source brings its 'id' column")
+        return _arrow_to_collection(path, source, metric=metric, batch_size=batch_size, exist_ok=exist_ok)
+    if ids is None:
+        raise InvalidInputError("pass ids= (one per row) with a vector matrix, e.g. to_collection(path, x, ids=model.nodes_)")
+    x = as_matrix(source, name="vectors")
+    id_list = [str(v) for v in np.asarray(ids).tolist()]
+    if len(id_list) != len(x):
+        raise InvalidInputError(f"got {len(id_list)} ids for {len(x)} vectors; pass one id per row")
+    col = Collection.create(path, dim=int(x.shape[1]), metric=metric, exist_ok=exist_ok)
+    for start in range(0, len(id_list), batch_size):
+        col.add(id_list[start:start + batch_size], x[start:start + batch_size])
+    return col
+
+
+def _arrow_to_collection(path: str | Path, source: Any, *, metric: str, batch_size: int,
+                         exist_ok: bool) -> Collection:
+    from vecbox.spark._arrow import vector_matrix
+
+    if hasattr(source, "sparkSession"):
+        batches = source.select("id", "vector").toArrow().to_batches(max_chunksize=batch_size)
+    else:
+        ds = require("pyarrow.dataset", "io", "reading Parquet")
+        batches = ds.dataset(str(source), format="parquet").to_batches(columns=["id", "vector"],
+                                                                        batch_size=batch_size)
+    col = None
+    for batch in batches:
+        if batch.num_rows == 0:
+            continue
+        x = vector_matrix(batch.column(1))
+        if col is None:
+            col = Collection.create(path, dim=int(x.shape[1]), metric=metric, exist_ok=exist_ok)
+        col.add([str(v) for v in batch.column(0).to_pylist()], x)
+    if col is None:
+        raise InvalidInputError("the embeddings are empty; nothing to store")
+    return col

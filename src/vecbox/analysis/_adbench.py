@@ -12,7 +12,9 @@ from typing import Any
 
 import numpy as np
 
-from vecbox.analysis._common import require, vectors
+from vecbox._optional import require
+from vecbox.analysis._common import vectors
+from vecbox.analysis._detectors import TEXT_ADBENCH_PARAMS, make_detector
 from vecbox.analysis._metrics import auprc_trapezoid, auroc, average_precision
 from vecbox.errors import DatasetError, InvalidInputError
 
@@ -102,7 +104,7 @@ class DetectorResult:
 
 def pyod_peer(method: str, params: dict[str, Any], contamination: float = 0.1, seed: int = 0) -> Any:
     """PyOD's implementation of the same detector with the same settings (for side-by-side runs)."""
-    require("pyod", extra="analysis")
+    require("pyod", "analysis", "the PyOD peer detectors")
     if method == "knn":
         from pyod.models.knn import KNN
 
@@ -151,7 +153,7 @@ def evaluate_detectors(
 
     Parameters
     ----------
-    x_train, x_test : array (n, d) or Collection
+    x_train, x_test : array (n, d)
     y_test : array of 0/1
         1 = anomaly.
     methods : dict of name to parameters, optional
@@ -168,8 +170,6 @@ def evaluate_detectors(
     list of DetectorResult
         AUROC, AUPRC in its trapezoid form (Text-ADBench's) and average precision, all in [0, 1].
     """
-    from vecbox.analysis.anomaly import TEXT_ADBENCH_PARAMS, make_detector
-
     xtr = vectors(x_train, "x_train")
     xte = vectors(x_test, "x_test", d=xtr.shape[1])
     y = np.asarray(y_test)

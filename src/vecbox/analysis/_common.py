@@ -1,41 +1,21 @@
-"""Private helpers shared by the analysis modules: input gates, optional imports, small math."""
+"""Private helpers shared by the analysis modules: input gates and small math (optional imports: :mod:`vecbox._optional`)."""
 
 from __future__ import annotations
 
-import importlib
 from typing import Any
 
 import numpy as np
 
 from vecbox._validation import as_matrix
-from vecbox.errors import InvalidInputError, MissingDependencyError
-
-_PIP = {"faiss": "faiss-cpu", "sklearn": "scikit-learn", "torch": "torch", "bm25s": "bm25s",
-        "matplotlib": "matplotlib", "pyod": "pyod"}
-
-
-def require(module: str, extra: str = "analysis") -> Any:
-    """Import an optional dependency or raise :class:`MissingDependencyError` with the pip command."""
-    try:
-        return importlib.import_module(module)
-    except ImportError:
-        top = module.split(".")[0]
-        raise MissingDependencyError(
-            f"{top} is needed for this analysis but is not installed; run: pip install 'vecbox[{extra}]' "
-            f"(or pip install {_PIP.get(top, top)})"
-        ) from None
+from vecbox.errors import InvalidInputError
 
 
 def vectors(x: Any, name: str = "x", d: int | None = None) -> np.ndarray:
-    """Return ``x`` as a validated float32 ``(n, d)`` matrix; a :class:`~vecbox.Collection` gives its live vectors.
+    """Return the array ``x`` as a validated float32 ``(n, d)`` matrix (:func:`~vecbox._validation.as_matrix`).
 
-    A width mismatch raises :class:`~vecbox.errors.DimensionMismatchError` via :func:`as_matrix`.
+    Analysis takes arrays only; a collection's vectors come from :func:`vecbox.io.collection_vectors`.
+    A width mismatch raises :class:`~vecbox.errors.DimensionMismatchError`.
     """
-    if hasattr(x, "ids") and hasattr(x, "get") and not isinstance(x, (np.ndarray, dict)):
-        ids = x.ids()
-        if not ids:
-            raise InvalidInputError(f"{name}: the collection is empty; add vectors before analysing it")
-        x = np.stack([r.vector for r in x.get(ids)])
     return as_matrix(x, d=d, name=name)
 
 

@@ -11,7 +11,7 @@ from typing import Any
 
 import numpy as np
 
-from vecbox.analysis._common import require
+from vecbox._optional import require
 
 INDEXES = ("flat", "ivf", "hnsw")
 
@@ -21,7 +21,7 @@ class NeighborIndex:
 
     def __init__(self, x: np.ndarray, index: str = "flat", *, nlist: int | None = None, nprobe: int = 16,
                  ef_search: int = 64, seed: int = 0) -> None:
-        faiss = require("faiss")
+        faiss = require("faiss", "analysis", "nearest-neighbour search for the knn and lof detectors")
         n, d = x.shape
         self.n = n
         if index == "flat" or (index == "ivf" and n < 2_000):

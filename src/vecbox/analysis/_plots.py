@@ -8,12 +8,12 @@ from typing import Any
 
 import numpy as np
 
-from vecbox.analysis._common import require
+from vecbox._optional import require
 from vecbox.analysis._metrics import roc_curve
 
 
 def _figure(w: float, h: float) -> Any:
-    figure = require("matplotlib.figure", extra="analysis")
+    figure = require("matplotlib.figure", "analysis", "plotting")
     return figure.Figure(figsize=(w, h), dpi=110, layout="constrained")
 
 

@@ -8,7 +8,8 @@ from typing import Any
 
 import numpy as np
 
-from vecbox.analysis._common import check_int, require
+from vecbox._optional import require
+from vecbox.analysis._common import check_int
 from vecbox.errors import InvalidInputError
 
 
@@ -19,8 +20,8 @@ def lsa_vectors(texts: Sequence[str], dim: int = 256, *, seed: int = 0) -> np.nd
     """
     if isinstance(texts, str) or len(texts) < 2:
         raise InvalidInputError("lsa_vectors needs a list of at least 2 texts")
-    text_mod = require("sklearn.feature_extraction.text")
-    decomp = require("sklearn.decomposition")
+    text_mod = require("sklearn.feature_extraction.text", "analysis", "LSA vectors")
+    decomp = require("sklearn.decomposition", "analysis", "LSA vectors")
     tfidf = text_mod.TfidfVectorizer(sublinear_tf=True, ngram_range=(1, 2), min_df=2).fit_transform(list(texts))
     dim = check_int(dim, "dim", 1, max(1, min(tfidf.shape) - 1))
     z = decomp.TruncatedSVD(n_components=dim, random_state=seed).fit_transform(tfidf)
@@ -46,7 +47,7 @@ def truncated_encoder(layers: int = 3, model: str = "default") -> Any:
     layers = check_int(layers, "layers", 1, len(blocks))
     short = copy.deepcopy(full)
     short_auto = short[0].auto_model
-    torch_nn = require("torch.nn", extra="text")
+    torch_nn = require("torch.nn", "text", "truncating a model")
     short_auto.encoder.layer = torch_nn.ModuleList(list(short_auto.encoder.layer)[:layers])
     short_auto.config.num_hidden_layers = layers
     return short

@@ -36,7 +36,8 @@ from typing import Any
 
 import numpy as np
 
-from vecbox.analysis._common import check_float, check_int, require
+from vecbox._optional import require
+from vecbox.analysis._common import check_float, check_int
 from vecbox.errors import InvalidInputError
 
 
@@ -91,7 +92,7 @@ def free_embedding_accuracy(
         Torch intra-op threads for this run (restored afterwards); one is fastest for these
         small matrices. ``None`` keeps torch's setting.
     """
-    torch = require("torch", extra="text")
+    torch = require("torch", "text", "the free-embedding experiment")
     n = check_int(n, "n", 2)
     d = check_int(d, "d", 1)
     k = check_int(k, "k", 1, n - 1)
@@ -240,7 +241,7 @@ def fit_capacity(dims: Sequence[int], ns: Sequence[int], degree: int = 3) -> np.
 # --------------------------------------------------------------------------- LIMIT evaluation
 def _bm25_run(doc_ids: list[str], doc_texts: list[str], query_ids: list[str], query_texts: list[str],
               k: int) -> dict[str, dict[str, float]]:
-    bm25s = require("bm25s")
+    bm25s = require("bm25s", "analysis", "the BM25 run of the LIMIT evaluation")
     retriever = bm25s.BM25()
     retriever.index(bm25s.tokenize(doc_texts, stopwords="en", show_progress=False), show_progress=False)
     qtok = bm25s.tokenize(query_texts, stopwords="en", show_progress=False)
@@ -305,7 +306,7 @@ def capacity_report(dims: Sequence[int], *, max_steps: int = 20_000, limit_path:
         plot_capacity(dims, ns, coeffs if coeffs.size else None, plot)
     limit = None
     if limit_path is not None:
-        from vecbox.jobs.beir import default_cache_dir
+        from vecbox.encoders.cache import default_cache_dir
 
         limit = limit_eval(limit_path, cache_dir=default_cache_dir())
     return {"curve": [c.as_dict() for c in curve], "fit": coeffs.tolist(), "limit": limit,

@@ -1,6 +1,6 @@
 """Geometry of an embedding space: alignment, uniformity, modality gap, effective rank, isotropy.
 
-All functions take arrays ``(n, d)`` (or a Collection) and return plain floats or
+All functions take arrays ``(n, d)`` and return plain floats or
 small dataclasses. Vectors are L2-normalised first wherever the definition is on
 the unit sphere (alignment, uniformity, gap, mean cosine).
 

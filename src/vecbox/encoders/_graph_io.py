@@ -27,7 +27,8 @@ from typing import Any
 import numpy as np
 import scipy.sparse as sp
 
-from vecbox.errors import DatasetError, InvalidInputError, MissingDependencyError
+from vecbox._optional import require
+from vecbox.errors import DatasetError, InvalidInputError
 
 SRC_NAMES = ("src", "source", "from", "u", "node1", "head")
 DST_NAMES = ("dst", "target", "to", "v", "node2", "tail")
@@ -166,10 +167,7 @@ def _ids(col: Any) -> np.ndarray:
 
 
 def _read_parquet(path: Path) -> dict[str, Any]:
-    try:
-        import pyarrow.parquet as pq
-    except ImportError:
-        raise MissingDependencyError("reading Parquet edge lists needs pyarrow; run: pip install 'vecbox[io]'") from None
+    pq = require("pyarrow.parquet", "io", "reading Parquet edge lists")
     try:
         table = pq.read_table(path)
     except Exception as exc:  # pyarrow raises several types for damaged files
@@ -574,11 +572,8 @@ def save_embeddings(path: str | Path, nodes: np.ndarray, x: np.ndarray) -> Path:
         np.save(path, x, allow_pickle=False)
         path.with_suffix(".nodes.json").write_text(json.dumps(ids), encoding="utf-8")
     elif suffix in (".parquet", ".pq"):
-        try:
-            import pyarrow as pa
-            import pyarrow.parquet as pq
-        except ImportError:
-            raise MissingDependencyError("writing Parquet needs pyarrow; run: pip install 'vecbox[io]'") from None
+        pa = require("pyarrow", "io", "writing Parquet")
+        pq = require("pyarrow.parquet", "io", "writing Parquet")
         id_type = pa.int64() if all(isinstance(v, int) for v in ids) else pa.string()
         id_col = pa.array(ids if id_type == pa.int64() else [str(v) for v in ids], type=id_type)
         vec = pa.ListArray.from_arrays(pa.array(np.arange(0, x.size + 1, x.shape[1], dtype=np.int32)),
@@ -608,10 +603,7 @@ def load_embeddings(path: str | Path) -> tuple[np.ndarray, np.ndarray]:
         if len(ids) != len(x):
             raise DatasetError(f"{side} lists {len(ids)} ids for {len(x)} vectors in {path}; rewrite both together")
         return _as_id_array(ids), np.ascontiguousarray(x, dtype=np.float32)
-    try:
-        import pyarrow.parquet as pq
-    except ImportError:
-        raise MissingDependencyError("reading Parquet needs pyarrow; run: pip install 'vecbox[io]'") from None
+    pq = require("pyarrow.parquet", "io", "reading Parquet")
     try:
         table = pq.read_table(path, columns=["id", "vector"])
     except Exception as exc:
@@ -623,19 +615,3 @@ def load_embeddings(path: str | Path) -> tuple[np.ndarray, np.ndarray]:
     if n == 0 or flat.size % n:
         raise DatasetError(f"{path}: vectors have different lengths or there are none")
     return _as_id_array(table.column("id").to_pylist()), flat.reshape(n, flat.size // n)
-
-
-def to_collection(path: str | Path, nodes: np.ndarray, x: np.ndarray, *, metric: str = "cosine",
-                  batch_size: int = 100_000, exist_ok: bool = False) -> Any:
-    """Store embeddings in a vecbox :class:`~vecbox.collection.Collection` (ids become ``str(node)``).
-
-    Each batch of ``batch_size`` rows is one atomic commit. Returns the open collection.
-    """
-    from vecbox.collection import Collection
-
-    x = np.asarray(x, dtype=np.float32)
-    col = Collection.create(path, dim=int(x.shape[1]), metric=metric, exist_ok=exist_ok)
-    ids = [str(v) for v in np.asarray(nodes).tolist()]
-    for start in range(0, len(ids), batch_size):
-        col.add(ids[start:start + batch_size], x[start:start + batch_size])
-    return col

@@ -43,7 +43,6 @@ from vecbox.encoders._graph_io import (
     read_edges,
     read_labels,
     save_embeddings,
-    to_collection,
 )
 from vecbox.errors import InvalidInputError
 
@@ -456,7 +455,6 @@ __all__ = [
     "read_labels",
     "save_embeddings",
     "load_embeddings",
-    "to_collection",
     "node_key",
     "node_keys",
     "sparse_projection",

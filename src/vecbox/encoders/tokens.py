@@ -15,21 +15,14 @@ text yields no vectors (``offsets[i] == offsets[i + 1]``).
 
 from __future__ import annotations
 
-import hashlib
-import sqlite3
 from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Literal
 
 import numpy as np
 
-from vecbox.encoders.text import (
-    DEFAULT_MODEL,
-    _progress_bar,
-    SentenceModel,
-    model_fingerprint,
-)
-from vecbox.errors import InvalidInputError
+from vecbox.encoders._model import DEFAULT_MODEL, SentenceModel, model_fingerprint
+from vecbox.encoders.cache import TokenCache
 
 
 class TokenEncoder(SentenceModel):
@@ -53,10 +46,13 @@ class TokenEncoder(SentenceModel):
 
     Examples
     --------
-    >>> enc = TokenEncoder()                                       # doctest: +SKIP
-    >>> x, offsets = enc.encode(["read a csv file", "hello"])      # doctest: +SKIP
-    >>> x.shape, offsets.tolist()                                  # doctest: +SKIP
-    ((5, 384), [0, 4, 5])
+    >>> enc = TokenEncoder()
+    >>> x, offsets = enc.encode(["read a csv file", "hello"])   # read, a, cs, ##v, file | hello
+    >>> x.shape, offsets.tolist()
+    ((6, 384), [0, 5, 6])
+
+    With a :class:`~vecbox.encoders.text.TextEncoder` at hand, ``text_encoder.token_encoder()``
+    gives this encoder on the same weights.
     """
 
     def __init__(
@@ -130,47 +126,20 @@ class TokenEncoder(SentenceModel):
         InvalidInputError
             ``texts`` is a single string or holds a non-string, or ``kind`` is unknown.
         """
-        if isinstance(texts, str):
-            raise InvalidInputError("texts must be a list of strings; got a single string - wrap it in a list")
-        texts = list(texts)
-        for i, t in enumerate(texts):
-            if not isinstance(t, str):
-                raise InvalidInputError(f"texts[{i}] is {type(t).__name__}; every text must be a string")
-        if kind not in ("document", "query"):
-            raise InvalidInputError(f"kind must be 'document' or 'query'; got {kind!r}")
-        prompt = self.query_prompt if kind == "query" else self.document_prompt
-        pieces: list[np.ndarray | None] = [None] * len(texts)
-        keys: list[bytes] = []
-        if self._cache_dir is not None and texts:
-            if self._cache is None:
-                self._cache = TokenCache(self._cache_dir, self.dim)
-            fp = self.fingerprint
-            keys = [_text_key(fp, prompt, t) for t in texts]
-            for key_i, mat in self._cache.get_many(keys).items():
-                for i in key_i:
-                    pieces[i] = mat
-            # get_many maps each key to every position holding it (duplicates share one entry)
+        texts, prompt = self._prepare(texts, kind)
+        keys, hits = self._cached(texts, prompt, tokens=True)
+        pieces: list[np.ndarray | None] = [hits.get(key) for key in keys] if keys else [None] * len(texts)
         todo = [i for i in range(len(texts)) if pieces[i] is None]
-        done = len(texts) - len(todo)
-        bar = _progress_bar(len(texts), done) if show_progress and todo else None
-        try:
-            order = sorted(todo, key=lambda i: -len(texts[i]))
-            special = self.special_ids() if todo else None
-            for start in range(0, len(order), self.batch_size):
-                idx = order[start : start + self.batch_size]
-                mats = self._forward([prompt + texts[i] for i in idx], special)
-                for i, mat in zip(idx, mats):
-                    pieces[i] = mat
-                if keys:
-                    self._cache.put_many([keys[i] for i in idx], mats)  # type: ignore[union-attr]
-                done += len(idx)
-                if bar is not None:
-                    bar[0].update(bar[1], completed=done)
-                if progress is not None:
-                    progress(done)
-        finally:
-            if bar is not None:
-                bar[0].stop()
+        special = self.special_ids() if todo else None
+
+        def step(idx: list[int]) -> None:
+            mats = self._forward([prompt + texts[i] for i in idx], special)  # type: ignore[arg-type]
+            for i, mat in zip(idx, mats):
+                pieces[i] = mat
+            if keys:
+                self._cache.put_many([keys[i] for i in idx], mats)  # type: ignore[union-attr]
+
+        self._in_batches(texts, todo, step, show_progress=show_progress, progress=progress)
         counts = np.array([p.shape[0] for p in pieces], dtype=np.int64)  # type: ignore[union-attr]
         offsets = np.zeros(len(texts) + 1, dtype=np.int64)
         np.cumsum(counts, out=offsets[1:])
@@ -202,48 +171,6 @@ class TokenEncoder(SentenceModel):
     def __repr__(self) -> str:
         return f"TokenEncoder({self.name!r}, batch_size={self.batch_size}, normalize={self.normalize})"
 
-
-def _text_key(fingerprint: str, prompt: str, text: str) -> bytes:
-    return hashlib.sha256(f"{fingerprint}\x00{prompt}\x00{text}".encode()).digest()
-
-
-class TokenCache:
-    """Maps text keys to float32 token matrices ``(t, dim)``, stored in ``<dir>/tokens.sqlite`` (no pickle)."""
-
-    def __init__(self, directory: str | Path, dim: int) -> None:
-        self.path = Path(directory) / "tokens.sqlite"
-        self.path.parent.mkdir(parents=True, exist_ok=True)
-        self.dim = dim
-        self._conn = sqlite3.connect(self.path, isolation_level=None, check_same_thread=False, timeout=30.0)
-        self._conn.execute("PRAGMA journal_mode=WAL")
-        self._conn.execute("CREATE TABLE IF NOT EXISTS tok (key BLOB PRIMARY KEY, n INTEGER NOT NULL, x BLOB NOT NULL)")
-
-    def get_many(self, keys: Sequence[bytes]) -> dict[tuple[int, ...], np.ndarray]:
-        """Cached matrices, keyed by the tuple of positions in ``keys`` that hold each found key."""
-        where: dict[bytes, list[int]] = {}
-        for i, k in enumerate(keys):
-            where.setdefault(k, []).append(i)
-        uniq = list(where)
-        out: dict[tuple[int, ...], np.ndarray] = {}
-        for start in range(0, len(uniq), 500):
-            chunk = uniq[start : start + 500]
-            marks = ",".join("?" * len(chunk))
-            for key, n, blob in self._conn.execute(f"SELECT key, n, x FROM tok WHERE key IN ({marks})", chunk):
-                mat = np.frombuffer(blob, dtype=np.float32)
-                if mat.size == n * self.dim:  # a damaged entry is a miss, never an error
-                    out[tuple(where[key])] = mat.reshape(n, self.dim)
-        return out
-
-    def put_many(self, keys: Sequence[bytes], mats: Sequence[np.ndarray]) -> None:
-        self._conn.execute("BEGIN")
-        self._conn.executemany(
-            "INSERT OR REPLACE INTO tok(key, n, x) VALUES (?, ?, ?)",
-            ((k, int(m.shape[0]), np.ascontiguousarray(m, dtype=np.float32).tobytes()) for k, m in zip(keys, mats)),
-        )
-        self._conn.execute("COMMIT")
-
-    def close(self) -> None:
-        self._conn.close()
 
 
 __all__ = ["TokenEncoder", "TokenCache"]

@@ -2,22 +2,16 @@
 
 from __future__ import annotations
 
-import os
 import tempfile
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-
 from vecbox.collection import Collection
+from vecbox.encoders.cache import default_cache_dir
 from vecbox.encoders.text import TextEncoder
 from vecbox.evaluation import evaluate, load_beir
-
-
-def default_cache_dir() -> Path:
-    """Where embeddings are cached: ``$VECBOX_CACHE_DIR`` or ``~/.cache/vecbox``."""
-    return Path(os.environ.get("VECBOX_CACHE_DIR", Path.home() / ".cache" / "vecbox"))
 
 
 @dataclass

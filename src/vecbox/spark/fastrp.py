@@ -37,21 +37,19 @@ from vecbox.encoders.graph import (
     resolve_params,
     sparse_projection,
 )
+from vecbox._optional import require
 from vecbox.encoders._graph_io import DST_NAMES, SRC_NAMES, WEIGHT_NAMES
-from vecbox.errors import DatasetError, InvalidInputError, MissingDependencyError
+from vecbox.errors import DatasetError, InvalidInputError
+from vecbox.spark._arrow import vector_matrix
 
-_INSTALL = "FastRP on Spark needs pyspark >= 4.0 with pandas and pyarrow; run: pip install 'vecbox[spark]'"
 _INT_TYPES = ("tinyint", "smallint", "int", "bigint")
 
 
 def _pyspark() -> Any:
-    try:
-        import pyarrow  # noqa: F401
-        import pyspark
-        from pyspark.sql import functions as F  # noqa: F401
-    except ImportError:
-        raise MissingDependencyError(_INSTALL) from None
-    return pyspark
+    """pyspark (>= 4.0, with pandas and pyarrow: the ``spark`` extra), or the error naming the pip command."""
+    for name in ("pyarrow", "pyspark.sql.functions"):
+        require(name, "spark", "FastRP on Spark")
+    return require("pyspark", "spark", "FastRP on Spark")
 
 
 # --------------------------------------------------------------------------- sessions and input
@@ -139,18 +137,6 @@ def _pick(cols: list[str], given: str | None, candidates: Sequence[str], role: s
 
 
 # --------------------------------------------------------------------------- arrow helpers (run on executors)
-def _vectors(col: Any, dim: int) -> np.ndarray:
-    """A list<float> Arrow column (no nulls) as a float32 (n, dim) array."""
-    import pyarrow as pa
-
-    if isinstance(col, pa.ChunkedArray):
-        col = col.combine_chunks()
-    if len(col) == 0:
-        return np.zeros((0, dim), dtype=np.float32)
-    flat = col.flatten().to_numpy(zero_copy_only=False)
-    return np.ascontiguousarray(flat, dtype=np.float32).reshape(len(col), dim)
-
-
 def _list_array(x: np.ndarray) -> Any:
     import pyarrow as pa
 
@@ -220,7 +206,7 @@ def fastrp(
     pyspark.sql.DataFrame
         Columns ``id`` (the input's type) and ``vector`` (array<float>, ``dim`` long).
         Write it with ``.write.parquet(path)``; load it with
-        :func:`vecbox.encoders.graph.load_embeddings` or :func:`to_collection`.
+        :func:`vecbox.encoders.graph.load_embeddings` or :func:`vecbox.io.to_collection`.
     """
     _pyspark()
     from pyspark.sql import functions as F
@@ -405,11 +391,11 @@ def _hop(p: dict[str, Any], alpha: float) -> Any:
         own = left.filter(pc.equal(left.column("role"), 1))
         nb = left.filter(pc.equal(left.column("role"), 0))
         own_ids = _ids(own.column("id"))
-        acc = _vectors(own.column("acc"), dim).copy()
+        acc = vector_matrix(own.column("acc"), dim).copy()
         y = np.zeros((len(own_ids), dim), dtype=np.float32)
         if right.num_rows and len(own_ids):
             nb_ids = _ids(nb.column("id"))
-            xs = _vectors(nb.column("x"), dim)
+            xs = vector_matrix(nb.column("x"), dim)
             rows = _positions(own_ids, _ids(right.column("src")))
             cols = _positions(nb_ids, _ids(right.column("dst")))
             c = right.column("c").to_numpy(zero_copy_only=False).astype(np.float32)
@@ -435,7 +421,7 @@ def _partial_sums(dim: int) -> Any:
 
         s, ss, n = np.zeros(dim), np.zeros(dim), 0
         for batch in batches:
-            x = _vectors(batch.column("acc"), dim).astype(np.float64)
+            x = vector_matrix(batch.column("acc"), dim).astype(np.float64)
             s += x.sum(axis=0)
             ss += np.einsum("ij,ij->j", x, x)
             n += len(x)
@@ -453,46 +439,11 @@ def _standardise(dim: int, mean: np.ndarray, std: np.ndarray) -> Any:
         import pyarrow as pa
 
         for batch in batches:
-            x = _vectors(batch.column("acc"), dim)
+            x = vector_matrix(batch.column("acc"), dim)
             x = (x - mean32) / std32
             yield pa.RecordBatch.from_arrays([batch.column("id"), _list_array(x)], names=["id", "vector"])
 
     return apply
 
 
-# --------------------------------------------------------------------------- output
-def to_collection(source: Any, path: str | Path, *, metric: str = "cosine", batch_size: int = 100_000,
-                  exist_ok: bool = False) -> Any:
-    """Load Spark FastRP output (a DataFrame, or the Parquet it was written to) into a vecbox Collection.
-
-    A DataFrame is brought to the driver as Arrow (``toArrow``), so it must fit in driver
-    memory; a Parquet path is streamed batch by batch. Ids become ``str(id)``; each batch is
-    one atomic commit. Returns the open collection.
-    """
-    from vecbox.collection import Collection
-
-    if hasattr(source, "sparkSession"):
-        batches = source.select("id", "vector").toArrow().to_batches(max_chunksize=batch_size)
-    else:
-        try:
-            import pyarrow.dataset as ds
-        except ImportError:
-            raise MissingDependencyError("reading Parquet needs pyarrow; run: pip install 'vecbox[io]'") from None
-        batches = ds.dataset(str(source), format="parquet").to_batches(columns=["id", "vector"],
-                                                                        batch_size=batch_size)
-    col = None
-    for batch in batches:
-        if batch.num_rows == 0:
-            continue
-        vec = batch.column(1)
-        flat = vec.flatten().to_numpy(zero_copy_only=False).astype(np.float32)
-        x = flat.reshape(batch.num_rows, flat.size // batch.num_rows)
-        if col is None:
-            col = Collection.create(path, dim=int(x.shape[1]), metric=metric, exist_ok=exist_ok)
-        col.add([str(v) for v in batch.column(0).to_pylist()], x)
-    if col is None:
-        raise InvalidInputError("the embeddings are empty; nothing to store")
-    return col
-
-
-__all__ = ["fastrp", "read_edges", "local_session", "to_collection", "DEFAULT_WEIGHTS", "DEFAULT_BETA"]
+__all__ = ["fastrp", "read_edges", "local_session", "DEFAULT_WEIGHTS", "DEFAULT_BETA"]
