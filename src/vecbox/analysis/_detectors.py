@@ -540,17 +540,3 @@ def make_detector(method: str, **params: Any) -> BaseDetector:
         )
     return cls(**params)
 
-
-__all__ = [
-    "BaseDetector",
-    "KNNDetector",
-    "LOFDetector",
-    "IForestDetector",
-    "PCADetector",
-    "ECODDetector",
-    "OCSVMDetector",
-    "KDEDetector",
-    "DETECTORS",
-    "TEXT_ADBENCH_PARAMS",
-    "make_detector",
-]

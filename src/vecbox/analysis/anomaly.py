@@ -138,6 +138,7 @@ def plot_anomalies(x: Any, scores: np.ndarray, path: Any, *, labels: Any = None,
     return plot_anomaly_overview(vectors(x, "x"), np.asarray(scores, dtype=np.float64), path, labels=labels,
                                  method=method)
 
+
 __all__ = [
     "BaseDetector",
     "KNNDetector",

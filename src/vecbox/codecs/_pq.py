@@ -34,8 +34,7 @@ from typing import Any, ClassVar
 import numpy as np
 
 from vecbox.codecs._base import Quantizer
-from vecbox.codecs._scan import block_rows, faiss_search, topk_blocks
-from vecbox.errors import MissingDependencyError
+from vecbox.codecs._scan import block_rows, faiss_module, faiss_search, topk_blocks
 
 NBITS = 8
 _REDO = 3
@@ -46,13 +45,7 @@ _GOOD_FIT_ROWS = 39 * KSUB
 
 
 def _faiss() -> Any:
-    try:
-        import faiss
-    except ImportError:
-        raise MissingDependencyError(
-            "the 'pq' codec needs FAISS; run: pip install 'vecbox[codecs]' (it brings faiss-cpu)"
-        ) from None
-    return faiss
+    return faiss_module("the 'pq' codec")
 
 
 class PQ(Quantizer):

@@ -7,24 +7,34 @@ negative squared distances for ``l2``. FAISS is used only when importable (the
 
 from __future__ import annotations
 
+import importlib
 from collections.abc import Callable
 from typing import Any
 
 import numpy as np
 
+from vecbox._optional import require
+
 _BLOCK_BYTES = 1 << 21  # decoded float32 rows per block: ~2 MiB, stays in L2/L3 cache
 _USE_FAISS = True  # tests flip this to compare the numpy twin with the FAISS path
 
 
-def faiss_module() -> Any | None:
-    """The ``faiss`` module if installed and allowed, else ``None``."""
+def faiss_module(purpose: str | None = None) -> Any | None:
+    """The ``faiss`` module: the one FAISS loader of the codecs.
+
+    With ``purpose`` FAISS is required (e.g. ``"the 'pq' codec"``): a missing FAISS raises
+    :class:`~vecbox.errors.MissingDependencyError` naming the pip command. Without it FAISS
+    is an accelerator: ``None`` when it is not installed or the tests turned it off
+    (``_USE_FAISS``), and the caller runs its numpy twin.
+    """
+    if purpose is not None:
+        return require("faiss", "codecs", purpose)
     if not _USE_FAISS:
         return None
     try:
-        import faiss
+        return importlib.import_module("faiss")
     except ImportError:
         return None
-    return faiss
 
 
 def block_rows(width: int, m: int = 1) -> int:
