@@ -120,7 +120,8 @@ def _one_thread_training() -> Any:
 
 
 def vecbox_method(spec: str, x: np.ndarray) -> dict[str, Any]:
-    from vecbox.codecs import make_codec, two_stage_search
+    from vecbox.codecs import make_codec
+    from vecbox.index.codescan import two_stage_search
 
     codec = make_codec(spec, x.shape[1], seed=SEED)
     with _one_thread_training():
@@ -228,7 +229,8 @@ def seed_mean_recall(spec: str, x: np.ndarray, q: np.ndarray, truth: np.ndarray)
     One seed's rotation moves int4 recall on real data by about as much as rotating
     at all does, so "never loses" is judged on the average over seeds.
     """
-    from vecbox.codecs import make_codec, two_stage_search
+    from vecbox.codecs import make_codec
+    from vecbox.index.codescan import two_stage_search
 
     out = np.zeros(len(q))
     for seed in ROT_SEEDS:

@@ -10,7 +10,8 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 import vecbox.codecs._scan as scan
-from vecbox.codecs import TOKENS, CodecSpec, Stage, load_codec, make_codec, parse_spec, two_stage_search
+from vecbox.codecs import TOKENS, CodecSpec, Stage, load_codec, make_codec, parse_spec
+from vecbox.index.codescan import two_stage_search
 from vecbox.codecs._transforms import hadamard
 from vecbox.errors import (
     CollectionExistsError,

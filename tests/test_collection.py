@@ -56,7 +56,7 @@ def test_search_matches_brute_force(col_path, rng, metric):
         np.testing.assert_allclose([h.score for h in hs], ref_s[row], rtol=1e-4, atol=1e-4)
     one = col.search(q[0], k=10)  # gemv vs gemm may differ in the last bit
     assert [h.id for h in one] == [h.id for h in hits[0]]
-    assert [h.score for h in one] == pytest.approx([h.score for h in hits[0]], abs=1e-6)
+    assert [h.score for h in one] == pytest.approx([h.score for h in hits[0]], rel=1e-6, abs=1e-6)  # ~1 ulp
 
 
 def test_search_returns_metadata_and_documents(col_path, rng):

@@ -236,7 +236,7 @@ def test_sigkill_during_multivector_writes_keeps_tokens_and_rows_together(tmp_pa
         present = _batches(Collection.open(path))
         assert present and all(c == 200 for c in present.values())
     # every stored item's tokens read back bit for bit
-    from vecbox.storage import tokens as tok
+    from vecbox.storage import catalog
     from vecbox.storage.tokens import TokenFiles
 
     col = Collection.open(path)
@@ -244,7 +244,7 @@ def test_sigkill_during_multivector_writes_keeps_tokens_and_rows_together(tmp_pa
     for b in sorted(present)[:3]:
         r = np.random.default_rng(b)
         sets = [r.standard_normal((int(r.integers(1, 9)), 16)).astype(np.float32) for _ in range(200)]
-        where = tok.locate(col._conn, [f"{b}-{i}" for i in range(200)])
+        where = catalog.locate_tokens(col._conn, [f"{b}-{i}" for i in range(200)])
         for i in (0, 57, 199):
             np.testing.assert_array_equal(token_files.get(*where[f"{b}-{i}"]), sets[i])
     assert len(col.search_multi(sets[:2], 3, candidates=20)[0]) == 3

@@ -196,7 +196,9 @@ def test_deletes_upserts_and_reopen(tmp_path, data):
     assert col2.search(q[0], K, explain=True).plan.path == "exact"
 
 
-def test_corrupt_index_is_a_clear_error_and_data_is_safe(tmp_path, data):
+def test_a_damaged_index_never_breaks_search_and_says_so(tmp_path, data):
+    """A damaged index is detected on load: searches run exactly (same hits as exact=True), the plan and
+    one warning say why and what to do, index_info() reports it, and build_index() replaces it."""
     x, ids, _, q = data
     path = tmp_path / "c"
     col = Collection.create(path, dim=D)
@@ -205,11 +207,19 @@ def test_corrupt_index_is_a_clear_error_and_data_is_safe(tmp_path, data):
     (idx_dir,) = (path / "indexes").iterdir()
     (idx_dir / "index.faiss").write_bytes(b"garbage")
     col2 = Collection.open(path)
-    with pytest.raises(CorruptCollectionError, match="build_index"):
-        col2.search(q[0], K)
-    assert len(col2.search(q[0], K, exact=True)) == K  # the vectors are untouched
+    with pytest.warns(RuntimeWarning, match="build_index"):
+        res = col2.search(q[0], K, explain=True)
+    assert res.plan.path == "exact" and "damaged" in res.plan.reason and "build_index" in res.plan.reason
+    exact = col2.search(q[0], K, exact=True)
+    assert [h.id for h in res.hits] == [h.id for h in exact] and len(exact) == K  # the vectors are untouched
+    assert [h.id for h in col2.search(q[0], K, include_metadata=False)] == [h.id for h in exact]
+    assert [[h.id for h in r] for r in col2.search_batch(q[:5], K)] == \
+        [[h.id for h in r] for r in col2.search_batch(q[:5], K, exact=True)]
+    info = col2.index_info()
+    assert info["kind"] == "hnsw" and "build_index" in info["damaged"]
     col2.build_index("hnsw", M=8)
     assert col2.search(q[0], K, explain=True).plan.path == "hnsw"
+    assert "damaged" not in col2.index_info()
 
 
 def test_bad_index_parameters(tmp_path):
@@ -284,7 +294,7 @@ def test_funnel_errors(tmp_path):
 # ----------------------------------------------------------------------------- estimates, CLI
 def test_sampled_estimate_for_filters_sqlite_must_answer(tmp_path, data, monkeypatch):
     """Array-valued fields are answered by SQLite; on big collections the match count is first estimated."""
-    import vecbox.searcher as searcher_mod
+    import vecbox.query.selection as selection_mod
 
     x, ids, _, q = data
     n = 6000
@@ -294,7 +304,7 @@ def test_sampled_estimate_for_filters_sqlite_must_answer(tmp_path, data, monkeyp
     col = Collection.create(tmp_path / "c", dim=D)
     col.add(ids[:n], x[:n], [{"tags": t} for t in tags])
     col.build_index("hnsw", M=16)
-    monkeypatch.setattr(searcher_mod, "_SAMPLE_ABOVE", 1000)  # what 200k rows would trigger
+    monkeypatch.setattr(selection_mod, "SAMPLE_ABOVE", 1000)  # what 200k rows would trigger
     for tag in ("common", "rare"):
         allow = np.array([tag in t for t in tags])
         res = col.search_batch(q[:30], K, where={"tags": tag}, include_metadata=False, explain=True)

@@ -1,4 +1,4 @@
-"""The unfiltered id-only hot path (``Collection._plain_search``) answers exactly as the general path.
+"""The id-only fast path (:mod:`vecbox.query.fastpath`) answers exactly as the general path.
 
 The general path is forced with ``explain=True`` (same planner, same index, same
 effort); the reference for what must never be returned is exact search.
@@ -38,15 +38,15 @@ def _general(col: Collection, q: np.ndarray, k: int, **kw) -> list:
 
 
 def _count_general_runs(col: Collection) -> list[int]:
-    """Count the calls that take the general path (``Searcher.run``) from now on."""
+    """Count the calls that take the general path (``Executor.run``) from now on."""
     calls = [0]
-    run = col._searcher.run
+    run = col._executor.run
 
     def counted(*a, **kw):
         calls[0] += 1
         return run(*a, **kw)
 
-    col._searcher.run = counted
+    col._executor.run = counted
     return calls
 
 
@@ -146,8 +146,8 @@ def test_handles_on_one_path_share_the_shm_descriptor_until_the_last_closes(tmp_
     path = tmp_path / "c"
     a = _built(path, x)
     b = Collection.open(path)
-    key = a._watch._key
-    assert key is not None and b._watch._key == key
+    key = a._reader._watch._key
+    assert key is not None and b._reader._watch._key == key
     assert catalog._SHM_OPEN[key][2] == 2
     a.close()
     assert catalog._SHM_OPEN[key][2] == 1
@@ -288,7 +288,7 @@ def test_a_filter_planned_as_a_scan_is_retried_after_a_commit(tmp_path):
     where = {"f": True}
     assert col.search(q[0], 5, where=where, include_metadata=False, explain=True).plan.path == "exact"
     col.search(q[0], 5, where=where, include_metadata=False)
-    assert col._searcher.plain_skipped(col._searcher.filter_key(where), 5, None, 1)
+    assert col._fast._skipped(col._live, col._executor.selection.parse(where).key, 5, None, 1)
     runs = _count_general_runs(col)
     hits = col.search(q[1], 5, where=where, include_metadata=False)
     assert runs[0] == 1 and all(int(h.id[1:]) < 50 for h in hits)
@@ -311,7 +311,7 @@ def test_c_walk_makes_real_hits_and_leaks_no_references(indexed):
     hits = col.search(q[0], 10, include_metadata=False)
     assert all(type(h) is Hit and h.metadata is None and h.document is None for h in hits)
     assert hits[0] == Hit(hits[0].id, hits[0].score) and hits[0]._replace(score=1.0).score == 1.0
-    some_id = col._searcher._plain_id_list[int(hits[0].id[1:])]
+    some_id = col._fast._plain_id_list[int(hits[0].id[1:])]
     before = sys.getrefcount(some_id)
     for _ in range(300):
         col.search(q[0], 10, include_metadata=False)
@@ -328,7 +328,7 @@ def test_c_batch_makes_untracked_hits_and_leaks_no_references(indexed):
     col, _, q = indexed
     batch = col.search_batch(q, 10, include_metadata=False)
     assert all(type(h) is Hit and not gc.is_tracked(h) for hits in batch for h in hits)
-    some_id = col._searcher._plain_id_list[int(batch[0][0].id[1:])]
+    some_id = col._fast._plain_id_list[int(batch[0][0].id[1:])]
     before = sys.getrefcount(some_id)
     for _ in range(50):
         col.search_batch(q, 10, include_metadata=False)

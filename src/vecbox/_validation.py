@@ -18,6 +18,56 @@ from vecbox.errors import DimensionMismatchError, DuplicateIdError, InvalidInput
 METRICS = ("cosine", "dot", "l2")
 
 
+def normalise_rows(x: np.ndarray, name: str = "vectors") -> np.ndarray:
+    """Unit-length float32 rows for cosine similarity.
+
+    Norms are taken in float32 (as every other float32 tool does) except for rows whose squared
+    norm leaves float32's range - huge (3e38) or tiny (1e-30) rows - which are normalised in
+    float64 instead of turning into zeros or being called "all zeros".
+
+    >>> normalise_rows(np.array([[3e38, 0.0], [1e-30, 1e-30]], np.float32)).astype(float).round(4).tolist()
+    [[1.0, 0.0], [0.7071, 0.7071]]
+    """
+    with np.errstate(over="ignore", under="ignore"):
+        norms = np.sqrt(np.einsum("ij,ij->i", x, x))[:, None]
+    bad = ~((norms > 1e-18) & (norms < 1e18)).ravel()  # squares under/overflowed, or a zero row
+    if bad.any():
+        x64 = x[bad].astype(np.float64)
+        n64 = np.sqrt(np.einsum("ij,ij->i", x64, x64))[:, None]
+        if np.any(n64 == 0):
+            row = int(np.flatnonzero(bad)[np.flatnonzero(n64.ravel() == 0)[0]])
+            raise InvalidInputError(
+                f"{name} row {row} is all zeros; cosine similarity is undefined for it - drop it or use "
+                "metric='dot'/'l2'"
+            )
+        norms[bad] = 1.0
+        out = np.ascontiguousarray(x / norms, dtype=np.float32)
+        out[bad] = (x64 / n64).astype(np.float32)
+        return out
+    return np.ascontiguousarray(x / norms, dtype=np.float32)
+
+
+MAX_NORM = 1e19  # dot products and squared norms of vectors up to this norm stay inside float32
+
+
+def check_magnitude(x: np.ndarray, name: str = "vectors") -> np.ndarray:
+    """Return ``x`` if every row's norm is below :data:`MAX_NORM`, else raise: larger rows overflow float32 scores.
+
+    >>> check_magnitude(np.ones((2, 3), np.float32)).shape
+    (2, 3)
+    """
+    if x.size and float(np.abs(x).max()) * math.sqrt(x.shape[1]) >= MAX_NORM:  # cheap bound first
+        x64 = x.astype(np.float64)
+        norms = np.sqrt(np.einsum("ij,ij->i", x64, x64))
+        if norms.max() >= MAX_NORM:
+            row = int(np.argmax(norms >= MAX_NORM))
+            raise InvalidInputError(
+                f"{name} row {row} has norm {norms[row]:.3g}, too large for float32 arithmetic (its scores would "
+                f"overflow); scale the vectors down to norms below {MAX_NORM:.0e}"
+            )
+    return x
+
+
 def as_matrix(x: Any, d: int | None = None, name: str = "x", allow_1d: bool = False) -> np.ndarray:
     """Return ``x`` as a finite, C-contiguous float32 array of shape ``(n, d)``.
 

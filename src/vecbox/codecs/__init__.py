@@ -35,10 +35,8 @@ arrays; ``str()`` canonical; ``output_dim`` / ``bytes_per_vector`` from the tree
 """
 
 from vecbox.codecs._codec import Codec, codec_from_state, load_codec, make_codec
-from vecbox.codecs._search import two_stage_search
 from vecbox.codecs._spec import TOKENS, CodecSpec, Stage, parse_spec
 
 __all__ = [
     "Codec", "CodecSpec", "Stage", "TOKENS", "codec_from_state", "load_codec", "make_codec", "parse_spec",
-    "two_stage_search",
 ]

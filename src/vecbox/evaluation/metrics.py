@@ -38,6 +38,7 @@ from __future__ import annotations
 import heapq
 import math
 from collections.abc import Iterable, Mapping
+from typing import Any
 
 import numpy as np
 
@@ -374,7 +375,40 @@ def mrr_at_k(run: Run, qrels: Qrels, k: int, *, ignore_identical_ids: bool = Tru
     return _single("mrr", run, qrels, k, ignore_identical_ids)
 
 
+# ------------------------------------------------------------------ k-NN recall
+
+
+def knn_recall(found: Any, truth: Any, k: int | None = None, *, per_query: bool = False) -> "float | np.ndarray":
+    """Recall of approximate nearest neighbours against the exact ones: ``|found ∩ truth| / |truth|``.
+
+    ``found`` and ``truth`` are per-query sequences of ids (rows of an integer array, or
+    lists of any hashable ids). Negative integers are padding (no hit) and never count;
+    ``k`` cuts both lists first. A query with an empty truth scores 1. Returns the mean,
+    or the per-query values with ``per_query=True``.
+
+    This is the one recall@k of the library: ANN calibration, codec reports, tests and
+    benchmarks all use it.
+
+    >>> knn_recall(np.array([[1, 2, 3], [4, 5, -1]]), np.array([[1, 2, 9], [4, 5, 6]]))
+    0.6666666666666666
+    >>> knn_recall([["a", "b"]], [["b", "c"]], per_query=True).tolist()
+    [0.5]
+    """
+    if len(found) != len(truth):
+        raise InvalidInputError(f"knn_recall: {len(found)} result rows for {len(truth)} queries")
+    out = np.empty(len(truth))
+    for i, (f, t) in enumerate(zip(found, truth)):
+        f = f.tolist() if isinstance(f, np.ndarray) else list(f)
+        t = t.tolist() if isinstance(t, np.ndarray) else list(t)
+        if k is not None:
+            f, t = f[:k], t[:k]
+        ts = {x for x in t if not (isinstance(x, int) and x < 0)}
+        out[i] = 1.0 if not ts else len(ts.intersection(f)) / len(ts)
+    return out if per_query else float(out.mean()) if len(out) else 1.0
+
+
 __all__ = [
+    "knn_recall",
     "DEFAULT_KS",
     "METRIC_NAMES",
     "evaluate",

@@ -29,7 +29,6 @@ from __future__ import annotations
 import json
 import math
 import os
-import uuid
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -37,7 +36,8 @@ from typing import Any
 import numpy as np
 
 from vecbox._fs import fsync_dir
-from vecbox.errors import CorruptCollectionError, InvalidInputError, MissingDependencyError
+from vecbox._optional import require
+from vecbox.errors import CorruptCollectionError, InvalidInputError
 
 INDEX_KINDS = ("hnsw", "ivf")
 STORAGES = ("flat", "sq8")
@@ -58,13 +58,7 @@ _WALK: Any = None  # vecbox.index._walk once imported; False when the extension 
 def _faiss() -> Any:
     global _FAISS
     if _FAISS is None:
-        try:
-            import faiss
-        except ImportError:  # pragma: no cover - faiss-cpu is a dependency of the [peers]/[codecs] extras
-            raise MissingDependencyError(
-                "ANN indexes need FAISS: pip install 'vecbox[codecs]' (or faiss-cpu)"
-            ) from None
-        _FAISS = faiss
+        _FAISS = require("faiss", "codecs", "ANN indexes")
     return _FAISS
 
 
@@ -151,6 +145,11 @@ class AnnIndex:
     @property
     def n(self) -> int:
         return len(self.rids)
+
+    @property
+    def kind(self) -> str:
+        """``"hnsw"`` or ``"ivf"``."""
+        return self.params.kind
 
     @property
     def max_rid(self) -> int:
@@ -406,6 +405,3 @@ def walk_codes(x: np.ndarray, inner_product: bool) -> tuple[np.ndarray, np.ndarr
     offset = trained[:d] + scale / 2
     return codes, scale, offset, None if inner_product else np.einsum("ij,ij->i", x, x)
 
-
-def new_index_dirname(kind: str) -> str:
-    return f"{kind}-{uuid.uuid4().hex}"

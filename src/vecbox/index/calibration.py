@@ -20,7 +20,8 @@ from typing import Any
 
 import numpy as np
 
-from vecbox.index.ann import AnnIndex
+from vecbox.evaluation.metrics import knn_recall
+from vecbox.index.ann import AnnIndex, IndexParams
 from vecbox.index.flat import exact_topk
 
 EF_GRID = (16, 24, 32, 48, 64, 96, 128, 192, 256, 384, 512, 768, 1024)
@@ -60,7 +61,7 @@ def calibration_queries(x: np.ndarray, metric: str, n_queries: int, rng: np.rand
 
 
 def _recall(truth: np.ndarray, labels: np.ndarray, k: int) -> np.ndarray:
-    return np.array([len(np.intersect1d(a, b)) / k for a, b in zip(truth, labels)])
+    return knn_recall(labels, truth, k, per_query=True)
 
 
 def calibrate(index: AnnIndex, x: np.ndarray, metric: str, target: float, *, k: int = 10,
@@ -72,7 +73,7 @@ def calibrate(index: AnnIndex, x: np.ndarray, metric: str, target: float, *, k: 
     average.
 
     >>> x = np.random.default_rng(0).standard_normal((3000, 16)).astype(np.float32)
-    >>> from vecbox.index.ann import IndexParams
+    >>> from vecbox.index.ann import AnnIndex, IndexParams
     >>> idx = AnnIndex.build(x, np.arange(1, 3001), "l2", IndexParams("hnsw", M=16))
     >>> effort, recall = calibrate(idx, x, "l2", 0.9)
     >>> recall >= 0.9
@@ -117,7 +118,7 @@ def calibrate_walks(index: AnnIndex, x: np.ndarray, metric: str, *, k: int = 10,
     ``ef_ratio``, ``time_ratio`` (``NEVER`` when the two-hop walk reaches none of the
     recalls).
 
-    >>> from vecbox.index.ann import IndexParams
+    >>> from vecbox.index.ann import AnnIndex, IndexParams
     >>> calibrate_walks(AnnIndex.build(np.eye(4, dtype=np.float32), np.arange(1, 5), "l2",
     ...                                IndexParams("hnsw")), np.eye(4, dtype=np.float32), "l2") is None
     True
@@ -172,3 +173,30 @@ def _crossing(curve: list[tuple[int, float, float]], target: float) -> tuple[flo
             w = (target - rec0) / (rec - rec0)
             return ef0 + w * (ef - ef0), sec0 + w * (sec - sec0)
     return None
+
+
+def build_calibrated(x: np.ndarray, rids: np.ndarray, metric: str, params: IndexParams, *, seed: int = 0,
+                     version: int = 0) -> AnnIndex:
+    """Build an index over ``x`` and calibrate it on its own rows (what ``Collection.build_index`` runs).
+
+    With ``params.target_recall`` set, :func:`calibrate` chooses the default effort (and
+    ``calibrated_recall`` records what it reached); :func:`calibrate_walks` measures the
+    filtered walks (``None`` where they need no measuring).
+
+    >>> x = np.random.default_rng(0).standard_normal((2000, 16)).astype(np.float32)
+    >>> idx = build_calibrated(x, np.arange(1, 2001), "l2", IndexParams("hnsw", M=16, target_recall=0.9).check())
+    >>> idx.calibrated_recall >= 0.9
+    True
+    """
+    ann = AnnIndex.build(x, rids, metric, params, seed=seed, version=version)
+    sq = None  # the rows' squared norms, an n x d pass: made once when both calibrations run
+    if params.target_recall is not None:
+        sq = np.einsum("ij,ij->i", x, x)
+        effort, recall = calibrate(ann, x, metric, params.target_recall, seed=seed, sq_norms=sq)
+        if params.kind == "hnsw":
+            params.ef_search = effort
+        else:
+            params.nprobe = effort
+        ann.calibrated_recall = recall
+    ann.walk_calibration = calibrate_walks(ann, x, metric, seed=seed, sq_norms=sq)
+    return ann

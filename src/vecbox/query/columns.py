@@ -43,7 +43,6 @@ fields need no special case (they are present and equal no scalar, like
 from __future__ import annotations
 
 import itertools
-import numbers
 import operator
 import sqlite3
 from collections import defaultdict
@@ -52,7 +51,7 @@ from typing import Any
 
 import numpy as np
 
-from vecbox.query.filters import _json_path, compile_filter
+from vecbox.query.filters import Filter
 
 __all__ = ["MetadataColumns"]
 
@@ -195,7 +194,7 @@ class MetadataColumns:
         self._columns.clear()
 
     def mask(
-        self, conn: sqlite3.Connection, where: Mapping[str, Any] | None, rids: np.ndarray, epoch: int
+        self, conn: sqlite3.Connection, where: "Filter | Mapping[str, Any] | None", rids: np.ndarray, epoch: int
     ) -> np.ndarray | None:
         """Boolean mask (len(rids),) of rows matching `where`, or None when this filter cannot be
         evaluated from columns (the caller then falls back to SQL). `rids` are ALL rows the caller holds,
@@ -206,9 +205,9 @@ class MetadataColumns:
         ----------
         conn : sqlite3.Connection
             Connection to the catalog holding the ``rows`` table.
-        where : Mapping or None
-            A filter in the language of :mod:`vecbox.query.filters`; ``None``
-            and ``{}`` match every row.
+        where : Filter, Mapping or None
+            A parsed :class:`~vecbox.query.filters.Filter`, or a filter in the language of
+            :mod:`vecbox.query.filters` (parsed here); ``None`` and ``{}`` match every row.
         rids : numpy.ndarray
             Integer row ids, strictly ascending.
         epoch : int
@@ -225,9 +224,9 @@ class MetadataColumns:
         FilterError
             If the filter is malformed.
         """
-        compile_filter(where)  # validates; raises FilterError
+        flt = where if isinstance(where, Filter) else Filter.parse(where)  # validates; raises FilterError
         rids = np.asarray(rids)
-        if not where:
+        if flt.empty:
             return np.ones(len(rids), dtype=bool)
         if epoch != self._epoch:
             self.clear()
@@ -238,9 +237,10 @@ class MetadataColumns:
         r = len(rids)
         if r > 1 and not np.all(rids[1:] > rids[:-1]):
             return None
+        plan, paths = flt.mask_plan, flt.paths
+        if plan is None:
+            return None
         try:
-            plan = _plan(where)
-            paths = _paths(plan)
             if r == 0:
                 return np.zeros(0, dtype=bool)
             m = min(r, self._n)
@@ -349,69 +349,6 @@ def _read(
     packed = cat(packed_parts, np.int64)
     kind_arrays = [(packed & 15).astype(np.int8)] + [cat(p, np.int8) for p in kind_parts[1:]]
     return (packed >> 4) + lower, kind_arrays, [cat(p, object) for p in value_parts]
-
-
-# ---------------------------------------------------------------------- plans
-# A plan is the filter with paths resolved and values normalised:
-#   ("and", [plans]) | ("or", [plans]) | ("not", plan) | ("op", path, op, arg)
-
-
-def _plan(where: Mapping[str, Any]) -> tuple[Any, ...]:
-    parts: list[tuple[Any, ...]] = []
-    for key, cond in where.items():
-        if key in ("$and", "$or"):
-            parts.append((key[1:], [_plan(w) for w in cond]))
-        elif key == "$not":
-            parts.append(("not", _plan(cond)))
-        else:
-            path = _json_path(key, "where")
-            ops = cond if isinstance(cond, Mapping) else {"$eq": cond}
-            for op, arg in ops.items():
-                if op in ("$in", "$nin"):
-                    value: Any = [_value(v) for v in arg]
-                    if any(isinstance(v, str) and "\x00" in v for v in value):
-                        # SQL passes the list as JSON, and SQLite cuts JSON strings at U+0000
-                        raise _Fallback("a NUL character in an $in / $nin string")
-                elif op == "$exists":
-                    value = bool(arg)
-                else:
-                    value = _value(arg)
-                parts.append(("op", path, op, value))
-    return ("and", parts)
-
-
-def _value(v: Any) -> str | bool | float:
-    """A filter scalar as compared by SQL: str, bool, or a float that equals it exactly."""
-    if isinstance(v, bool):
-        return v
-    if isinstance(v, str):
-        try:
-            v.encode("utf-8")
-        except UnicodeEncodeError:
-            raise _Fallback("a filter string that is not valid UTF-8") from None
-        return str.__str__(v)  # the characters SQLite is given, even for a str subclass
-    if isinstance(v, numbers.Integral):
-        f = float(int(v))
-        if int(f) != int(v):
-            raise _Fallback("an integer float64 cannot represent")
-        return f
-    return float(v)
-
-
-def _paths(plan: tuple[Any, ...]) -> list[str]:
-    out: dict[str, None] = {}
-
-    def walk(p: tuple[Any, ...]) -> None:
-        if p[0] == "op":
-            out[p[1]] = None
-        elif p[0] == "not":
-            walk(p[1])
-        else:
-            for q in p[1]:
-                walk(q)
-
-    walk(plan)
-    return list(out)
 
 
 # ------------------------------------------------------------------ evaluation

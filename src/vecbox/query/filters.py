@@ -48,7 +48,7 @@ from typing import Any
 
 from vecbox.errors import FilterError, InvalidInputError
 
-__all__ = ["FILTER_OPERATORS", "compile_filter"]
+__all__ = ["FILTER_OPERATORS", "Filter", "compile_filter", "filter_key"]
 
 _COMPARISONS = {"$eq": "=", "$ne": "=", "$gt": ">", "$gte": ">=", "$lt": "<", "$lte": "<="}
 _FIELD_OPERATORS = (*_COMPARISONS, "$in", "$nin", "$exists")
@@ -279,3 +279,138 @@ def _join(parts: list[str], glue: str) -> str:
 
 def _kind(value: Any) -> str:
     return type(value).__name__
+
+
+# ----------------------------------------------------------------------- parsed
+class Filter:
+    """A ``where`` filter parsed once: its SQL, its cache key and its plan for numpy masks.
+
+    Everything that needs the filter - the SQLite fallback, the mask cache, the column
+    evaluator (:mod:`vecbox.query.columns`) - reads it from here, so a search parses
+    and validates its filter exactly once (``Filter.parse`` raises :class:`FilterError`).
+
+    Attributes
+    ----------
+    where : Mapping or None
+        The filter as given.
+    sql, params :
+        The compiled SQLite condition (``"1"`` for no filter) and its parameters.
+    key : str or None
+        Canonical JSON of the filter (``None`` when it matches everything): the cache key.
+    mask_plan : tuple or None
+        The filter with paths resolved and values normalised for the columns, or ``None``
+        when the columns cannot answer it exactly (SQLite does).
+    paths : list of str
+        The JSON paths the filter reads.
+
+    Examples
+    --------
+    >>> f = Filter.parse({"year": {"$gte": 2020}})
+    >>> f.key, f.paths, f.empty
+    ('{"year": {"$gte": 2020}}', ['$."year"'], False)
+    >>> Filter.parse(None).empty, Filter.parse({}).sql
+    (True, '1')
+    """
+
+    __slots__ = ("where", "sql", "params", "key", "mask_plan", "paths")
+
+    def __init__(self, where: Mapping[str, Any] | None, sql: str, params: list[Any], key: str | None,
+                 mask_plan: tuple[Any, ...] | None, paths: list[str]) -> None:
+        self.where, self.sql, self.params, self.key = where, sql, params, key
+        self.mask_plan, self.paths = mask_plan, paths
+
+    @classmethod
+    def parse(cls, where: Mapping[str, Any] | None, key: str | None = None) -> "Filter":
+        """Validate and compile ``where`` (``key``: its canonical JSON when the caller has it already)."""
+        sql, params = compile_filter(where)  # raises FilterError on anything malformed
+        if not where:
+            return cls(where, sql, params, None, ("and", []), [])
+        try:
+            plan: tuple[Any, ...] | None = _mask_plan(where)
+            paths = _plan_paths(plan)
+        except _NoMaskPlan:
+            plan, paths = None, []
+        return cls(where, sql, params, key if key is not None else filter_key(where), plan, paths)
+
+    @property
+    def empty(self) -> bool:
+        """True when the filter matches every row (``None`` or ``{}``)."""
+        return self.key is None
+
+    @property
+    def where_sql(self) -> tuple[str, list[Any]]:
+        return self.sql, self.params
+
+    def __repr__(self) -> str:
+        return f"Filter({self.key or '{}'})"
+
+
+def filter_key(where: Mapping[str, Any]) -> str:
+    """Canonical JSON of a filter: equal filters, equal keys (what caches are keyed by)."""
+    return json.dumps(where, sort_keys=True, default=repr)
+
+
+class _NoMaskPlan(Exception):
+    """The filter cannot be answered exactly from metadata columns: SQLite answers it."""
+
+
+# A plan is the filter with paths resolved and values normalised:
+#   ("and", [plans]) | ("or", [plans]) | ("not", plan) | ("op", path, op, arg)
+
+
+def _mask_plan(where: Mapping[str, Any]) -> tuple[Any, ...]:
+    parts: list[tuple[Any, ...]] = []
+    for key, cond in where.items():
+        if key in ("$and", "$or"):
+            parts.append((key[1:], [_mask_plan(w) for w in cond]))
+        elif key == "$not":
+            parts.append(("not", _mask_plan(cond)))
+        else:
+            path = _json_path(key, "where")
+            ops = cond if isinstance(cond, Mapping) else {"$eq": cond}
+            for op, arg in ops.items():
+                if op in ("$in", "$nin"):
+                    value: Any = [_value(v) for v in arg]
+                    if any(isinstance(v, str) and "\x00" in v for v in value):
+                        # SQL passes the list as JSON, and SQLite cuts JSON strings at U+0000
+                        raise _NoMaskPlan("a NUL character in an $in / $nin string")
+                elif op == "$exists":
+                    value = bool(arg)
+                else:
+                    value = _value(arg)
+                parts.append(("op", path, op, value))
+    return ("and", parts)
+
+
+def _value(v: Any) -> str | bool | float:
+    """A filter scalar as compared by SQL: str, bool, or a float that equals it exactly."""
+    if isinstance(v, bool):
+        return v
+    if isinstance(v, str):
+        try:
+            v.encode("utf-8")
+        except UnicodeEncodeError:
+            raise _NoMaskPlan("a filter string that is not valid UTF-8") from None
+        return str.__str__(v)  # the characters SQLite is given, even for a str subclass
+    if isinstance(v, numbers.Integral):
+        f = float(int(v))
+        if int(f) != int(v):
+            raise _NoMaskPlan("an integer float64 cannot represent")
+        return f
+    return float(v)
+
+
+def _plan_paths(plan: tuple[Any, ...]) -> list[str]:
+    out: dict[str, None] = {}
+
+    def walk(p: tuple[Any, ...]) -> None:
+        if p[0] == "op":
+            out[p[1]] = None
+        elif p[0] == "not":
+            walk(p[1])
+        else:
+            for q in p[1]:
+                walk(q)
+
+    walk(plan)
+    return list(out)

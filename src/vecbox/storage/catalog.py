@@ -8,6 +8,7 @@ only compaction rewrites rows.
 
 from __future__ import annotations
 
+import itertools
 import json
 import mmap
 import os
@@ -289,3 +290,147 @@ def bump_epoch(conn: sqlite3.Connection) -> int:
     new = epoch(conn) + 1
     set_config(conn, "epoch", new)
     return new
+
+
+# ------------------------------------------------------------------ statements over rows and segments
+# Every other module asks these functions; none writes SQL over rows or segments itself
+# (filters compile to a fragment, ``where_sql``, that is pasted only here).
+
+def _json(values: Sequence[Any]) -> str:
+    return json.dumps(list(values))
+
+
+def insert_segment(conn: sqlite3.Connection, file: str, n: int, version: int) -> int:
+    """Record a new segment file (inside the caller's write transaction); return its ``seg_id``."""
+    return int(conn.execute("INSERT INTO segments(file, n, version) VALUES (?, ?, ?)", (file, n, version)).lastrowid)
+
+
+def tombstone(conn: sqlite3.Connection, rids: Sequence[int], version: int) -> None:
+    """Mark live rows deleted by ``version`` (delete, or replaced by an upsert)."""
+    conn.execute("UPDATE rows SET deleted = ? WHERE deleted IS NULL AND rid IN (SELECT value FROM json_each(?))",
+                 (version, _json(rids)))
+
+
+def matching_rids(conn: sqlite3.Connection, where_sql: tuple[str, list[Any]] | None = None,
+                  among: Sequence[int] | None = None) -> list[int]:
+    """Rids of live rows matching a compiled filter (``None``: every live row), optionally only ``among`` these."""
+    sql, params = where_sql or ("1", [])
+    if among is None:
+        cur = conn.execute(f"SELECT rid FROM rows WHERE deleted IS NULL AND ({sql})", params)
+    else:
+        cur = conn.execute(f"SELECT rid FROM rows WHERE deleted IS NULL AND rid IN (SELECT value FROM json_each(?)) "
+                           f"AND ({sql})", [_json(among), *params])
+    return [r for (r,) in cur]
+
+
+def count_matching(conn: sqlite3.Connection, where_sql: tuple[str, list[Any]] | None = None,
+                   among: Sequence[int] | None = None) -> int:
+    """How many rows match: live rows (``among=None``), or the rows ``among`` (live or not: a sample)."""
+    sql, params = where_sql or ("1", [])
+    if among is None:
+        row = conn.execute(f"SELECT COUNT(*) FROM rows WHERE deleted IS NULL AND ({sql})", params).fetchone()
+    else:
+        row = conn.execute(f"SELECT COUNT(*) FROM rows WHERE rid IN (SELECT value FROM json_each(?)) AND ({sql})",
+                           [_json(among), *params]).fetchone()
+    return int(row[0])
+
+
+def matching_ids(conn: sqlite3.Connection, where_sql: tuple[str, list[Any]] | None = None) -> list[str]:
+    """External ids of live rows matching a compiled filter, in insertion order."""
+    sql, params = where_sql or ("1", [])
+    return [i for (i,) in conn.execute(f"SELECT id FROM rows WHERE deleted IS NULL AND ({sql}) ORDER BY rid", params)]
+
+
+def fetch_rows(conn: sqlite3.Connection, rids: Sequence[int],
+               with_payload: bool = True) -> dict[int, tuple[str, Any, Any]]:
+    """``rid -> (id, metadata, document)`` of the given rows (metadata parsed from JSON)."""
+    if not len(rids):
+        return {}
+    cols = "rid, id, metadata, document" if with_payload else "rid, id, NULL, NULL"
+    cur = conn.execute(f"SELECT {cols} FROM rows WHERE rid IN (SELECT value FROM json_each(?))", (_json(rids),))
+    return {rid: (i, json.loads(m) if m is not None else None, doc) for rid, i, m, doc in cur}
+
+
+def counts(conn: sqlite3.Connection) -> dict[str, int]:
+    """Live rows, tombstones and segment files of the catalog."""
+    live, dead = conn.execute("SELECT COUNT(*) - COUNT(deleted), COUNT(deleted) FROM rows").fetchone()
+    return {"count": int(live), "tombstones": int(dead),
+            "segments": int(conn.execute("SELECT COUNT(*) FROM segments").fetchone()[0])}
+
+
+def rows_after(conn: sqlite3.Connection, rid: int) -> list[tuple[int, int, int]]:
+    """``(rid, seg_id, pos)`` of every row with a larger rid, ascending (a live view's refresh)."""
+    return conn.execute("SELECT rid, seg_id, pos FROM rows WHERE rid > ? ORDER BY rid", (rid,)).fetchall()
+
+
+def deleted_since(conn: sqlite3.Connection, version: int) -> list[tuple[int]]:
+    """Rids tombstoned by a version after ``version``."""
+    return conn.execute("SELECT rid FROM rows WHERE deleted IS NOT NULL AND deleted > ?", (version,)).fetchall()
+
+
+def ids_between(conn: sqlite3.Connection, lo: int, hi: int) -> list[str]:
+    """External ids of the rows ``lo <= rid <= hi``, in rid order."""
+    return [i for (i,) in conn.execute("SELECT id FROM rows WHERE rid >= ? AND rid <= ? ORDER BY rid", (lo, hi))]
+
+
+def drop_tombstones(conn: sqlite3.Connection) -> None:
+    """Delete tombstoned rows and their tokens for good (compaction, inside its write transaction)."""
+    conn.execute("DELETE FROM rows WHERE deleted IS NOT NULL")
+    if _has_tokens(conn):
+        conn.execute("DELETE FROM tokens WHERE rid NOT IN (SELECT rid FROM rows)")
+
+
+def move_rows(conn: sqlite3.Connection, seg_id: int | None, rids: Sequence[int]) -> None:
+    """Point ``rids`` at positions 0.. of segment ``seg_id`` and drop every other segment (``None``: all)."""
+    if seg_id is None:
+        conn.execute("DELETE FROM segments")
+        return
+    conn.executemany("UPDATE rows SET seg_id = ?, pos = ? WHERE rid = ?",
+                     zip(itertools.repeat(seg_id), range(len(rids)), rids))
+    conn.execute("DELETE FROM segments WHERE seg_id != ?", (seg_id,))
+
+
+# ------------------------------------------------------------------ the multi-vector field's tokens table
+TOKENS_DDL = ("CREATE TABLE IF NOT EXISTS tokens (rid INTEGER PRIMARY KEY, file TEXT NOT NULL, "
+              "start INTEGER NOT NULL, count INTEGER NOT NULL)")
+
+
+def _has_tokens(conn: sqlite3.Connection) -> bool:
+    return conn.execute("SELECT 1 FROM sqlite_master WHERE type = 'table' AND name = 'tokens'").fetchone() is not None
+
+
+def insert_tokens(conn: sqlite3.Connection, seg_id: int, file: str, offsets: Any) -> None:
+    """Record where the tokens of the rows just inserted from segment ``seg_id`` are (same transaction)."""
+    conn.execute(TOKENS_DDL)
+    rids = [r for (r,) in conn.execute("SELECT rid FROM rows WHERE seg_id = ? ORDER BY pos", (seg_id,))]
+    starts, ends = list(offsets[:-1]), list(offsets[1:])
+    conn.execute(
+        "INSERT INTO tokens(rid, file, start, count) SELECT json_extract(value, '$[0]'), ?, "
+        "json_extract(value, '$[1]'), json_extract(value, '$[2]') FROM json_each(?)",
+        (file, json.dumps([[r, int(s), int(e) - int(s)] for r, s, e in zip(rids, starts, ends)])),
+    )
+
+
+def token_files(conn: sqlite3.Connection) -> set[str]:
+    """Token files some row refers to (kept by garbage collection)."""
+    if not _has_tokens(conn):
+        return set()
+    return {f for (f,) in conn.execute("SELECT DISTINCT file FROM tokens")}
+
+
+def locate_tokens(conn: sqlite3.Connection, ids: Sequence[str]) -> dict[str, tuple[str, int, int]]:
+    """``id -> (file, start, count)`` of the tokens of live rows among ``ids``."""
+    if not len(ids) or not _has_tokens(conn):
+        return {}
+    cur = conn.execute(
+        "SELECT r.id, t.file, t.start, t.count FROM rows r JOIN tokens t ON t.rid = r.rid "
+        "WHERE r.deleted IS NULL AND r.id IN (SELECT value FROM json_each(?))", (_json(ids),))
+    return {i: (f, s, c) for i, f, s, c in cur}
+
+
+def referenced_files(conn: sqlite3.Connection) -> tuple[set[str], str | None, str | None]:
+    """What garbage collection must keep: segment and token files, the codec and the index directory."""
+    codec = config_value(conn, "codec")
+    index = config_value(conn, "index")
+    files = {f for f, _ in segment_files(conn).values()} | token_files(conn)
+    return files, codec.get("dir") if codec else None, index["dir"] if index else None

@@ -100,16 +100,10 @@ class LiveVectors:
         if version == self.version:
             return
         max_rid = int(self.rids[-1]) if self.n else 0
-        new = np.array(
-            conn.execute("SELECT rid, seg_id, pos FROM rows WHERE rid > ? ORDER BY rid", (max_rid,)).fetchall(),
-            dtype=np.int64,
-        ).reshape(-1, 3)
+        new = np.array(catalog.rows_after(conn, max_rid), dtype=np.int64).reshape(-1, 3)
         if len(new):
             self._append(conn, new)
-        dead = np.array(
-            conn.execute("SELECT rid FROM rows WHERE deleted IS NOT NULL AND deleted > ?", (self.version,)).fetchall(),
-            dtype=np.int64,
-        ).ravel()
+        dead = np.array(catalog.deleted_since(conn, self.version), dtype=np.int64).ravel()
         if len(dead):
             self._alive[self.positions(dead)] = False
             self._n_alive = None
@@ -135,8 +129,7 @@ class LiveVectors:
             else:
                 out[sel] = seg[pos]
         self._rids[self.n : self.n + m] = new[:, 0]
-        self._ids[self.n : self.n + m] = [i for (i,) in conn.execute(
-            "SELECT id FROM rows WHERE rid >= ? AND rid <= ? ORDER BY rid", (int(new[0, 0]), int(new[-1, 0])))]
+        self._ids[self.n : self.n + m] = catalog.ids_between(conn, int(new[0, 0]), int(new[-1, 0]))
         self._alive[self.n : self.n + m] = True
         self._n_alive = None
         self._seg[self.n : self.n + m] = new[:, 1]

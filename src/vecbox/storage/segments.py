@@ -124,3 +124,17 @@ def remove_unreferenced(root: Path, referenced: set[str], codec_dir: str | None 
                     shutil.rmtree(path, ignore_errors=True) if path.is_dir() else path.unlink(missing_ok=True)
                     removed += 1
     return removed
+
+
+def dir_size(path: Path) -> int:
+    """Bytes the files under ``path`` occupy on disk (allocated blocks, not apparent sizes: a 1-row
+    segment takes a whole block, which is what many small commits really cost)."""
+    total = 0
+    for p in path.rglob("*"):
+        try:
+            st = p.lstat()
+        except OSError:  # removed meanwhile
+            continue
+        if p.is_file():
+            total += st.st_blocks * 512 if hasattr(st, "st_blocks") else st.st_size
+    return total

@@ -1,5 +1,7 @@
 """Two-stage search over codes: scan the codes, then rescore a shortlist exactly.
 
+A candidate generator like :mod:`vecbox.index.flat`, over a codec's codes (:mod:`vecbox.codecs`).
+
 Stage 1 asks the codec for the best ``ceil(k * oversample)`` rows per query.
 Stage 2, when float vectors are available (``fetch``), recomputes their exact
 scores and keeps the best ``k``; otherwise the codec's own estimates rank them.
@@ -13,10 +15,8 @@ from collections.abc import Callable
 
 import numpy as np
 
-from vecbox.codecs._codec import Codec
+from vecbox.codecs import Codec
 from vecbox.index.flat import rescore
-
-
 
 def two_stage_search(
     codec: Codec,

@@ -1,0 +1,144 @@
+"""The ANN-index methods of :class:`~vecbox.collection.Collection` (a mixin: build, drop, describe).
+
+The index itself is a derived cache (:mod:`vecbox.index.ann`), built and calibrated by
+:func:`vecbox.index.calibration.build_calibrated` and committed by
+:func:`vecbox.storage.writes.commit_index`; these methods only compose them.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import numpy as np
+
+from vecbox.errors import InvalidInputError
+from vecbox.index.ann import IndexParams
+from vecbox.index.calibration import build_calibrated
+from vecbox.storage import catalog, writes
+
+
+class IndexMethods:
+    """``build_index`` / ``drop_index`` / ``index_info`` (mixed into :class:`~vecbox.collection.Collection`)."""
+
+    _conn: Any
+    _lock: Any
+    _state: Any
+    _reader: Any
+    _executor: Any
+    metric: str
+    path: Any
+
+    def build_index(
+        self,
+        kind: str = "hnsw",
+        *,
+        M: int = 32,
+        ef_construction: int = 200,
+        ef_search: int | None = None,
+        nlist: int | None = None,
+        nprobe: int | None = None,
+        storage: str = "flat",
+        target_recall: float | None = 0.95,
+        seed: int = 0,
+    ) -> dict[str, Any]:
+        """Build an ANN index over the live rows and make searches use it; return :meth:`index_info`.
+
+        The index is a derived cache saved with the version it covers: rows written later
+        are searched exactly and merged, deleted rows are never returned, and
+        :meth:`compact` rebuilds it. Building reads a snapshot and does not block readers
+        or writers; only saving it takes the write lock briefly. An ``hnsw`` index of 20k rows
+        or more also measures its two filtered walks against each other on its own rows
+        (``index_info()["walk_calibration"]``, see :mod:`vecbox.index.calibration`); the
+        planner follows that measurement.
+
+        Parameters
+        ----------
+        kind : {"hnsw", "ivf"}
+            FAISS HNSW graph (best speed/recall; RAM ~ vectors + 8*M bytes per row) or IVF lists
+            (smaller, faster to build; ``nlist`` ~ 4 sqrt(n) by default).
+        M, ef_construction : int
+            HNSW graph degree and build beam width.
+        ef_search, nprobe : int, optional
+            Default search effort. When omitted and ``target_recall`` is set, the smallest
+            effort reaching that recall@10 on a sample of 200 stored rows is chosen.
+        storage : {"flat", "sq8"}
+            Vectors inside the index: float32, or 8-bit codes (4x smaller, results rescored exactly).
+        target_recall : float or None
+            Calibrate the default effort to this recall@10 (ignored when the effort is given).
+
+        Examples
+        --------
+        >>> from vecbox import Collection
+        >>> col = Collection.create(tmp + "/c", dim=16)
+        >>> _ = col.add([str(i) for i in range(3000)], np.random.default_rng(0).standard_normal((3000, 16)))
+        >>> info = col.build_index("hnsw", M=16, target_recall=0.95)
+        >>> info["kind"], info["ef_search"] >= 16, info["calibrated_recall"] >= 0.95
+        ('hnsw', True, True)
+        """
+        params = IndexParams(kind=kind, M=M, ef_construction=ef_construction, ef_search=ef_search or 64,
+                             nlist=nlist, nprobe=nprobe or 16, storage=storage,
+                             target_recall=None if (ef_search or nprobe) else target_recall).check()
+        with self._state:
+            with catalog.transaction(self._conn, write=False) as conn:
+                self._refresh(conn)
+                version = catalog.current_version(conn)
+            live = self._live
+            keep = np.flatnonzero(live.alive)
+            rids = live.rids[keep].copy()
+            x = self._reader.vectors(keep)
+        if len(keep) == 0:
+            raise InvalidInputError("the collection is empty; add vectors before building an index")
+        ann = build_calibrated(x, rids, self.metric, params, seed=seed, version=version)
+        del x
+        self._commit_index(ann)
+        return self.index_info()
+
+    def _commit_index(self, ann: Any) -> None:
+        """Save ``ann`` (or drop the index when None) and point the catalog at it; takes the write lock."""
+        with self._lock:
+            cfg = writes.commit_index(self.path, self._conn, ann)
+            with self._state:
+                self._executor.set_index(ann, cfg)
+
+    def drop_index(self) -> None:
+        """Remove the ANN index (searches become exact); a no-op without one."""
+        self._commit_index(None)
+
+    def index_info(self) -> dict[str, Any] | None:
+        """The ANN index's kind, parameters, covered version and size (``None`` without an index).
+
+        A damaged index (its files unreadable) gives ``{"kind", "damaged"}``: searches run exactly
+        until :meth:`build_index` replaces it (or :meth:`drop_index` removes it).
+        """
+        with self._state, catalog.transaction(self._conn, write=False) as conn:
+            self._refresh(conn)
+            version = catalog.current_version(conn)
+            ann, problem, cfg = self._executor.ann, self._executor.index_problem(), self._reader.index_cfg
+        if problem is not None:
+            return {"kind": cfg["kind"] if cfg else None, "damaged": problem}
+        if ann is None:
+            return None
+        p = ann.params
+        return {
+            "kind": p.kind, "rows": ann.n, "version": ann.version, "behind_by_versions": version - ann.version,
+            "M": p.M if p.kind == "hnsw" else None, "ef_construction": p.ef_construction if p.kind == "hnsw" else None,
+            "ef_search": p.ef_search if p.kind == "hnsw" else None,
+            "nlist": p.nlist if p.kind == "ivf" else None, "nprobe": p.nprobe if p.kind == "ivf" else None,
+            "storage": p.storage, "target_recall": p.target_recall,
+            "calibrated_recall": ann.calibrated_recall, "walk_calibration": ann.walk_calibration,
+            "walk_codes": ann.walks_codes,
+            "build_seconds": round(ann.build_seconds, 3), "memory_bytes": ann.memory_bytes(),
+        }
+
+    def _rebuild_index(self) -> None:
+        """After a compaction: rebuild the ANN index (if any) without the dropped tombstones."""
+        with self._state, catalog.transaction(self._conn, write=False) as conn:
+            self._refresh(conn)  # type: ignore[attr-defined]
+        ann = self._executor.ann
+        if ann is not None:
+            p = ann.params
+            self.build_index(p.kind, M=p.M, ef_construction=p.ef_construction, ef_search=p.ef_search,
+                             nlist=p.nlist, nprobe=p.nprobe, storage=p.storage)
+
+
+__all__ = ["IndexMethods"]

@@ -1,0 +1,156 @@
+"""The write protocol: every change to a collection's files and catalog, in the order that survives a crash.
+
+Each write makes its new files durable first (written to a temporary name, fsynced,
+renamed, directory fsynced: :mod:`vecbox.storage.segments`), then commits one SQLite
+transaction that references them (:mod:`vecbox.storage.catalog`), and only then removes
+what no committed version references any more. A process killed at any point leaves
+either the old version or the new one; files written for a commit that never happened
+are garbage, collected by the next writer (:func:`collect_garbage`).
+
+Three writes exist, and the crash tests (``tests/test_durability.py``) kill processes
+inside each of them:
+
+* :func:`append_batch` - ``add`` / ``upsert`` / ``add_multi``: one new segment (plus a token
+  segment for a multi-vector batch), its rows, tombstones for the rows it replaces;
+* :func:`rewrite_all` - ``compact`` / ``recompress``: one segment holding every live row,
+  tombstones dropped, optionally a new codec, the epoch bumped;
+* :func:`commit_index` - ``build_index`` / ``drop_index``: the index directory, then the config
+  that names it.
+
+The caller holds the collection's write lock around each call.
+"""
+
+from __future__ import annotations
+
+import shutil
+import sqlite3
+import uuid
+from collections.abc import Mapping, Sequence
+from pathlib import Path
+from typing import Any, Protocol
+
+import numpy as np
+
+from vecbox.storage import catalog
+from vecbox.storage.codec_state import CodecConfig
+from vecbox.storage.segments import INDEX_DIR, remove_segment, remove_unreferenced, write_segment
+
+
+class _Tokens(Protocol):
+    x: np.ndarray  # (N, token_dim) float32, every item's tokens concatenated
+    offsets: np.ndarray  # (n + 1,) int64
+
+
+class _Index(Protocol):
+    version: int
+
+    @property
+    def kind(self) -> str: ...
+
+    def save(self, path: Path) -> Any: ...
+
+
+def append_batch(root: Path, conn: sqlite3.Connection, operation: str, ids: Sequence[str],
+                 metadatas: Sequence[str | None], documents: Sequence[str | None],
+                 floats: np.ndarray | None, codes: np.ndarray | None, *, replaced: Mapping[str, int],
+                 fitted_codec: CodecConfig | None = None, tokens: _Tokens | None = None) -> int:
+    """Commit one batch of rows; return its version.
+
+    ``replaced`` maps ids to the rids of live rows this batch tombstones (an upsert);
+    ``fitted_codec`` is the codec config to commit with the batch when the codec was fitted
+    on it (its directory is already durable); ``tokens`` are a multi-vector batch's token
+    vectors, written to their own segment. On any error nothing is committed and the files
+    written for the batch are removed.
+    """
+    tok_name = None
+    try:
+        if tokens is not None:
+            tok_name = write_segment(root, tokens.x)
+        name = write_segment(root, floats, codes)
+    except BaseException:
+        if tok_name is not None:
+            remove_segment(root, tok_name)
+        raise
+    try:
+        with catalog.transaction(conn) as c:
+            version = catalog.log_version(c, operation, len(ids), len(replaced))
+            if fitted_codec is not None:
+                catalog.set_config(c, "codec", fitted_codec.to_json())
+                catalog.bump_epoch(c)
+            if replaced:
+                catalog.tombstone(c, list(replaced.values()), version)
+            seg_id = catalog.insert_segment(c, name, len(ids), version)
+            catalog.insert_rows(c, seg_id, version, ids, metadatas, documents)
+            if tokens is not None:
+                catalog.insert_tokens(c, seg_id, tok_name, tokens.offsets)
+    except BaseException:
+        remove_segment(root, name)
+        if tok_name is not None:
+            remove_segment(root, tok_name)
+        raise
+    return version
+
+
+def delete_rows(conn: sqlite3.Connection, rids: Sequence[int]) -> int:
+    """Tombstone ``rids`` in one commit (inside the caller's write transaction); return the version."""
+    version = catalog.log_version(conn, "delete", 0, len(rids))
+    catalog.tombstone(conn, rids, version)
+    return version
+
+
+def rewrite_all(root: Path, conn: sqlite3.Connection, operation: str, rids: Sequence[int],
+                floats: np.ndarray | None, codes: np.ndarray | None, *,
+                new_codec: CodecConfig | None = None, codec_changes: bool = False) -> int:
+    """Replace every segment by one holding the rows ``rids`` (in that order); return the version.
+
+    Tombstoned rows are dropped and the epoch bumped (readers reload). With
+    ``codec_changes`` the commit also switches the codec config to ``new_codec``
+    (``None``: float vectors), whose directory must already be durable. Old files are
+    collected after the commit.
+    """
+    name = write_segment(root, floats, codes) if len(rids) else None
+    try:
+        with catalog.transaction(conn) as c:
+            version = catalog.log_version(c, operation, 0, 0)
+            catalog.drop_tombstones(c)
+            seg_id = catalog.insert_segment(c, name, len(rids), version) if name is not None else None
+            catalog.move_rows(c, seg_id, list(rids))
+            if codec_changes:
+                catalog.set_config(c, "codec", new_codec.to_json() if new_codec is not None else None)
+            catalog.bump_epoch(c)
+    except BaseException:
+        if name is not None:
+            remove_segment(root, name)
+        raise
+    collect_garbage(root, conn)
+    return version
+
+
+def commit_index(root: Path, conn: sqlite3.Connection, index: _Index | None) -> dict[str, Any] | None:
+    """Save ``index`` in a new directory and point the catalog at it (``None``: drop the index).
+
+    Returns the catalog's new ``index`` config. The previous index directory is collected.
+    """
+    rel = None
+    if index is not None:
+        rel = f"{INDEX_DIR}/{index.kind}-{uuid.uuid4().hex}"
+        index.save(root / rel)
+    cfg = None if index is None else {"dir": rel, "kind": index.kind, "version": index.version}
+    try:
+        with catalog.transaction(conn) as c:
+            catalog.set_config(c, "index", cfg)
+    except BaseException:
+        if rel is not None:
+            shutil.rmtree(root / rel, ignore_errors=True)
+        raise
+    collect_garbage(root, conn)
+    return cfg
+
+
+def collect_garbage(root: Path, conn: sqlite3.Connection) -> int:
+    """Delete segment files and codec / index directories no committed version references; return how many."""
+    files, codec_dir, index_dir = catalog.referenced_files(conn)
+    return remove_unreferenced(root, files, codec_dir, index_dir)
+
+
+__all__ = ["append_batch", "collect_garbage", "commit_index", "delete_rows", "rewrite_all"]
