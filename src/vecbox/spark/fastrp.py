@@ -26,6 +26,7 @@ from typing import Any
 
 import numpy as np
 
+from vecbox._optional import require
 from vecbox.encoders.graph import (
     DEFAULT_BETA,
     DEFAULT_WEIGHTS,
@@ -37,7 +38,6 @@ from vecbox.encoders.graph import (
     resolve_params,
     sparse_projection,
 )
-from vecbox._optional import require
 from vecbox.encoders._graph_io import DST_NAMES, SRC_NAMES, WEIGHT_NAMES
 from vecbox.errors import DatasetError, InvalidInputError
 from vecbox.spark._arrow import vector_matrix
