@@ -253,8 +253,8 @@ class Collection(IndexMethods, TextMethods):
 
     def _sync(self, conn: Any, *, in_transaction: bool) -> None:
         """Bring the read state to the latest commit, only if something was committed (holds the state lock)."""
-        self._reader.sync(conn, in_transaction=in_transaction)
-        self._executor.index(self._reader.index_cfg)
+        if self._reader.sync(conn, in_transaction=in_transaction):
+            self._executor.index(self._reader.index_cfg)
 
     # ------------------------------------------------------------------ writes
     def add(

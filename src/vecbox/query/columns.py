@@ -52,18 +52,13 @@ from typing import Any
 import numpy as np
 
 from vecbox.query.filters import Filter
+from vecbox.storage import catalog
 
 __all__ = ["MetadataColumns"]
 
 # Codes of ``kind``: the row's json_type at the field path.
 MISSING, NULL, FALSE, TRUE, INTEGER, REAL, TEXT, OBJECT, ARRAY = range(9)
 _JSON_TYPES = ("null", "false", "true", "integer", "real", "text", "object", "array")
-_KIND_SQL = (
-    "CASE json_type(metadata, ?{i}) "
-    + " ".join(f"WHEN '{name}' THEN {code}" for code, name in enumerate(_JSON_TYPES, start=1))
-    + " ELSE 0 END"
-)
-_VALUE_SQL = "json_extract(metadata, ?{i})"
 _MAX_SPAN = 2**58  # (rid - lower) * 16 + kind must stay within int64
 _EXACT_LIMIT = 2**53  # integers above this magnitude may not survive float64
 _CHUNK = 1 << 16  # rows fetched per fetchmany
@@ -272,7 +267,7 @@ class MetadataColumns:
             lower = int(rids[n - 1]) + 1
         else:  # read from the first rid passed; the table must hold nothing below it
             lower = int(rids[0])
-            if conn.execute("SELECT EXISTS (SELECT 1 FROM rows WHERE rid < ?)", (lower,)).fetchone()[0]:
+            if catalog.has_rows_below(conn, lower):
                 self._forget_empty(group)
                 raise _Fallback("the table holds rows below the first rid passed")
         try:
@@ -316,19 +311,13 @@ def _read(
     if upper - lower >= _MAX_SPAN:
         raise _Fallback("rids span too wide a range")
     k = len(paths)
-    # The first column packs (rid - lower) and the first kind into one integer: one
-    # Python object less per row, which is most of the cost after SQLite's JSON parsing.
-    kinds = [_KIND_SQL.format(i=i + 1) for i in range(k)]
-    select = ", ".join([f"(rid - ?{k + 1}) * 16 + {kinds[0]}", _VALUE_SQL.format(i=1)]
-                       + [f"{kinds[i]}, {_VALUE_SQL.format(i=i + 1)}" for i in range(1, k)])
-    sql = f"SELECT {select} FROM rows WHERE rid >= ?{k + 1} AND rid <= ?{k + 2} ORDER BY rid"
     cur = conn.cursor()
     cur.row_factory = None
     packed_parts: list[np.ndarray] = []
     kind_parts: list[list[np.ndarray]] = [[] for _ in paths]
     value_parts: list[list[np.ndarray]] = [[] for _ in paths]
     try:
-        cur.execute(sql, (*paths, lower, upper))
+        catalog.read_metadata_fields(cur, paths, lower, upper, _JSON_TYPES)
         while rows := cur.fetchmany(_CHUNK):
             c = len(rows)
             packed_parts.append(np.fromiter(map(operator.itemgetter(0), rows), np.int64, c))

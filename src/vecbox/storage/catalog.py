@@ -373,6 +373,30 @@ def ids_between(conn: sqlite3.Connection, lo: int, hi: int) -> list[str]:
     return [i for (i,) in conn.execute("SELECT id FROM rows WHERE rid >= ? AND rid <= ? ORDER BY rid", (lo, hi))]
 
 
+def has_rows_below(conn: sqlite3.Connection, rid: int) -> bool:
+    return bool(conn.execute("SELECT EXISTS (SELECT 1 FROM rows WHERE rid < ?)", (rid,)).fetchone()[0])
+
+
+def read_metadata_fields(cur: sqlite3.Cursor, paths: Sequence[str], lower: int, upper: int,
+                         json_types: Sequence[str]) -> None:
+    """Run, on ``cur``, the read of JSON ``paths`` of rows ``lower <= rid <= upper`` (metadata columns' loader).
+
+    Each row gives ``(rid - lower) * 16 + kind of paths[0], value of paths[0], kind, value, ...``
+    where a kind is the 1-based position of the value's ``json_type`` in ``json_types`` (0: missing).
+    Packing the rid with the first kind makes one Python object less per row, which is most of
+    the cost after SQLite's JSON parsing (see :mod:`vecbox.query.columns`).
+    """
+    k = len(paths)
+    case = "CASE json_type(metadata, ?{i}) " + " ".join(
+        f"WHEN '{name}' THEN {code}" for code, name in enumerate(json_types, start=1)) + " ELSE 0 END"
+    value = "json_extract(metadata, ?{i})"
+    kinds = [case.format(i=i + 1) for i in range(k)]
+    select = ", ".join([f"(rid - ?{k + 1}) * 16 + {kinds[0]}", value.format(i=1)]
+                       + [f"{kinds[i]}, {value.format(i=i + 1)}" for i in range(1, k)])
+    cur.execute(f"SELECT {select} FROM rows WHERE rid >= ?{k + 1} AND rid <= ?{k + 2} ORDER BY rid",
+                (*paths, lower, upper))
+
+
 def drop_tombstones(conn: sqlite3.Connection) -> None:
     """Delete tombstoned rows and their tokens for good (compaction, inside its write transaction)."""
     conn.execute("DELETE FROM rows WHERE deleted IS NOT NULL")

@@ -79,8 +79,8 @@ class Reader:
         self.live.refresh(conn)
         self.index_cfg = catalog.config_value(conn, "index")
 
-    def sync(self, conn: sqlite3.Connection, *, in_transaction: bool) -> None:
-        """:meth:`refresh`, but only if something was committed since the last one.
+    def sync(self, conn: sqlite3.Connection, *, in_transaction: bool) -> bool:
+        """:meth:`refresh`, but only if something was committed since the last one; True if it refreshed.
 
         ``PRAGMA data_version`` changes when another connection commits, ``total_changes``
         when this handle's own connection writes. An unchanged WAL index header spares the
@@ -88,16 +88,18 @@ class Reader:
         """
         watched = (self._watch.header(), conn.total_changes)
         if not in_transaction and watched[0] is not None and watched == self._watched:
-            return
+            return False
         # In a read transaction the PRAGMA always runs: it pins the transaction's snapshot now,
         # so the SQL that follows (metadata, filters) reads the version the live view shows.
         # The header was read first: a commit after it changes it again and is seen next time.
         seen = (conn.execute("PRAGMA data_version").fetchone()[0], watched[1])
-        if seen != self._seen:
+        refreshed = seen != self._seen
+        if refreshed:
             with (nullcontext(conn) if in_transaction else catalog.transaction(conn, write=False)) as c:
                 self.refresh(c)
             self._seen = seen
         self._watched = watched
+        return refreshed
 
 
 __all__ = ["Reader"]
