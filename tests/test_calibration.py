@@ -14,6 +14,7 @@ import numpy as np
 import pytest
 
 from vecbox.errors import CorruptCollectionError
+from vecbox.evaluation import knn_recall
 from vecbox.index import calibration
 from vecbox.index.ann import AnnIndex, IndexParams
 from vecbox.index.flat import exact_topk
@@ -37,7 +38,7 @@ def built():
 def _walk_recall(idx, x, q, mask, ef, two_hop):
     _, truth = exact_topk(x, q, K, "l2", valid=mask)
     _, lab = idx.search(q, K, effort=ef, allow=np.packbits(mask, bitorder="little"), two_hop=two_hop)
-    return float(np.mean([len(np.intersect1d(a, b)) / K for a, b in zip(truth, lab)]))
+    return knn_recall(lab, truth)
 
 
 def test_each_walk_reaches_the_recall_at_its_calibrated_ef(built):

@@ -9,7 +9,8 @@ import numpy as np
 import pytest
 
 from vecbox.collection import Collection, Explained
-from vecbox.errors import CorruptCollectionError, FilterError, InvalidInputError
+from vecbox.errors import FilterError, InvalidInputError
+from vecbox.evaluation import knn_recall
 from vecbox.index.flat import exact_topk
 
 D = 32
@@ -36,10 +37,6 @@ def exact_ids(x: np.ndarray, ids: list[str], q: np.ndarray, k: int, metric: str,
     qq = q / np.linalg.norm(q, axis=1, keepdims=True) if metric == "cosine" else q
     _, idx = exact_topk(xx, qq, k, metric, valid=allow)
     return [[ids[i] for i in row if i >= 0] for row in idx]
-
-
-def recall(found: list[list], truth: list[list]) -> float:
-    return float(np.mean([len(set(f) & set(t)) / max(len(t), 1) for f, t in zip(found, truth)]))
 
 
 @pytest.fixture(scope="module")
@@ -80,7 +77,7 @@ def test_index_recall_against_exact(tmp_path, data, kind, metric):
     res = col.search_batch(q, K, include_metadata=False, explain=True)
     assert res.plan.path == kind
     found = [[h.id for h in hits] for hits in res.hits]
-    assert recall(found, exact_ids(x, ids, q, K, metric)) >= 0.93
+    assert knn_recall(found, exact_ids(x, ids, q, K, metric)) >= 0.93
     # scores of what the index returns are the exact scores
     exact = {h.id: h.score for h in col.search(q[0], 50, exact=True, include_metadata=False)}
     for h in res.hits[0]:
@@ -94,7 +91,7 @@ def test_sq8_storage_rescored_exactly(tmp_path, data):
     col.add(ids[:5000], x[:5000])
     col.build_index("hnsw", M=16, storage="sq8")
     got = col.search_batch(q, K, include_metadata=False)
-    assert recall([[h.id for h in r] for r in got], exact_ids(x[:5000], ids[:5000], q, K, "cosine")) >= 0.93
+    assert knn_recall([[h.id for h in r] for r in got], exact_ids(x[:5000], ids[:5000], q, K, "cosine")) >= 0.93
     ex = {h.id: h.score for h in col.search(q[0], 100, exact=True, include_metadata=False)}
     assert all(abs(h.score - ex[h.id]) < 1e-4 for h in got[0] if h.id in ex)
 
@@ -113,7 +110,7 @@ def test_filters_matching_edge_counts(hnsw_col, data, count):
         assert res.plan.path == "exact"
         assert [sorted(f) for f in found] == [sorted(t) for t in truth]
     else:
-        assert recall(found, truth) >= 0.95
+        assert knn_recall(found, truth) >= 0.95
 
 
 @pytest.mark.parametrize("sel", [0.01, 0.1, 0.3, 0.6])
@@ -129,7 +126,7 @@ def test_filtered_recall_every_selectivity(hnsw_col, data, sel, kind):
         allow = np.array([m["cat"] in cats for m in metas])
     res = hnsw_col.search_batch(q, K, where=where, include_metadata=False, explain=True)
     found = [[h.id for h in hits] for hits in res.hits]
-    assert recall(found, exact_ids(x, ids, q, K, "cosine", allow)) >= 0.95
+    assert knn_recall(found, exact_ids(x, ids, q, K, "cosine", allow)) >= 0.95
     assert res.plan.estimate == int(allow.sum())
     single = hnsw_col.search(q[0], K, where=where, explain=True)
     assert isinstance(single, Explained) and single.plan.path in (
@@ -150,7 +147,7 @@ def test_in_graph_filter_path_is_taken_and_accurate(hnsw_col, data):
     # vecbox's walk keeps the ef nearest allowed rows: no growth needed (FAISS's beam rule would grow it)
     assert res.plan.effort == hnsw_col.index_info()["ef_search"] and "nearest allowed rows" in res.plan.reason
     found = [[h.id for h in hnsw_col.search(qq, K, where=where, include_metadata=False)] for qq in q]
-    assert recall(found, exact_ids(x, ids, q, K, "cosine", allow)) >= 0.95
+    assert knn_recall(found, exact_ids(x, ids, q, K, "cosine", allow)) >= 0.95
 
 
 def test_malformed_filter_is_rejected_before_search(hnsw_col, data):
@@ -190,7 +187,7 @@ def test_deletes_upserts_and_reopen(tmp_path, data):
     info = col2.index_info()
     assert info["rows"] == col2.count() and info["behind_by_versions"] == 0
     truth = [[h.id for h in r] for r in col2.search_batch(q, K, exact=True)]
-    assert recall([[h.id for h in r] for r in col2.search_batch(q, K)], truth) >= 0.9
+    assert knn_recall([[h.id for h in r] for r in col2.search_batch(q, K)], truth) >= 0.9
     col2.drop_index()
     assert col2.index_info() is None and not list((path / "indexes").iterdir())
     assert col2.search(q[0], K, explain=True).plan.path == "exact"
@@ -243,7 +240,7 @@ def test_target_recall_calibration_generalises(tmp_path, data):
     high = col.build_index("hnsw", M=8, ef_construction=40, target_recall=0.99)
     assert high["ef_search"] >= low["ef_search"]
     found = [[h.id for h in r] for r in col.search_batch(q, K, include_metadata=False)]
-    assert recall(found, exact_ids(x[:10000], ids[:10000], q, K, "cosine")) >= 0.96
+    assert knn_recall(found, exact_ids(x[:10000], ids[:10000], q, K, "cosine")) >= 0.96
 
 
 # ----------------------------------------------------------------------------- funnel
@@ -264,7 +261,7 @@ def test_funnel_on_pca_collection_tracks_exact(tmp_path):
     res = col.search_batch(q, K, funnel=[(16, 200), (None, K)], include_metadata=False, explain=True)
     assert res.plan.path == "funnel"
     truth = exact_ids(x, ids, q, K, "cosine")
-    assert recall([[h.id for h in r] for r in res.hits], truth) >= 0.97
+    assert knn_recall([[h.id for h in r] for r in res.hits], truth) >= 0.97
     exact = {h.id: h.score for h in col.search(q[0], 100, exact=True, include_metadata=False)}
     assert all(abs(h.score - exact[h.id]) < 1e-4 for h in res.hits[0] if h.id in exact)
     # one query at a time gives the same hits and exact scores (the query must not be altered on the way)
@@ -311,7 +308,7 @@ def test_sampled_estimate_for_filters_sqlite_must_answer(tmp_path, data, monkeyp
         assert "sample" in res.plan.estimate_source
         assert abs(res.plan.estimate - allow.sum()) < 0.1 * n
         truth = exact_ids(x[:n], ids[:n], q[:30], K, "cosine", allow)
-        assert recall([[h.id for h in r] for r in res.hits], truth) >= 0.95
+        assert knn_recall([[h.id for h in r] for r in res.hits], truth) >= 0.95
         assert all(len(r) == min(K, allow.sum()) for r in res.hits)
     assert res.plan.path == "exact"  # 3% of the rows: counted exactly, then scanned
 
@@ -353,7 +350,7 @@ def test_many_deletions_after_build_use_an_allow_bitmap(tmp_path, data):
     assert res.plan.path in ("hnsw+filter", "exact") and res.plan.estimate == n - len(gone)
     found = [[h.id for h in r] for r in res.hits]
     assert not set(gone) & {i for r in found for i in r}
-    assert recall(found, exact_ids(x[len(gone):n], ids[len(gone):n], q[:30], K, "cosine")) >= 0.95
+    assert knn_recall(found, exact_ids(x[len(gone):n], ids[len(gone):n], q[:30], K, "cosine")) >= 0.95
     again = col.search_batch(q[:30], K, include_metadata=False)  # the cached bitmap gives the same answer
     assert [[h.id for h in r] for r in again] == found
 
@@ -373,7 +370,7 @@ def test_a_collection_of_96_dimensions_walks_codes_with_exact_scores(tmp_path, m
         assert col.search(q[0], K, where=where, explain=True).plan.path.startswith("hnsw")
         found = col.search_batch(q, K, where=where)
         exact = col.search_batch(q, K, where=where, exact=True)
-        assert recall([[h.id for h in r] for r in found], exact_ids(x, ids, q, K, metric, mask)) >= 0.95
+        assert knn_recall([[h.id for h in r] for r in found], exact_ids(x, ids, q, K, metric, mask)) >= 0.95
         # the walk scored on codes but the hits carry the exact scores
         for r, e in zip(found, exact):
             by_id = {h.id: h.score for h in e}

@@ -14,6 +14,7 @@ import pytest
 from scipy.stats import spearmanr
 
 from vecbox.errors import CorruptCollectionError, DimensionMismatchError, InvalidInputError
+from vecbox.evaluation import knn_recall
 from vecbox.multivector import (
     FDEConfig,
     MultiVectorIndex,
@@ -335,12 +336,11 @@ def test_fde_retrieval_recall_against_brute_force_chamfer() -> None:
     doc_fdes = encode_documents(docs, cfg)
     _, exact = search_exact(queries, docs, k=10)
     _, got = search(queries, docs, doc_fdes, cfg, k=10, candidates=100)
-    recall = np.mean([len(set(a) & set(b)) / 10 for a, b in zip(got.tolist(), exact.tolist())])
+    recall = knn_recall(got, exact)
     assert recall >= 0.9, recall
     # the first-stage candidates alone: more candidates, more recall
     qf = encode_queries(queries, cfg)
-    r = [np.mean([len(set(c[:n]) & set(e)) / 10 for c, e in zip(fde_candidates(qf, doc_fdes, n).tolist(),
-                                                                  exact.tolist())]) for n in (10, 40, 100)]
+    r = [knn_recall(fde_candidates(qf, doc_fdes, n), exact) for n in (10, 40, 100)]
     assert r[0] <= r[1] <= r[2]
 
 
@@ -421,7 +421,7 @@ def test_hnsw_over_fdes_keeps_the_recall_of_exact_mips() -> None:
     _, exact = index.search_exact(queries, k=10)
     _, flat = index.search(queries, k=10, candidates=100)
     _, graph = index.build_ann(M=16).search(queries, k=10, candidates=100)
-    rec = lambda got: np.mean([len(set(a) & set(b)) / 10 for a, b in zip(got.tolist(), exact.tolist())])  # noqa: E731
+    rec = lambda got: knn_recall(got, exact)
     assert rec(graph) >= rec(flat) - 0.02 and rec(graph) >= 0.9
     index.add(docs[:1])  # new documents drop the graph: results stay exact-MIPS based
     assert index._ann is None

@@ -11,14 +11,15 @@ import pytest
 from tests.test_multivector import topic_corpus
 from vecbox.collection import Collection
 from vecbox.errors import InvalidInputError
+from vecbox.evaluation import knn_recall
 from vecbox.multivector import FDEConfig, search_exact
 
 CFG = FDEConfig(20, 4, 16, seed=1)
 K = 10
 
 
-def recall(hits, exact_idx) -> float:
-    return float(np.mean([len({int(h.id) for h in r} & set(e)) / K for r, e in zip(hits, exact_idx.tolist())]))
+def hit_ids(hits) -> list[list[int]]:
+    return [[int(h.id) for h in r] for r in hits]
 
 
 @pytest.fixture(scope="module")
@@ -38,7 +39,7 @@ def test_search_multi_tracks_exact_chamfer(tmp_path, corpus):
     assert col.dim == CFG.output_dim(32) and col.metric == "dot" and col.info()["multivector"]["token_dim"] == 32
     exact_s, exact_i = search_exact(queries, docs, k=K)
     hits = col.search_multi(queries, K, candidates=100)
-    assert recall(hits, exact_i) >= 0.9
+    assert knn_recall(hit_ids(hits), exact_i) >= 0.9
     # scores are exact Chamfer for the documents returned
     for h, (s, i) in zip(hits[0], zip(exact_s[0], exact_i[0])):
         if int(h.id) == int(i):
@@ -57,7 +58,7 @@ def test_filters_index_reopen_delete_compact(tmp_path, corpus):
     assert all(int(h.id) % 2 == 0 for r in even for h in r)
     col.build_index("hnsw", M=16)  # an ANN index over the FDEs
     _, exact_i = search_exact(queries, docs, k=K)
-    assert recall(col.search_multi(queries, K, candidates=100), exact_i) >= 0.88
+    assert knn_recall(hit_ids(col.search_multi(queries, K, candidates=100)), exact_i) >= 0.88
     again = Collection.open(path)  # the tokens survive a reopen (another process)
     top = again.search_multi(queries[:1], K, candidates=len(docs), include_metadata=False)[0]
     assert [int(h.id) for h in top] == exact_i[0].tolist()
