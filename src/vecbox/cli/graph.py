@@ -1,38 +1,37 @@
-"""``vecbox graph ...``: FastRP node embeddings and their evaluation from the command line.
+"""``vecbox graph fastrp | eval``: FastRP node embeddings (locally or on Spark) and node classification.
 
-Registered in :mod:`vecbox.cli` as ``app.add_typer(graph_app, name="graph")``.
+Spinners and progress bars go to stderr, so ``--json`` output on stdout stays clean.
 """
 
 from __future__ import annotations
 
-import json
 import time
 from pathlib import Path
 from typing import Annotated, Any, Optional
 
 import typer
-from rich.console import Console
+from rich.markup import escape
 from rich.table import Table
 
+from vecbox.cli._render import JsonOpt, emit, err_console
 from vecbox.errors import InvalidInputError
 
 graph_app = typer.Typer(help="Graph node embeddings: FastRP (locally or on Spark) and node classification.",
                         no_args_is_help=True)
-console = Console(stderr=True)
-JsonOpt = Annotated[bool, typer.Option("--json", help="Print machine-readable JSON.")]
 
 
 def _floats(text: Optional[str], what: str) -> Optional[list[float]]:
+    """The numbers of a comma-separated option (``None`` when not given).
+
+    >>> _floats("0,0,1,6.67", "--weights")
+    [0.0, 0.0, 1.0, 6.67]
+    """
     if text is None:
         return None
     try:
         return [float(t) for t in text.split(",") if t.strip()]
     except ValueError:
         raise InvalidInputError(f"{what} must be comma-separated numbers, e.g. 0,0,1,6.67; got {text!r}") from None
-
-
-def _emit(data: Any) -> None:
-    typer.echo(json.dumps(data, indent=2, default=str))
 
 
 def _run_fastrp(edges: Path, out: Path, spark_master: Optional[str], params: dict[str, Any]) -> dict[str, Any]:
@@ -48,20 +47,14 @@ def _run_fastrp(edges: Path, out: Path, spark_master: Optional[str], params: dic
         save_embeddings(out, model.nodes_, x)
         return {"nodes": model.n_nodes_, "edges": model.n_edges_, "dim": x.shape[1], "out": str(out),
                 "seconds": round(time.perf_counter() - t0, 3), "engine": "local"}
-    from vecbox.spark import fastrp, local_session, read_edges
+    from vecbox.spark import embeddings_to_numpy, fastrp, local_session, read_edges
 
     spark = local_session(spark_master)
     emb = fastrp(read_edges(spark, edges), **params)
     if out.suffix.lower() == ".npy":  # collected on the driver
-        import numpy as np
-
-        table = emb.toArrow()
-        vec = table.column("vector").combine_chunks()
-        x = vec.flatten().to_numpy(zero_copy_only=False).reshape(len(vec), -1)
-        ids = np.empty(len(vec), dtype=object)
-        ids[:] = table.column("id").to_pylist()
+        ids, x = embeddings_to_numpy(emb)
         save_embeddings(out, ids, x)
-        n = len(vec)
+        n = len(ids)
     else:
         emb.write.mode("overwrite").parquet(str(out))
         n = spark.read.parquet(str(out)).count()
@@ -85,13 +78,10 @@ def fastrp_cmd(
     """Compute FastRP node embeddings of an edge list."""
     params = {"dim": dim, "weights": _floats(weights, "--weights"), "beta": beta, "seed": seed,
               "variant": variant, "directed": directed}
-    with console.status(f"FastRP on {edges} ({'Spark ' + spark if spark else 'local'})..."):
+    with err_console.status(f"FastRP on {edges} ({'Spark ' + spark if spark else 'local'})..."):
         result = _run_fastrp(edges, out, spark, params)
-    if as_json:
-        _emit(result)
-    else:
-        Console().print(f"embedded {result['nodes']:,} nodes (d={result['dim']}) in {result['seconds']:.2f} s "
-                        f"[{result['engine']}] -> {result['out']}")
+    emit(result, as_json, lambda: escape(f"embedded {result['nodes']:,} nodes (d={result['dim']}) in "
+                                         f"{result['seconds']:.2f} s [{result['engine']}] -> {result['out']}"))
 
 
 @graph_app.command("eval")
@@ -112,19 +102,20 @@ def eval_cmd(
 
     nodes, x = load_embeddings(emb)
     y, names = label_matrix(read_labels(labels), nodes)
-    with Progress(console=console, transient=True, disable=as_json) as bar:
+    with Progress(console=err_console, transient=True, disable=as_json) as bar:
         task = bar.add_task("fitting classifiers", total=None)
         rows = node_classification(x, y, train_ratios=_floats(train_ratios, "--train-ratios") or [], C=c,
                                    n_shuffles=shuffles, seed=seed,
                                    progress=lambda done, total: bar.update(task, completed=done, total=total))
-    if as_json:
-        _emit({"embeddings": str(emb), "labels": len(names), "results": rows})
-        return
-    table = Table(title=f"{emb.name}: {x.shape[0]:,} nodes, {len(names)} labels, {shuffles} shuffles",
-                  title_justify="left")
-    for col in ("train ratio", "Micro-F1", "Macro-F1"):
-        table.add_column(col, justify="right")
+    emit({"embeddings": str(emb), "labels": len(names), "results": rows}, as_json,
+         lambda: _f1_table(f"{emb.name}: {x.shape[0]:,} nodes, {len(names)} labels, {shuffles} shuffles", rows))
+
+
+def _f1_table(title: str, rows: list[dict[str, Any]]) -> Table:
+    table = Table(title=title, title_justify="left")
+    for name in ("train ratio", "Micro-F1", "Macro-F1"):
+        table.add_column(name, justify="right")
     for r in rows:
         table.add_row(f"{r['train_ratio']:.0%}", f"{r['micro_f1']:.4f} ± {r['micro_f1_std']:.4f}",
                       f"{r['macro_f1']:.4f} ± {r['macro_f1_std']:.4f}")
-    Console().print(table)
+    return table

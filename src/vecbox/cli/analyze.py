@@ -1,62 +1,62 @@
-"""``vecbox analyze ...``: anomalies, geometry, cross-model comparison and capacity, as Rich tables, JSON or PNGs.
+"""``vecbox analyze anomalies | geometry | compare | capacity``: understand a set of embeddings.
 
-Inputs are a collection directory or a ``.npy`` file of shape ``(n, d)``.
+Inputs are a collection directory or a ``.npy`` file of shape ``(n, d)``; results are Rich
+tables, JSON (``--json``) or PNGs (``--plot``). ``analyze quantization`` lives in
+:mod:`vecbox.cli.codecs`.
 """
 
 from __future__ import annotations
 
 import contextlib
-import json
 from pathlib import Path
-from typing import Annotated, Any, Optional
+from typing import TYPE_CHECKING, Annotated, Any, Optional
 
-import numpy as np
 import typer
-from rich.console import Console
 from rich.table import Table
 
+from vecbox.cli._render import JsonOpt, console, emit, float_cell, kv_table
 from vecbox.errors import InvalidInputError
+
+if TYPE_CHECKING:
+    import numpy as np
 
 analyze_app = typer.Typer(
     help="Understand your embeddings: anomalies, geometry, comparing two models' spaces, capacity limits.",
     no_args_is_help=True,
 )
-console = Console()
 
 InputArg = Annotated[Path, typer.Argument(help="Collection directory or .npy file of vectors (n, d).")]
-JsonOpt = Annotated[bool, typer.Option("--json", help="Print machine-readable JSON.")]
 PlotOpt = Annotated[Optional[Path], typer.Option("--plot", help="Write a PNG picture to this path.")]
 
 
 def load_input(path: Path, field: str | None = None) -> tuple[list[str], np.ndarray, list[Any] | None]:
-    """``(ids, vectors, values of a metadata field or None)`` from a collection directory or an ``.npy`` file."""
+    """``(ids, vectors, values of a metadata field or None)`` from a collection directory or an ``.npy`` file.
+
+    A ``.npy`` file's ids are the row numbers:
+
+    >>> np.save(f"{tmp}/x.npy", np.eye(3, 2, dtype=np.float32))
+    >>> ids, x, values = load_input(Path(tmp) / "x.npy")
+    >>> ids, x.shape, values
+    (['0', '1', '2'], (3, 2), None)
+    """
     if path.is_dir():
         from vecbox.collection import Collection
+        from vecbox.io import collection_vectors
 
         with Collection.open(path) as col:
-            ids = col.ids()
+            ids, x = collection_vectors(col)
             if not ids:
                 raise InvalidInputError(f"{path} holds no vectors; add some before analysing it")
-            recs = col.get(ids)
-        meta = [(r.metadata or {}).get(field) for r in recs] if field else None
-        return ids, np.stack([r.vector for r in recs]), meta
+            values = [(r.metadata or {}).get(field) for r in col.get(ids)] if field else None
+        return ids, x, values
     if path.suffix != ".npy" or not path.is_file():
         raise InvalidInputError(f"{path} is neither a collection directory nor an existing .npy file of vectors")
     if field:
         raise InvalidInputError("a metadata field needs a collection directory; a .npy file has no metadata")
+    import numpy as np
+
     x = np.load(path, allow_pickle=False)
     return [str(i) for i in range(len(x))], x, None
-
-
-def _emit(data: Any) -> None:
-    typer.echo(json.dumps(data, indent=2, ensure_ascii=False, default=float))
-
-
-def _table(title: str, rows: dict[str, Any]) -> None:
-    table = Table(show_header=False, title=title, title_justify="left")
-    for key, value in rows.items():
-        table.add_row(key, f"{value:.4f}" if isinstance(value, float) else str(value))
-    console.print(table)
 
 
 @analyze_app.command()
@@ -81,16 +81,21 @@ def anomalies(
     report = anomaly.score_report(ids, scores, labels, top=top)
     if plot:
         anomaly.plot_anomalies(x, scores, plot, labels=report.get("labels"))
-    if as_json:
-        return _emit({k_: v for k_, v in report.items() if k_ != "labels"})
-    table = Table(title=f"{method}: {len(ids):,} vectors, top {top} anomalies", title_justify="left")
-    table.add_column("rank", justify="right"); table.add_column("id"); table.add_column("score", justify="right")  # noqa: E702
+    emit({key: value for key, value in report.items() if key != "labels"}, as_json,
+         lambda: _anomalies_view(f"{method}: {len(ids):,} vectors, top {top} anomalies", report))
+
+
+def _anomalies_view(title: str, report: dict[str, Any]) -> list[object]:
+    table = Table(title=title, title_justify="left")
+    table.add_column("rank", justify="right")
+    table.add_column("id")
+    table.add_column("score", justify="right")
     for i, row in enumerate(report["top"], 1):
         table.add_row(str(i), row["id"], f"{row['score']:.4f}")
-    console.print(table)
-    if "auroc" in report:
-        console.print(f"AUROC {report['auroc']:.4f}  AUPRC (trapezoid) {report['auprc_trapezoid']:.4f}  "
-                      f"AP {report['average_precision']:.4f}")
+    if "auroc" not in report:
+        return [table]
+    return [table, (f"AUROC {report['auroc']:.4f}  AUPRC (trapezoid) {report['auprc_trapezoid']:.4f}  "
+                    f"AP {report['average_precision']:.4f}")]
 
 
 @analyze_app.command()
@@ -109,9 +114,7 @@ def geometry(
     report = geo.geometry_report(x, load_input(other)[1] if other else None)
     if plot:
         plot_map(x, plot, colors, title=f"{data.name}: PCA map", color_label=color_by or "")
-    if as_json:
-        return _emit(report)
-    _table(f"geometry of {data}", report)
+    emit(report, as_json, lambda: kv_table(f"geometry of {data}", report, float_cell))
 
 
 @analyze_app.command()
@@ -131,17 +134,19 @@ def compare(
     ids_b, xb, _ = load_input(second)
     xa, xb = relative.align_by_ids(ids_a, xa, ids_b, xb)
     report = relative.compare_spaces(xa, xb, n_anchors=n_anchors, anchors=anchors, k=k, center=center)
-    if as_json:
-        return _emit(report)
+    emit(report, as_json, lambda: _compare_table(report, k))
+
+
+def _compare_table(report: dict[str, Any], k: int) -> Table:
     table = Table(title=f"{report['n']:,} items, {report['d_x']}-d vs {report['d_y']}-d, linear CKA {report['cka']:.3f}",
                   title_justify="left")
-    for col in ("representation", f"Jaccard@{k}", "MRR", "cosine"):
-        table.add_column(col, justify="left" if col == "representation" else "right")
+    for name in ("representation", f"Jaccard@{k}", "MRR", "cosine"):
+        table.add_column(name, justify="left" if name == "representation" else "right")
     for name in ("absolute", "relative_xy", "relative_yx"):
         if report[name]:
             table.add_row(name.replace("_xy", " 1→2").replace("_yx", " 2→1"),
                           *(f"{report[name][m]:.3f}" for m in ("jaccard", "mrr", "cosine")))
-    console.print(table)
+    return table
 
 
 @analyze_app.command()
@@ -157,20 +162,26 @@ def capacity(
 
     report = cap.capacity_report(_parse_dims(dims), max_steps=max_steps, limit_path=limit, plot=plot,
                                  show_progress=not as_json)
-    if as_json:
-        return _emit(report)
+    emit(report, as_json, lambda: _capacity_view(report))
+
+
+def _capacity_view(report: dict[str, Any]) -> list[object]:
     table = Table(title="critical n per dimension (k = 2)", title_justify="left")
-    for col in ("d", "critical n", "trials", "seconds"):
-        table.add_column(col, justify="right")
+    for name in ("d", "critical n", "trials", "seconds"):
+        table.add_column(name, justify="right")
     for row in report["curve"]:
         table.add_row(str(row["d"]), str(row["critical_n"]), str(len(row["trials"])), f"{row['seconds']:.1f}")
-    console.print(table)
-    console.print("fit n(d) = " + " + ".join(f"{c:.4g}·d^{3 - i}" for i, c in enumerate(report["fit"])))
-    for name, metrics in (report.get("limit") or {}).items():
-        console.print(f"LIMIT {name}: " + ", ".join(f"{m} {v:.3f}" for m, v in metrics.items()))
+    fit = "fit n(d) = " + " + ".join(f"{c:.4g}·d^{3 - i}" for i, c in enumerate(report["fit"]))
+    return [table, fit, *(f"LIMIT {name}: " + ", ".join(f"{m} {v:.3f}" for m, v in metrics.items())
+                          for name, metrics in (report.get("limit") or {}).items())]
 
 
 def _parse_dims(text: str) -> list[int]:
+    """The widths of ``--dims``: a range ``lo-hi`` (inclusive) or a comma-separated list.
+
+    >>> _parse_dims("2-5"), _parse_dims("2,4,8")
+    ([2, 3, 4, 5], [2, 4, 8])
+    """
     try:
         if "-" in text:
             lo, hi = (int(t) for t in text.split("-", 1))

@@ -1,0 +1,43 @@
+"""``vecbox eval beir``: retrieval quality on a standard data set."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import TYPE_CHECKING, Annotated
+
+import typer
+from rich.table import Table
+
+from vecbox.cli._render import JsonOpt, emit
+
+if TYPE_CHECKING:
+    from vecbox.jobs.beir import BeirReport
+
+eval_app = typer.Typer(help="Evaluate retrieval quality on standard data sets.", no_args_is_help=True)
+
+
+@eval_app.command("beir")
+def eval_beir(
+    dataset_dir: Annotated[Path, typer.Argument(help="Folder with corpus.jsonl, queries.jsonl, qrels/.")],
+    split: Annotated[str, typer.Option(help="Qrels split.")] = "test",
+    model: Annotated[str, typer.Option(help="'default' or a sentence-transformers path.")] = "default",
+    as_json: JsonOpt = False,
+) -> None:
+    """Ingest a BEIR data set and report nDCG@k, recall@k and MRR@k with exact search."""
+    from vecbox.jobs.beir import evaluate_beir
+
+    report = evaluate_beir(dataset_dir, split=split, model=model, show_progress=not as_json)
+    emit(report.as_dict(), as_json, lambda: _metrics_table(report))
+
+
+def _metrics_table(report: BeirReport) -> Table:
+    table = Table(title=f"{report.dataset} ({report.split}): {report.n_docs:,} docs, {report.n_queries:,} queries, "
+                        f"model {report.model}", title_justify="left")
+    ks = sorted({int(name.split("@")[1]) for name in report.metrics})
+    table.add_column("metric")
+    for kk in ks:
+        table.add_column(f"@{kk}", justify="right")
+    for metric in ("ndcg", "recall", "mrr", "precision"):
+        if f"{metric}@{ks[0]}" in report.metrics:
+            table.add_row(metric, *(f"{report.metrics[f'{metric}@{kk}']:.4f}" for kk in ks))
+    return table

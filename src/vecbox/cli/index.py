@@ -1,0 +1,40 @@
+"""``vecbox index``: build, rebuild or drop a collection's ANN index."""
+
+from __future__ import annotations
+
+from typing import Annotated, Optional
+
+import typer
+
+from vecbox.cli._render import JsonOpt, PathArg, console, emit, kv_table
+
+commands = typer.Typer()
+
+
+@commands.command()
+def index(
+    path: PathArg,
+    kind: Annotated[str, typer.Option(help="hnsw (graph) or ivf (inverted lists).")] = "hnsw",
+    m: Annotated[int, typer.Option("--M", "-M", help="HNSW graph degree.")] = 32,
+    ef_construction: Annotated[int, typer.Option(help="HNSW build beam width.")] = 200,
+    ef_search: Annotated[Optional[int], typer.Option(help="HNSW search effort (default: calibrated).")] = None,
+    nlist: Annotated[Optional[int], typer.Option(help="IVF lists (default ~4 sqrt(n)).")] = None,
+    nprobe: Annotated[Optional[int], typer.Option(help="IVF lists scanned per query (default: calibrated).")] = None,
+    storage: Annotated[str, typer.Option(help="Vectors in the index: flat (float32) or sq8.")] = "flat",
+    target_recall: Annotated[float, typer.Option(help="Calibrate the search effort to this recall@10.")] = 0.95,
+    drop: Annotated[bool, typer.Option("--drop", help="Remove the index instead (searches become exact).")] = False,
+    as_json: JsonOpt = False,
+) -> None:
+    """Build (or rebuild, or --drop) the collection's ANN index; searches use it from then on."""
+    from vecbox.collection import Collection
+
+    col = Collection.open(path)
+    if drop:
+        col.drop_index()
+        console.print(f"dropped the index of {path}; searches are exact")
+        return
+    with console.status(f"building a {kind} index over {col.count():,} rows ...", spinner="dots"):
+        data = col.build_index(kind, M=m, ef_construction=ef_construction, ef_search=ef_search, nlist=nlist,
+                               nprobe=nprobe, storage=storage, target_recall=target_recall)
+    emit(data, as_json,
+         lambda: kv_table(f"{kind} index of {path}", {key: value for key, value in data.items() if value is not None}))
