@@ -1,4 +1,5 @@
-"""Shared helpers for the benchmarks: timing, machine facts, tables, docs/BENCHMARKS.md.
+"""Shared helpers for the benchmarks: options, threads, timing, machine facts, tables, plots, the shared
+data (SciFact), docs/BENCHMARKS.md. Every ``benchmarks/*.py`` imports it as ``R``.
 
 Every benchmark writes one section of ``docs/BENCHMARKS.md``, delimited by
 ``<!-- BEGIN name -->`` / ``<!-- END name -->``; :func:`write_section` replaces
@@ -8,10 +9,12 @@ byte for byte. A new section is appended at the end.
 
 from __future__ import annotations
 
+import contextlib
 import datetime as _dt
 import gc
 import importlib
 import importlib.metadata
+import json
 import os
 import platform
 import re
@@ -19,12 +22,15 @@ import shlex
 import statistics
 import sys
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from pathlib import Path
 from typing import Any
 
 ROOT = Path(__file__).resolve().parent.parent
 DOCS_PATH = ROOT / "docs" / "BENCHMARKS.md"
+IMG_DIR = ROOT / "docs" / "img"
+DATA = ROOT.parent / "shared" / "data"  # data sets shared with the other projects (BEIR SciFact, graphs, ...)
+SCIFACT = DATA / "scifact"
 
 HEADER = """\
 # Benchmarks
@@ -69,6 +75,67 @@ def median(xs: Sequence[float]) -> float:
 def quiet_gc() -> None:
     """Collect garbage now so that a collection does not land inside a timed region."""
     gc.collect()
+
+
+def best_of(fn: Callable[[], Any], repeats: int) -> tuple[float, Any]:
+    """Run ``fn`` ``repeats`` times (garbage collected before each); return (fastest seconds, last result).
+
+    The fastest run is timeit's rule: on a shared machine the slower runs measure the other processes.
+    """
+    times, out = [], None
+    for _ in range(repeats):
+        quiet_gc()
+        t, out = timed(fn)
+        times.append(t)
+    return min(times), out
+
+
+# --------------------------------------------------------------------------- options, threads
+def opt(args: Any, name: str, default: Any) -> Any:
+    """``args.name`` unless it is missing or None (run_all's namespace holds every benchmark's options)."""
+    value = getattr(args, name, None)
+    return default if value is None else value
+
+
+def usable_cores() -> int:
+    """Cores this process may run on (its CPU affinity), else the machine's count."""
+    try:
+        return len(os.sched_getaffinity(0))
+    except AttributeError:
+        return os.cpu_count() or 1
+
+
+@contextlib.contextmanager
+def limit_threads(n: int, *, blas: bool = True, openmp: bool = True, faiss: bool = True) -> Iterator[None]:
+    """Limit the threads of BLAS (numpy), of OpenMP libraries and of FAISS's OpenMP to ``n`` inside the block.
+
+    On the 2-core reference machine a second BLAS or OpenMP thread mostly spins and waits, so a single-query
+    or training step is timed with one. ``blas`` / ``openmp`` select threadpoolctl's APIs (nothing happens
+    without threadpoolctl); ``faiss`` sets ``faiss.omp_set_num_threads`` (when FAISS is installed).
+    """
+    fx = None
+    if faiss:
+        try:
+            import faiss as fx
+        except ImportError:
+            fx = None
+    before = fx.omp_get_max_threads() if fx is not None else None
+    ctx: Any = contextlib.nullcontext()
+    if blas or openmp:
+        try:
+            from threadpoolctl import threadpool_limits
+
+            ctx = threadpool_limits(limits=n, user_api=None if blas and openmp else "blas" if blas else "openmp")
+        except ImportError:
+            pass
+    if fx is not None:
+        fx.omp_set_num_threads(n)
+    try:
+        with ctx:
+            yield
+    finally:
+        if fx is not None:
+            fx.omp_set_num_threads(before)
 
 
 # --------------------------------------------------------------------------- environment
@@ -153,10 +220,7 @@ def environment(command: str | None = None, started: float | None = None) -> dic
 
     flags = _cpu_flags()
     simd = [f for f in ("avx512f", "avx2", "fma") if f in flags]
-    try:
-        affinity = len(os.sched_getaffinity(0))
-    except AttributeError:
-        affinity = os.cpu_count()
+    affinity = usable_cores()
     ram = _ram_gib()
     return {
         "date": _dt.datetime.fromtimestamp(started if started is not None else time.time(), _dt.timezone.utc)
@@ -307,6 +371,27 @@ def log(msg: str) -> None:
     print(f"[{time.strftime('%H:%M:%S')}] {msg}", file=sys.stderr, flush=True)
 
 
+# --------------------------------------------------------------------------- plots
+def pyplot() -> Any:
+    """``matplotlib.pyplot`` on the Agg backend (files only, no display)."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    return plt
+
+
+def save_figure(fig: Any, path: Path, dpi: int, rect: tuple[float, float, float, float] | None = None) -> Path:
+    """Lay ``fig`` out (``tight_layout``, within ``rect`` if given), write it to ``path`` and close it."""
+    fig.tight_layout(**({"rect": rect} if rect else {}))
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fig.savefig(path, dpi=dpi)
+    pyplot().close(fig)
+    return path
+
+
 # --------------------------------------------------------------------------- number formats
 def fmt_rate(x: float) -> str:
     """Rate with thousands separators (``123,456``); one decimal below 100 (``18.0``)."""
@@ -360,6 +445,48 @@ def write_section(name: str, body: str, path: Path = DOCS_PATH) -> Path:
     tmp.write_text(text, encoding="utf-8")
     os.replace(tmp, path)
     return path
+
+
+# --------------------------------------------------------------------------- shared data: SciFact, the encoder cache
+_SENTENCE_SPLIT = re.compile(r"(?<=[.!?])\s+(?=[A-Z0-9(\[])")
+
+
+def cache_dir() -> Path:
+    """vecbox's cache directory (embeddings, tokens): what the benchmarks encode once is reused."""
+    from vecbox.encoders.cache import default_cache_dir
+
+    return default_cache_dir()
+
+
+def text_encoder() -> Any:
+    """The default text encoder (all-MiniLM-L6-v2), caching its vectors in :func:`cache_dir`."""
+    from vecbox.encoders.text import TextEncoder
+
+    return TextEncoder(cache_dir=cache_dir())
+
+
+def scifact_sentence_rows(root: Path = SCIFACT) -> tuple[list[str], list[str], list[int]]:
+    """The SciFact corpus split into sentences (titles are sentences too), unique, in file order, with the
+    document id and the position in its document of each sentence's first occurrence."""
+    seen: dict[str, tuple[str, int]] = {}
+    with open(root / "corpus.jsonl", encoding="utf-8") as fh:
+        for line in fh:
+            doc = json.loads(line)
+            parts = [doc.get("title", "").strip()] + [p.strip() for p in _SENTENCE_SPLIT.split(doc.get("text", ""))]
+            pos = 0
+            for p in parts:
+                if p:
+                    seen.setdefault(p, (str(doc.get("_id")), pos))
+                    pos += 1
+    texts = list(seen)
+    return texts, [seen[t][0] for t in texts], [seen[t][1] for t in texts]
+
+
+def scifact_queries(enc: Any, root: Path = SCIFACT) -> Any:
+    """The SciFact queries encoded by ``enc`` (an (n, d) array)."""
+    with open(root / "queries.jsonl", encoding="utf-8") as fh:
+        texts = [json.loads(line)["text"] for line in fh if line.strip()]
+    return enc.encode(texts, kind="query")
 
 
 # --------------------------------------------------------------------------- memory, disk, versions
