@@ -60,7 +60,7 @@ def test_limit_small_bm25_beats_the_dense_model():
 def test_cli_commands(tmp_path, rng):
     from typer.testing import CliRunner
 
-    from vecbox.cli_analyze import analyze_app
+    from vecbox.cli.analyze import analyze_app
 
     x = rng.normal(size=(80, 6)).astype(np.float32)
     x[5] += 9
@@ -90,7 +90,7 @@ def test_cli_plots(tmp_path, rng):
     pytest.importorskip("matplotlib")
     from typer.testing import CliRunner
 
-    from vecbox.cli_analyze import analyze_app
+    from vecbox.cli.analyze import analyze_app
 
     np.save(tmp_path / "x.npy", rng.normal(size=(60, 5)).astype(np.float32))
     runner = CliRunner()

@@ -337,7 +337,7 @@ def test_sigkill_during_codec_writes_and_recompress_keeps_committed_batches(tmp_
 
 
 def test_cli_recompress(tmp_path, rng, capsys):
-    from vecbox.cli_codecs import recompress
+    from vecbox.cli.codecs import recompress
 
     path = tmp_path / "c"
     col = Collection.create(path, dim=DIM)

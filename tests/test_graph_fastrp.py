@@ -10,7 +10,7 @@ import pytest
 import scipy.sparse as sp
 from typer.testing import CliRunner
 
-from vecbox.cli_graph import graph_app
+from vecbox.cli.graph import graph_app
 from vecbox.encoders.graph import (
     FastRP,
     as_graph,

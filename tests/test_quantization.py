@@ -105,7 +105,7 @@ def test_report_rejects_tiny_inputs():
 
 
 def test_cli_analyze_quantization_json_and_table(tmp_path, rng, capsys):
-    from vecbox.cli_codecs import analyze_quantization
+    from vecbox.cli.codecs import analyze_quantization
 
     path = tmp_path / "c"
     col = Collection.create(path, dim=32)

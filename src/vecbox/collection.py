@@ -36,7 +36,7 @@ from vecbox.storage import catalog, writes
 from vecbox.storage.codec_state import CodecConfig, keeps_floats
 from vecbox.storage.lock import WriteLock
 from vecbox.storage.reader import Reader
-from vecbox.storage.segments import CODEC_DIR, SEGMENT_DIR, dir_size
+from vecbox.storage.segments import SEGMENT_DIR, dir_size
 from vecbox.storage.tokens import TokenFiles
 
 if TYPE_CHECKING:
@@ -179,15 +179,9 @@ class Collection(IndexMethods, TextMethods):
             return col
         if path.exists() and (not path.is_dir() or any(path.iterdir())):
             raise CollectionExistsError(f"{path} exists and is not an empty directory; choose a new path")
-        (path / SEGMENT_DIR).mkdir(parents=True, exist_ok=True)
-        if codec_cfg is not None:
-            (path / CODEC_DIR).mkdir()
-        conn = catalog.connect(path, create=True)
-        try:
-            catalog.initialise(conn, {"dim": dim, "metric": metric, "model": model,
-                                      "codec": codec_cfg.to_json() if codec_cfg else None, "multivector": mv_cfg})
-        finally:
-            conn.close()
+        path.parent.mkdir(parents=True, exist_ok=True)
+        writes.create_collection(path, {"dim": dim, "metric": metric, "model": model,
+                                        "codec": codec_cfg.to_json() if codec_cfg else None, "multivector": mv_cfg})
         return cls(path, lock_timeout=lock_timeout, encoder=encoder)
 
     @classmethod

@@ -452,9 +452,65 @@ def locate_tokens(conn: sqlite3.Connection, ids: Sequence[str]) -> dict[str, tup
     return {i: (f, s, c) for i, f, s, c in cur}
 
 
-def referenced_files(conn: sqlite3.Connection) -> tuple[set[str], str | None, str | None]:
-    """What garbage collection must keep: segment and token files, the codec and the index directory."""
-    codec = config_value(conn, "codec")
-    index = config_value(conn, "index")
-    files = {f for f, _ in segment_files(conn).values()} | token_files(conn)
-    return files, codec.get("dir") if codec else None, index["dir"] if index else None
+def referenced_paths(conn: sqlite3.Connection) -> set[str]:
+    """Every file and directory the committed catalog references, relative to the collection root.
+
+    Segment files (``segments/<file>`` and its codes file), token files, the codec directory
+    and the index directory: what garbage collection must keep.
+    """
+    from vecbox.storage.segments import segment_file_set, SEGMENT_DIR  # (no cycle: segments imports no catalog)
+
+    out = set()
+    for f, _ in segment_files(conn).values():
+        out.update(f"{SEGMENT_DIR}/{name}" for name in segment_file_set(f))
+    out.update(f"{SEGMENT_DIR}/{f}" for f in token_files(conn))
+    for key in ("codec", "index"):
+        value = config_value(conn, key)
+        if value and value.get("dir"):
+            out.add(value["dir"])
+    return out
+
+
+# ------------------------------------------------------------------ retired files
+# A write that stops referencing files (compaction, recompress, a new index) records them here,
+# in its own commit. They are deleted only once no reader can still use them: when SQLite's WAL
+# bookkeeping shows no reader holds a snapshot older than the latest commit, or RETIRED_GRACE
+# seconds after they were retired (a reader stuck that long re-reads its snapshot anyway).
+RETIRED_DDL = "CREATE TABLE IF NOT EXISTS retired (name TEXT PRIMARY KEY, retired_at REAL NOT NULL)"
+
+
+def retire(conn: sqlite3.Connection, names: Sequence[str]) -> None:
+    """Record files no longer referenced as of this (write) transaction's commit."""
+    if names:
+        conn.execute(RETIRED_DDL)
+        now = time.time()
+        conn.executemany("INSERT OR REPLACE INTO retired(name, retired_at) VALUES (?, ?)", [(n, now) for n in names])
+
+
+def retired(conn: sqlite3.Connection) -> dict[str, float]:
+    """``name -> time retired`` of files waiting to be deleted."""
+    if conn.execute("SELECT 1 FROM sqlite_master WHERE type = 'table' AND name = 'retired'").fetchone() is None:
+        return {}
+    return dict(conn.execute("SELECT name, retired_at FROM retired").fetchall())
+
+
+def forget_retired(conn: sqlite3.Connection, names: Sequence[str]) -> None:
+    """Drop deleted files from the retired list (its own small commit)."""
+    if names:
+        with transaction(conn):
+            conn.execute("DELETE FROM retired WHERE name IN (SELECT value FROM json_each(?))", (_json(names),))
+
+
+def no_older_readers(conn: sqlite3.Connection) -> bool:
+    """True when no connection holds a read snapshot older than the latest commit.
+
+    A passive checkpoint copies WAL frames into the database up to the oldest reader's
+    snapshot only, so "every frame checkpointed" means every active reader sees the latest
+    commit (SQLite's own snapshot bookkeeping: https://www.sqlite.org/wal.html#concurrency).
+    """
+    busy, log, done = conn.execute("PRAGMA wal_checkpoint(PASSIVE)").fetchone()
+    return busy == 0 and done == log
+
+
+def last_commit_time(conn: sqlite3.Connection) -> float:
+    return float(conn.execute("SELECT MAX(committed_at) FROM versions").fetchone()[0])

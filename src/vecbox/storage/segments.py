@@ -102,28 +102,58 @@ def _open(path: Path, n: int, d: int, dtype: type) -> np.ndarray:
     return arr
 
 
-def remove_unreferenced(root: Path, referenced: set[str], codec_dir: str | None = None,
-                        index_dir: str | None = None) -> int:
-    """Delete files no committed version references; call only while holding the write lock.
+def segment_file_set(name: str) -> set[str]:
+    """The files of the segment ``name``: its float file and/or its codes file."""
+    return {name, codes_file(name)}
 
-    ``referenced`` are the catalog's segment names (their codes files are kept with them);
-    ``codec_dir`` / ``index_dir`` are the codec and ANN-index directories the catalog
-    references (other directories under ``codecs/`` and ``indexes/`` go).
+
+QUARANTINE_DIR = "quarantine"
+
+
+def remove_unreferenced(root: Path, keep: set[str], *, evidence_after: float | None = None
+                        ) -> tuple[list[str], list[str]]:
+    """Delete what no committed version references and nothing must keep; call only under the write lock.
+
+    ``keep`` holds paths relative to ``root`` (referenced files, and retired files a reader may
+    still use). Unfinished writes (``tmp-*``) and unreferenced index directories go. A finished
+    segment file or codec directory written after ``evidence_after`` (the latest commit's time)
+    is not garbage but evidence - a writer died between its write and its commit, or the
+    catalog lost commits (a damaged WAL) - so it moves to ``quarantine/`` instead. Returns
+    ``(removed, quarantined)`` relative paths. Entries that are not what their place holds (a
+    directory named like a segment) are left alone: they are someone else's, not garbage.
     """
-    removed = 0
-    seg_dir = root / SEGMENT_DIR
-    keep = referenced | {codes_file(r) for r in referenced}
-    for path in seg_dir.iterdir():
-        if path.name not in keep and (path.name.startswith(_TMP_PREFIX) or path.suffix == ".npy"):
-            path.unlink(missing_ok=True)
-            removed += 1
-    for parent, kept in ((CODEC_DIR, codec_dir), (INDEX_DIR, index_dir)):
-        if (root / parent).is_dir():
-            for path in (root / parent).iterdir():
-                if f"{parent}/{path.name}" != kept:
-                    shutil.rmtree(path, ignore_errors=True) if path.is_dir() else path.unlink(missing_ok=True)
-                    removed += 1
-    return removed
+    removed: list[str] = []
+    quarantined: list[str] = []
+    for parent in (SEGMENT_DIR, CODEC_DIR, INDEX_DIR):
+        folder = root / parent
+        if not folder.is_dir():
+            continue
+        for path in folder.iterdir():
+            rel = f"{parent}/{path.name}"
+            if rel in keep:
+                continue
+            if parent == SEGMENT_DIR:
+                if not path.is_file() or not (path.name.startswith(_TMP_PREFIX) or path.suffix == ".npy"):
+                    continue
+            elif not path.is_dir():
+                continue
+            finished = not path.name.startswith(_TMP_PREFIX) and parent != INDEX_DIR
+            if finished and evidence_after is not None and _mtime(path) > evidence_after:
+                target = root / QUARANTINE_DIR / parent
+                target.mkdir(parents=True, exist_ok=True)
+                os.replace(path, target / path.name)
+                quarantined.append(rel)
+                continue
+            shutil.rmtree(path, ignore_errors=True) if path.is_dir() else path.unlink(missing_ok=True)
+            removed.append(rel)
+    return removed, quarantined
+
+
+def _mtime(path: Path) -> float:
+    try:
+        return path.stat().st_mtime
+    except OSError:
+        return 0.0
 
 
 def dir_size(path: Path) -> int:

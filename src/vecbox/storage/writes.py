@@ -5,7 +5,9 @@ renamed, directory fsynced: :mod:`vecbox.storage.segments`), then commits one SQ
 transaction that references them (:mod:`vecbox.storage.catalog`), and only then removes
 what no committed version references any more. A process killed at any point leaves
 either the old version or the new one; files written for a commit that never happened
-are garbage, collected by the next writer (:func:`collect_garbage`).
+are garbage, collected by the next writer (:func:`collect_garbage`). Files a commit stops
+referencing are *retired*, not deleted: a reader whose snapshot predates the commit may still
+read them, so they go only when SQLite shows no such reader (or after :data:`RETIRED_GRACE`).
 
 Three writes exist, and the crash tests (``tests/test_durability.py``) kill processes
 inside each of them:
@@ -22,9 +24,12 @@ The caller holds the collection's write lock around each call.
 
 from __future__ import annotations
 
+import os
 import shutil
 import sqlite3
+import time
 import uuid
+import warnings
 from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any, Protocol
@@ -33,7 +38,19 @@ import numpy as np
 
 from vecbox.storage import catalog
 from vecbox.storage.codec_state import CodecConfig
-from vecbox.storage.segments import INDEX_DIR, remove_segment, remove_unreferenced, write_segment
+from vecbox._fs import fsync_dir
+from vecbox.errors import CollectionExistsError
+from vecbox.storage.segments import (
+    CODEC_DIR,
+    INDEX_DIR,
+    SEGMENT_DIR,
+    QUARANTINE_DIR,
+    remove_segment,
+    remove_unreferenced,
+    write_segment,
+)
+
+RETIRED_GRACE = 600.0  # seconds a retired file is kept for readers whose snapshot SQLite cannot vouch for
 
 
 class _Tokens(Protocol):
@@ -48,6 +65,37 @@ class _Index(Protocol):
     def kind(self) -> str: ...
 
     def save(self, path: Path) -> Any: ...
+
+
+def create_collection(path: Path, config: dict[str, Any]) -> None:
+    """Make the collection directory ``path`` (absent or empty) atomically: all of it, or nothing.
+
+    The catalog and folders are made in a hidden sibling directory, fsynced, then renamed onto
+    ``path`` (rename replaces an empty directory), so a process killed midway leaves ``path``
+    as it was - absent or empty - and at most a ``.<name>.creating-*`` folder beside it.
+    """
+    tmp = path.parent / f".{path.name}.creating-{uuid.uuid4().hex[:12]}"
+    tmp.mkdir(parents=True)
+    try:
+        (tmp / SEGMENT_DIR).mkdir()
+        if config.get("codec") is not None:
+            (tmp / CODEC_DIR).mkdir()
+        conn = catalog.connect(tmp, create=True)
+        try:
+            catalog.initialise(conn, config)
+            conn.execute("PRAGMA wal_checkpoint(TRUNCATE)")  # the whole catalog in vecbox.sqlite before the rename
+        finally:
+            conn.close()
+        for sub in (tmp / SEGMENT_DIR, tmp):
+            fsync_dir(sub)
+        try:
+            os.rename(tmp, path)
+        except OSError as exc:  # another process created it first (the directory is no longer empty)
+            raise CollectionExistsError(f"{path} was created meanwhile ({exc.strerror}); open it instead") from None
+        fsync_dir(path.parent)
+    except BaseException:
+        shutil.rmtree(tmp, ignore_errors=True)
+        raise
 
 
 def append_batch(root: Path, conn: sqlite3.Connection, operation: str, ids: Sequence[str],
@@ -111,6 +159,7 @@ def rewrite_all(root: Path, conn: sqlite3.Connection, operation: str, rids: Sequ
     name = write_segment(root, floats, codes) if len(rids) else None
     try:
         with catalog.transaction(conn) as c:
+            before = catalog.referenced_paths(c)
             version = catalog.log_version(c, operation, 0, 0)
             catalog.drop_tombstones(c)
             seg_id = catalog.insert_segment(c, name, len(rids), version) if name is not None else None
@@ -118,6 +167,7 @@ def rewrite_all(root: Path, conn: sqlite3.Connection, operation: str, rids: Sequ
             if codec_changes:
                 catalog.set_config(c, "codec", new_codec.to_json() if new_codec is not None else None)
             catalog.bump_epoch(c)
+            retire_dropped(c, before)
     except BaseException:
         if name is not None:
             remove_segment(root, name)
@@ -138,7 +188,9 @@ def commit_index(root: Path, conn: sqlite3.Connection, index: _Index | None) -> 
     cfg = None if index is None else {"dir": rel, "kind": index.kind, "version": index.version}
     try:
         with catalog.transaction(conn) as c:
+            before = catalog.referenced_paths(c)
             catalog.set_config(c, "index", cfg)
+            retire_dropped(c, before)
     except BaseException:
         if rel is not None:
             shutil.rmtree(root / rel, ignore_errors=True)
@@ -147,10 +199,38 @@ def commit_index(root: Path, conn: sqlite3.Connection, index: _Index | None) -> 
     return cfg
 
 
-def collect_garbage(root: Path, conn: sqlite3.Connection) -> int:
-    """Delete segment files and codec / index directories no committed version references; return how many."""
-    files, codec_dir, index_dir = catalog.referenced_files(conn)
-    return remove_unreferenced(root, files, codec_dir, index_dir)
+def collect_garbage(root: Path, conn: sqlite3.Connection) -> tuple[list[str], list[str]]:
+    """Delete files no committed version references once no reader can use them; return (removed, quarantined).
+
+    Retired files (dropped by a commit, :func:`retire_dropped`) wait until no reader holds a
+    snapshot older than the latest commit, or :data:`RETIRED_GRACE` seconds. Finished files
+    newer than the latest commit are quarantined, with a warning (see
+    :func:`~vecbox.storage.segments.remove_unreferenced`).
+    """
+    keep = catalog.referenced_paths(conn)
+    waiting = catalog.retired(conn)
+    if waiting:
+        clear = catalog.no_older_readers(conn)
+        cutoff = time.time() - RETIRED_GRACE
+        releasable = [n for n, t in waiting.items() if clear or t < cutoff]
+        keep |= set(waiting) - set(releasable)
+    else:
+        releasable = []
+    removed, quarantined = remove_unreferenced(root, keep, evidence_after=catalog.last_commit_time(conn))
+    catalog.forget_retired(conn, releasable)
+    if quarantined:
+        warnings.warn(
+            f"{root}: {len(quarantined)} finished file(s) newer than the latest commit were moved to "
+            f"{root / QUARANTINE_DIR} (first: {quarantined[0]}): a writer died before committing them, or the "
+            "catalog lost commits (a damaged WAL). The collection is consistent without them; keep them if recent "
+            "writes are missing, delete the folder otherwise", RuntimeWarning, stacklevel=3)
+    return removed, quarantined
 
 
-__all__ = ["append_batch", "collect_garbage", "commit_index", "delete_rows", "rewrite_all"]
+def retire_dropped(conn: sqlite3.Connection, before: set[str]) -> None:
+    """Inside a write transaction: record the paths of ``before`` that the catalog no longer references."""
+    catalog.retire(conn, sorted(before - catalog.referenced_paths(conn)))
+
+
+__all__ = ["RETIRED_GRACE", "append_batch", "create_collection", "collect_garbage", "commit_index", "delete_rows", "retire_dropped",
+           "rewrite_all"]

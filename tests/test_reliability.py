@@ -1,0 +1,159 @@
+"""Readers never fail because of a writer; files are deleted only when no snapshot can use them;
+creation is atomic; evidence is quarantined, not deleted; a huge k costs no more than the rows.
+
+Issue 18 items 1, 2, 5 and 6, each against an independent reference (the data written, a fresh
+handle's answer, the file system).
+"""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import sys
+import textwrap
+import time
+import tracemalloc
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from vecbox import Collection
+from vecbox.errors import CollectionNotFoundError
+from vecbox.storage import catalog
+
+D = 16
+
+
+def _filled(path: Path, n: int = 3000, seed: int = 0) -> tuple[Collection, np.ndarray]:
+    x = np.random.default_rng(seed).standard_normal((n, D)).astype(np.float32)
+    col = Collection.create(path, dim=D, metric="l2")
+    for start in range(0, n, 500):  # several segments
+        col.add([f"r{i}" for i in range(start, start + 500)], x[start:start + 500],
+                [{"g": i % 10} for i in range(start, start + 500)])
+    return col, x
+
+
+def test_a_reader_holding_a_snapshot_survives_compaction_and_an_index_rebuild(tmp_path):
+    """Item 1, deterministic: the reader's read transaction predates the writer's compaction and rebuild."""
+    path = tmp_path / "c"
+    writer, x = _filled(path)
+    writer.build_index("hnsw", M=8)
+    writer.delete([f"r{i}" for i in range(100)])
+    reader = Collection.open(path)
+    old_files = {f for f, _ in catalog.segment_files(reader._conn).values()}
+    with catalog.transaction(reader._conn, write=False) as conn:
+        conn.execute("SELECT COUNT(*) FROM rows").fetchone()  # the snapshot is pinned from here
+        writer.compact()  # rewrites every segment and rebuilds the index: both retire files
+        writer.build_index("hnsw", M=8)
+        assert all((path / "segments" / f).exists() for f in old_files)  # retired, not deleted: a reader needs them
+        reader._refresh(conn)  # loads the old version's segments and index (once, "restore from a backup")
+        assert reader._executor.index_problem() is None
+        scores, pos, plan = reader._executor.run(conn, reader._reader, x[500:501], 5, reader._executor.selection.parse(None))
+    assert reader._live.version < writer.version
+    exact = np.argsort(((x[100:] - x[500]) ** 2).sum(1))[:5] + 100
+    assert sorted(reader._live.ids[pos[0]].tolist()) == sorted(f"r{i}" for i in exact)
+    # Once no reader holds an old snapshot, the next writer's clean-up deletes the retired files.
+    assert [h.id for h in reader.search(x[500], 5, include_metadata=False)] == \
+        [h.id for h in writer.search(x[500], 5, exact=True)]
+    writer.add(["new"], x[:1])
+    Collection.open(path)  # opening takes the lock and collects garbage
+    on_disk = {p.name for p in (path / "segments").iterdir()}
+    referenced = {f for f, _ in catalog.segment_files(writer._conn).values()}
+    assert on_disk == referenced and not (old_files & on_disk)
+    assert len(list((path / "indexes").iterdir())) == 1
+    assert catalog.retired(writer._conn) == {}
+
+
+def test_retired_files_wait_while_an_old_snapshot_is_open(tmp_path):
+    path = tmp_path / "c"
+    writer, _ = _filled(path, n=1000)
+    reader = Collection.open(path)
+    old = {f for f, _ in catalog.segment_files(writer._conn).values()}
+    reader._conn.execute("BEGIN")
+    reader._conn.execute("SELECT COUNT(*) FROM rows").fetchone()
+    writer.compact()
+    writer.add(["x"], np.ones((1, D)))
+    Collection.open(path)  # collects garbage, but the reader's snapshot predates the compaction
+    assert all((path / "segments" / f).exists() for f in old)
+    reader._conn.execute("COMMIT")
+    Collection.open(path)
+    assert not any((path / "segments" / f).exists() for f in old)
+
+
+def test_a_huge_k_costs_no_more_memory_than_the_rows(tmp_path):
+    """Item 2: k = 10^9 with a filter that matches nothing, every row deleted, or plain."""
+    col, x = _filled(tmp_path / "c", n=1000)
+    tracemalloc.start()
+    try:
+        assert col.search(x[0], 10**9, where={"g": 99}) == []
+        assert len(col.search(x[0], 10**9)) == 1000
+        assert len(col.search_batch(x[:3], 10**9, include_metadata=False)[2]) == 1000
+        col.build_index("hnsw", M=8)
+        assert len(col.search(x[0], 10**9, include_metadata=False)) == 1000
+        col.delete(where={})
+        assert col.search(x[0], 10**9) == []
+        peak = tracemalloc.get_traced_memory()[1]
+    finally:
+        tracemalloc.stop()
+    assert peak < 100 << 20, peak
+
+
+CREATOR = textwrap.dedent(
+    """
+    import sys
+    from vecbox import Collection
+    Collection.create(sys.argv[1], dim=8, codec=sys.argv[2] if len(sys.argv) > 2 else None)
+    print("created", flush=True)
+    """
+)
+
+
+def test_a_kill_during_create_leaves_the_path_usable(tmp_path):
+    """Item 5: SIGKILL at random moments of Collection.create; afterwards the path is absent (or empty,
+    as given) - `open` says there is no collection and `create` works - or it holds a whole collection."""
+    script = tmp_path / "creator.py"
+    script.write_text(CREATOR)
+    rng = np.random.default_rng(7)
+    outcomes = {"none": 0, "whole": 0}
+    for trial in range(40):
+        path = tmp_path / f"c{trial}"
+        if trial % 2:
+            path.mkdir()  # creating into an existing empty directory
+        proc = subprocess.Popen([sys.executable, str(script), str(path)], stdout=subprocess.PIPE)
+        time.sleep(float(rng.uniform(0.05, 0.6)))
+        proc.send_signal(signal.SIGKILL)
+        proc.wait()
+        if (path / catalog.CATALOG_FILE).exists():
+            outcomes["whole"] += 1
+            with Collection.open(path) as col:
+                assert col.dim == 8 and col.count() == 0
+            assert len(Collection.create(path, dim=8, exist_ok=True)) == 0
+        else:
+            outcomes["none"] += 1
+            assert not path.exists() or not any(path.iterdir())
+            with pytest.raises(CollectionNotFoundError):
+                Collection.open(path)
+            col = Collection.create(path, dim=8)
+            col.add(["a"], np.ones((1, 8)))
+            assert col.count() == 1
+    assert outcomes["none"] and outcomes["whole"], outcomes  # kills landed on both sides of the rename
+
+
+def test_files_newer_than_the_last_commit_are_quarantined_not_deleted(tmp_path):
+    """Item 6: a commit lost from the catalog leaves its intact segment; the next open keeps it as evidence."""
+    path = tmp_path / "c"
+    col, _ = _filled(path, n=500)
+    extra = np.random.default_rng(3).standard_normal((10, D)).astype(np.float32)
+    from vecbox.storage.segments import write_segment
+
+    time.sleep(0.05)
+    name = write_segment(path, extra)  # as a commit that the catalog then lost would leave it
+    col.close()
+    with pytest.warns(RuntimeWarning, match="quarantine"):
+        again = Collection.open(path)
+    kept = path / "quarantine" / "segments" / name
+    assert kept.exists() and not (path / "segments" / name).exists()
+    np.testing.assert_array_equal(np.load(kept), extra)
+    assert again.count() == 500  # the collection itself is untouched
