@@ -1,0 +1,245 @@
+"""Reliability benchmark: readers under a busy writer, and many small commits (issue 18).
+
+1. **Readers never fail.** One writer process loops over adds, upserts, deletes,
+   compactions and index builds while four reader processes search (one query and batches,
+   with and without a filter, with metadata), ``get`` and ``count`` as fast as they can, for
+   ``--reliability-seconds`` (default 300). Every exception a reader sees is counted by type
+   and message. Target: zero.
+2. **Many small commits.** 10,000 single-row adds while two reader processes search: segment
+   files at the end, allocated bytes, the first search of a fresh handle, and the largest WAL
+   file seen. Targets: <= 50 segment files, first search <= 0.1 s, WAL <= 16 MB.
+
+Run through ``benchmarks/run_all.py --only reliability`` or alone:
+``python benchmarks/reliability.py [--quick] [--write]``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import multiprocessing as mp
+import shutil
+import sys
+import tempfile
+import time
+import traceback
+from collections import Counter
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+import _report as R  # noqa: E402
+
+NAME = "reliability"
+DIM = 64
+SEED = 18
+
+
+def add_arguments(parser: argparse.ArgumentParser | argparse._ArgumentGroup) -> None:
+    parser.add_argument("--reliability-seconds", type=float, default=None,
+                        help="how long the readers run against the writer (default 300; quick 20)")
+    parser.add_argument("--reliability-small-adds", type=int, default=None,
+                        help="single-row adds in the small-commits test (default 10,000; quick 1,000)")
+
+
+# --------------------------------------------------------------------------- processes
+def _writer(path: str, stop_at: float, out: Any) -> None:
+    from vecbox import Collection
+
+    rng = np.random.default_rng(SEED)
+    col = Collection.open(path, lock_timeout=60)
+    ops: Counter[str] = Counter()
+    next_id = 10_000
+    while time.time() < stop_at:
+        r = rng.random()
+        if r < 0.45:
+            n = int(rng.integers(20, 200))
+            col.add([f"n{next_id + i}" for i in range(n)], rng.standard_normal((n, DIM)),
+                    [{"g": int(g)} for g in rng.integers(0, 10, n)])
+            next_id += n
+            ops["add"] += 1
+        elif r < 0.65:
+            ids = [f"s{int(i)}" for i in rng.integers(0, 5000, 50)]
+            col.upsert(sorted(set(ids)), rng.standard_normal((len(set(ids)), DIM)),
+                       [{"g": 1}] * len(set(ids)))
+            ops["upsert"] += 1
+        elif r < 0.85:
+            col.delete([f"s{int(i)}" for i in rng.integers(0, 5000, 30)], missing_ok=True)
+            ops["delete"] += 1
+        elif r < 0.95:
+            col.compact()
+            ops["compact"] += 1
+        else:
+            col.build_index("hnsw", M=8, ef_construction=40, target_recall=None, ef_search=32)
+            ops["build_index"] += 1
+    out.put(("writer", dict(ops)))
+
+
+def _reader(path: str, stop_at: float, seed: int, out: Any) -> None:
+    from vecbox import Collection
+
+    rng = np.random.default_rng(seed)
+    col = Collection.open(path)
+    reads, errors = 0, Counter()
+    first: dict[str, str] = {}
+    while time.time() < stop_at:
+        q = rng.standard_normal(DIM).astype(np.float32)
+        try:
+            kind = reads % 6
+            if kind == 0:
+                col.search(q, 10)
+            elif kind == 1:
+                col.search(q, 10, where={"g": int(rng.integers(0, 10))}, include_metadata=False)
+            elif kind == 2:
+                col.search_batch(rng.standard_normal((8, DIM)), 5, where={"g": {"$in": [1, 2, 3]}})
+            elif kind == 3:
+                col.search(q, 10, include_metadata=False)
+            elif kind == 4:
+                col.get(sorted({f"s{int(i)}" for i in rng.integers(0, 5000, 5)}), missing_ok=True)
+            else:
+                col.count({"g": 1})
+        except Exception as exc:  # counted, not raised: the point is to see every failure
+            key = f"{type(exc).__name__}: {str(exc)[:160]}"
+            errors[key] += 1
+            first.setdefault(key, traceback.format_exc(limit=6))
+        reads += 1
+    out.put(("reader", {"reads": reads, "errors": dict(errors), "tracebacks": first}))
+
+
+def _small_reader(path: str, stop: Any, out: Any) -> None:
+    from vecbox import Collection
+
+    col = Collection.open(path)
+    rng = np.random.default_rng(1)
+    reads, errors, wal_max = 0, 0, 0
+    wal = Path(path) / "vecbox.sqlite-wal"
+    while not stop.is_set():
+        try:
+            col.search(rng.standard_normal(DIM), 5)
+        except Exception:
+            errors += 1
+        reads += 1
+        if reads % 20 == 0 and wal.exists():
+            wal_max = max(wal_max, wal.stat().st_size)
+    out.put({"reads": reads, "errors": errors, "wal_max": wal_max})
+
+
+# --------------------------------------------------------------------------- tests
+def bench_readers(tmp: Path, seconds: float) -> dict[str, Any]:
+    from vecbox import Collection
+
+    path = tmp / "busy"
+    rng = np.random.default_rng(SEED)
+    col = Collection.create(path, dim=DIM, metric="cosine")
+    col.add([f"s{i}" for i in range(5000)], rng.standard_normal((5000, DIM)),
+            [{"g": int(g)} for g in rng.integers(0, 10, 5000)])
+    col.build_index("hnsw", M=8, ef_construction=40, target_recall=None, ef_search=32)
+    col.close()
+    ctx = mp.get_context("spawn")
+    out = ctx.Queue()
+    stop_at = time.time() + seconds
+    procs = [ctx.Process(target=_writer, args=(str(path), stop_at, out))]
+    procs += [ctx.Process(target=_reader, args=(str(path), stop_at, 100 + i, out)) for i in range(4)]
+    for p in procs:
+        p.start()
+    results = [out.get(timeout=seconds + 600) for _ in procs]
+    for p in procs:
+        p.join()
+    writer = next(r for kind, r in results if kind == "writer")
+    readers = [r for kind, r in results if kind == "reader"]
+    errors: Counter[str] = Counter()
+    for r in readers:
+        errors.update(r["errors"])
+    with Collection.open(path) as check:
+        verified = check.count()
+    return {"seconds": seconds, "writer_ops": writer, "reads": sum(r["reads"] for r in readers),
+            "errors": dict(errors), "tracebacks": {k: v for r in readers for k, v in r["tracebacks"].items()},
+            "rows_at_end": verified}
+
+
+def bench_small_commits(tmp: Path, n_adds: int) -> dict[str, Any]:
+    from vecbox import Collection
+    from vecbox.storage.segments import dir_size
+
+    path = tmp / "small"
+    col = Collection.create(path, dim=DIM)
+    col.add(["seed"], np.ones((1, DIM)))
+    ctx = mp.get_context("spawn")
+    out, stop = ctx.Queue(), ctx.Event()
+    readers = [ctx.Process(target=_small_reader, args=(str(path), stop, out)) for _ in range(2)]
+    for p in readers:
+        p.start()
+    rng = np.random.default_rng(SEED)
+    t0 = time.perf_counter()
+    for i in range(n_adds):
+        col.add([f"a{i}"], rng.standard_normal((1, DIM)))
+    add_seconds = time.perf_counter() - t0
+    stop.set()
+    stats = [out.get(timeout=120) for _ in readers]
+    for p in readers:
+        p.join()
+    col.close()
+    t0 = time.perf_counter()
+    fresh = Collection.open(path)
+    fresh.search(np.ones(DIM), 10)
+    first_search = time.perf_counter() - t0
+    files = len(list((path / "segments").iterdir()))
+    return {"adds": n_adds, "adds_per_s": n_adds / add_seconds, "segment_files": files,
+            "allocated_bytes": dir_size(path / "segments"), "first_search_s": first_search,
+            "wal_max_bytes": max(s["wal_max"] for s in stats), "reader_errors": sum(s["errors"] for s in stats),
+            "reader_reads": sum(s["reads"] for s in stats), "rows": fresh.count()}
+
+
+# --------------------------------------------------------------------------- report
+def _tables(res: dict[str, Any]) -> list[tuple[str, list[str], list[list[Any]]]]:
+    busy = res["readers"]
+    ops = ", ".join(f"{k} {v:,}" for k, v in sorted(busy["writer_ops"].items()))
+    t1 = ("4 readers + 1 writer", ["seconds", "writer operations", "reads", "reader errors", "target: 0"],
+          [[f"{busy['seconds']:.0f}", ops, f"{busy['reads']:,}", sum(busy["errors"].values()),
+            R.verdict(not busy["errors"])]])
+    small = res["small"]
+    t2 = (f"{small['adds']:,} single-row adds, 2 readers searching",
+          ["segment files (<= 50)", "allocated MB", "first search s (<= 0.1)", "WAL max MB (<= 16)", "adds/s",
+           "reader errors"],
+          [[f"{small['segment_files']:,} {R.verdict(small['segment_files'] <= 50)}",
+            f"{small['allocated_bytes'] / 1e6:.1f}",
+            f"{small['first_search_s']:.3f} {R.verdict(small['first_search_s'] <= 0.1)}",
+            f"{small['wal_max_bytes'] / 1e6:.1f} {R.verdict(small['wal_max_bytes'] <= 16e6)}",
+            f"{small['adds_per_s']:,.0f}", small["reader_errors"]]])
+    return [t1, t2]
+
+
+def main(args: argparse.Namespace) -> dict[str, Any]:
+    quick = bool(getattr(args, "quick", False))
+    seconds = R.opt(args, "reliability_seconds", 20.0 if quick else 300.0)
+    n_adds = R.opt(args, "reliability_small_adds", 1000 if quick else 10_000)
+    started = time.time()
+    tmp = Path(tempfile.mkdtemp(prefix="vecbox-bench-reliability-"))
+    try:
+        R.log(f"reliability: 4 readers + 1 writer for {seconds:.0f} s")
+        res = {"readers": bench_readers(tmp, seconds)}
+        R.log(f"reliability: {n_adds:,} single-row adds")
+        res["small"] = bench_small_commits(tmp, n_adds)
+    finally:
+        shutil.rmtree(tmp, ignore_errors=True)
+    env = R.environment(getattr(args, "command", None), started)
+    tables = _tables(res)
+    for title, headers, rows in tables:
+        R.print_table(f"reliability — {title}", headers, rows)
+    for key, tb in res["readers"]["tracebacks"].items():
+        R.log(f"reader error {key}\n{tb}")
+    if getattr(args, "write", not quick):
+        body = ["## Reliability: readers under a busy writer, many small commits (issue 18)", "",
+                R.environment_markdown(env), ""]
+        for title, headers, rows in tables:
+            body += [f"### {title}", "", R.md_table(headers, rows), ""]
+        if res["readers"]["errors"]:
+            body += ["Reader errors:", "", "```", json.dumps(res["readers"]["errors"], indent=1), "```", ""]
+        R.write_section(NAME, "\n".join(body))
+    return res
+
+
+if __name__ == "__main__":
+    R.run_standalone(__doc__, "benchmarks/reliability.py", add_arguments, main)
