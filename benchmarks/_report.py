@@ -97,6 +97,13 @@ def opt(args: Any, name: str, default: Any) -> Any:
     return default if value is None else value
 
 
+def add_options(parser: Any, prefix: str, options: dict[str, tuple[Callable[[str], Any], str]]) -> None:
+    """Add ``--{prefix}-{name}`` (type, help) for each option, all defaulting to None: ``main`` then picks the
+    default with :func:`opt`, which may differ between a full run and ``--quick``."""
+    for name, (kind, text) in options.items():
+        parser.add_argument(f"--{prefix}-{name}", type=kind, default=None, help=text)
+
+
 def usable_cores() -> int:
     """Cores this process may run on (its CPU affinity), else the machine's count."""
     try:

@@ -33,22 +33,21 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 import _report as R  # noqa: E402
 
 NAME = "analysis"
-ROOT = Path(__file__).resolve().parent.parent
-DATA = ROOT.parent / "shared" / "data"
-IMG = ROOT / "docs" / "img"
+ROOT = R.ROOT
+DATA = R.DATA
+IMG = R.IMG_DIR
 SEED = 0
 SCALE_D = 384
 SCALE_K = 10
 
 
 def add_arguments(parser: argparse.ArgumentParser | argparse._ArgumentGroup) -> None:
-    parser.add_argument("--analysis-scale-n", type=str, default=None,
-                        help="sizes for the kNN scale test (default 1e6; quick 2e4)")
-    parser.add_argument("--analysis-pyod-n", type=str, default=None,
-                        help="sizes at which PyOD KNN is measured (default 1e4,2e4,4e4; quick 5e3,1e4)")
-    parser.add_argument("--analysis-pyod-budget", type=float, default=10.0,
-                        help="at the largest n, PyOD KNN runs in a subprocess stopped after this many times "
-                             "vecbox's IVF time (default 10, the target ratio); 0 skips it")
+    R.add_options(parser, "analysis", {
+        "scale-n": (str, "sizes for the kNN scale test (default 1e6; quick 2e4)"),
+        "pyod-n": (str, "sizes at which PyOD KNN is measured (default 1e4,2e4,4e4; quick 5e3,1e4)"),
+        "pyod-budget": (float, "at the largest n, PyOD KNN runs in a subprocess stopped after this many times "
+                               "vecbox's IVF time (default 10, the target ratio); 0 skips it"),
+    })
 
 
 def _sizes(text: str | None, default: list[int]) -> list[int]:
@@ -56,18 +55,12 @@ def _sizes(text: str | None, default: list[int]) -> list[int]:
 
 
 # --------------------------------------------------------------------------- data
-def _cache_dir() -> Path:
-    from vecbox.jobs.beir import default_cache_dir
-
-    return default_cache_dir()
-
-
 def sms_vectors(quick: bool) -> tuple[list[str], np.ndarray, np.ndarray]:
     from vecbox.analysis.anomaly import load_sms_spam
     from vecbox.encoders.text import TextEncoder
 
     texts, labels = load_sms_spam(DATA / "sms_spam")
-    x = TextEncoder(cache_dir=_cache_dir()).encode(texts, show_progress=True)
+    x = TextEncoder(cache_dir=R.cache_dir()).encode(texts, show_progress=True)
     return texts, labels, x
 
 
@@ -76,7 +69,7 @@ def truncated_vectors(texts: list[str], layers: int = 3) -> np.ndarray:
     from vecbox.analysis.relative import truncated_encoder
 
     key = hashlib.sha256("\n".join(texts).encode()).hexdigest()[:16]
-    path = _cache_dir() / "analysis" / f"minilm-l{layers}-{key}.npy"
+    path = R.cache_dir() / "analysis" / f"minilm-l{layers}-{key}.npy"
     if path.is_file():
         return np.load(path, allow_pickle=False)
     z = truncated_encoder(layers).encode(texts, batch_size=64, convert_to_numpy=True, normalize_embeddings=True,
@@ -302,7 +295,7 @@ def bench_capacity(quick: bool) -> dict[str, Any]:
     coeffs = fit_capacity(dims, ns, 3) if len(dims) > 3 else None
     R.log("LIMIT-small: default model and BM25")
     t0 = time.perf_counter()
-    limit = limit_eval(DATA / "limit-small", cache_dir=_cache_dir()) if (DATA / "limit-small").is_dir() else None
+    limit = limit_eval(DATA / "limit-small", cache_dir=R.cache_dir()) if (DATA / "limit-small").is_dir() else None
     return {"dims": dims, "curve": curve, "fit": coeffs, "seconds": total, "limit": limit,
             "limit_s": time.perf_counter() - t0}
 
@@ -325,7 +318,7 @@ def main(args: argparse.Namespace) -> None:
         return
     texts, labels, x = sms_vectors(quick)
     sms = bench_sms(x, labels, quick)
-    scale = bench_scale(scale_ns, pyod_ns, n_test, quick, float(getattr(args, "analysis_pyod_budget", 10.0)))
+    scale = bench_scale(scale_ns, pyod_ns, n_test, quick, float(R.opt(args, "analysis_pyod_budget", 10.0)))
     spaces = bench_spaces(texts, labels, x, quick)
     cap = bench_capacity(quick)
     pictures = write_pictures(sms, spaces, cap, quick) if write else []

@@ -21,9 +21,7 @@ Run through ``benchmarks/run_all.py`` or alone: ``python benchmarks/compression.
 from __future__ import annotations
 
 import argparse
-import json
 import logging
-import re
 import sys
 import time
 from collections.abc import Callable
@@ -35,13 +33,14 @@ import numpy as np
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 import _report as R  # noqa: E402
 
+from vecbox.evaluation import knn_recall  # noqa: E402
+
 NAME = "compression"
 K = 10
 OVERSAMPLE = 4
 SEED = 0
-SCIFACT = Path(__file__).resolve().parents[2] / "shared" / "data" / "scifact"
-IMG = R.ROOT / "docs" / "img" / "compression_recall_vs_bytes.png"
-_SENTENCE_SPLIT = re.compile(r"(?<=[.!?])\s+(?=[A-Z0-9(\[])")
+SCIFACT = R.SCIFACT
+IMG = R.IMG_DIR / "compression_recall_vs_bytes.png"
 
 VECBOX_SPECS = [
     "f16", "int8", "rot+int8", "int4", "rot+int4", "rot:qr+int4", "pca+trunc:128+int8",
@@ -54,32 +53,6 @@ OPQ_SPECS = ["pq:48:opq"]  # OPQ training is slow (50 rounds of PQ training): ru
 
 
 # --------------------------------------------------------------------------- data
-def scifact_sentences(root: Path = SCIFACT) -> list[str]:
-    """The SciFact corpus split into sentences (titles are sentences too), unique, in file order."""
-    seen: dict[str, None] = {}
-    with open(root / "corpus.jsonl", encoding="utf-8") as fh:
-        for line in fh:
-            doc = json.loads(line)
-            parts = [doc.get("title", "").strip()] + [p.strip() for p in _SENTENCE_SPLIT.split(doc.get("text", ""))]
-            for p in parts:
-                if p:
-                    seen.setdefault(p, None)
-    return list(seen)
-
-
-def _encoder() -> Any:
-    from vecbox.encoders.text import TextEncoder
-    from vecbox.jobs.beir import default_cache_dir
-
-    return TextEncoder(cache_dir=default_cache_dir())
-
-
-def scifact_queries(enc: Any) -> np.ndarray:
-    with open(SCIFACT / "queries.jsonl", encoding="utf-8") as fh:
-        texts = [json.loads(line)["text"] for line in fh if line.strip()]
-    return enc.encode(texts, kind="query")
-
-
 def scifact_docs(enc: Any) -> np.ndarray:
     from vecbox.evaluation import load_beir
 
@@ -100,23 +73,9 @@ def synthetic_outliers(n: int, n_queries: int, d: int = 384, n_outliers: int = 4
 
 
 # --------------------------------------------------------------------------- methods
-def per_query_recall(truth: np.ndarray, found: np.ndarray) -> np.ndarray:
-    return np.array([len(set(t.tolist()) & set(f.tolist())) / len(t) for t, f in zip(truth, found)])
-
-
-def _one_thread_training() -> Any:
-    """FAISS OpenMP threads spin on a shared 2-core machine; train k-means single-threaded (both sides)."""
-    import faiss
-
-    class _Ctx:
-        def __enter__(self) -> None:
-            self.before = faiss.omp_get_max_threads()
-            faiss.omp_set_num_threads(1)
-
-        def __exit__(self, *exc: object) -> None:
-            faiss.omp_set_num_threads(self.before)
-
-    return _Ctx()
+def _one_faiss_thread() -> Any:
+    """FAISS OpenMP threads spin on a shared 2-core machine: train k-means (and time the scans) with one, both sides."""
+    return R.limit_threads(1, blas=False, openmp=False)
 
 
 def vecbox_method(spec: str, x: np.ndarray) -> dict[str, Any]:
@@ -124,7 +83,7 @@ def vecbox_method(spec: str, x: np.ndarray) -> dict[str, Any]:
     from vecbox.index.codescan import two_stage_search
 
     codec = make_codec(spec, x.shape[1], seed=SEED)
-    with _one_thread_training():
+    with _one_faiss_thread():
         fit_s, _ = R.timed(lambda: codec.fit(x))
     codes = codec.encode(x)
     return {
@@ -146,7 +105,7 @@ def faiss_method(kind: str, x: np.ndarray) -> dict[str, Any]:
         m = int(kind[2:])
         base = faiss.IndexPQ(d, m, 8, faiss.METRIC_INNER_PRODUCT)
         nbytes = m
-    with _one_thread_training():
+    with _one_faiss_thread():
         fit_s, _ = R.timed(lambda: base.train(x))
     refine = faiss.IndexRefineFlat(base)
     refine.add(x)
@@ -210,8 +169,8 @@ def run_dataset(label: str, x: np.ndarray, q: np.ndarray, specs: list[str], peer
         except Exception as exc:  # a missing peer library must not sink the run
             R.log(f"compression: {label}: {what} failed: {type(exc).__name__}: {exc}")
             continue
-        m["per_query"] = per_query_recall(truth, m["alone"](q))
-        m["per_query_rescored"] = per_query_recall(truth, m["rescored"](q))
+        m["per_query"] = knn_recall(m["alone"](q), truth, per_query=True)
+        m["per_query_rescored"] = knn_recall(m["rescored"](q), truth, per_query=True)
         m["recall"], m["recall_rescored"] = float(m["per_query"].mean()), float(m["per_query_rescored"].mean())
         methods.append(m)
         rows.append({k: m[k] for k in ("name", "who", "bytes", "recall", "recall_rescored", "fit_s")})
@@ -235,7 +194,7 @@ def seed_mean_recall(spec: str, x: np.ndarray, q: np.ndarray, truth: np.ndarray)
     out = np.zeros(len(q))
     for seed in ROT_SEEDS:
         codec = make_codec(spec, x.shape[1], seed=seed).fit(x)
-        out += per_query_recall(truth, two_stage_search(codec, q, codec.encode(x), K, oversample=1)[1])
+        out += knn_recall(two_stage_search(codec, q, codec.encode(x), K, oversample=1)[1], truth, per_query=True)
     return out / len(ROT_SEEDS)
 
 
@@ -283,7 +242,7 @@ def speed(ds: dict[str, Any], n_queries: int, repeats: int) -> list[dict[str, An
         pairs.append(("binary, Hamming step only", "FAISS BinaryFlat",
                       lambda qq: bq.hamming_search(qq, m["codes"], K), hamming))
     rows = []
-    with _one_thread_training():  # one FAISS thread for both sides: spinning OpenMP threads made timings erratic
+    with _one_faiss_thread():  # one FAISS thread for both sides: spinning OpenMP threads made timings erratic
         for name, peer, ours, theirs in pairs:
             R.log(f"compression: speed {name} vs {peer}")
             row: dict[str, Any] = {"codec": name, "peer": peer}
@@ -320,7 +279,7 @@ def collection_rows(ds: dict[str, Any], specs: list[str | None], n_queries: int)
             one = _time_search(lambda qq: col.search(qq[0], K, include_metadata=False), q, True, 3)
             col.search(q[0])
             rows.append({"codec": spec or "none (float32 in RAM)", "ram_mb": col._live.x.nbytes / 1e6,
-                         "recall": float(per_query_recall(reference, found).mean()), "ms": one,
+                         "recall": knn_recall(found, reference), "ms": one,
                          "disk_mb": col.info()["bytes_on_disk"] / 1e6})
             col.close()
     finally:
@@ -424,11 +383,7 @@ def targets(sets: dict[str, dict[str, Any]], speed_rows: list[dict[str, Any]]) -
 
 # --------------------------------------------------------------------------- plot and report
 def plot(sets: dict[str, dict[str, Any]], path: Path) -> Path:
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
+    plt = R.pyplot()
     fig, axes = plt.subplots(1, len(sets), figsize=(6.2 * len(sets), 5.2), squeeze=False)
     colors = {"vecbox": "tab:blue", "FAISS": "tab:orange", "sentence-transformers": "tab:green"}
     for ax, ds in zip(axes[0], sets.values()):
@@ -456,11 +411,7 @@ def plot(sets: dict[str, dict[str, Any]], path: Path) -> Path:
     handles += [plt.Line2D([], [], marker="o", ls="", mfc="none", mec="grey", label="codes alone"),
                 plt.Line2D([], [], marker="o", ls="", color="grey", label=f"+ rescoring of top {OVERSAMPLE}x")]
     fig.legend(handles=handles, loc="lower center", ncol=5, fontsize=8, frameon=False)
-    fig.tight_layout(rect=(0, 0.06, 1, 1))
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fig.savefig(path, dpi=110)
-    plt.close(fig)
-    return path
+    return R.save_figure(fig, path, dpi=110, rect=(0, 0.06, 1, 1))
 
 
 def _recall_table(ds: dict[str, Any]) -> tuple[list[str], list[list[Any]]]:
@@ -557,40 +508,34 @@ def section(sets: dict[str, dict[str, Any]], speed_rows: list[dict[str, Any]], s
 
 # --------------------------------------------------------------------------- main
 def add_arguments(parser: argparse.ArgumentParser | argparse._ArgumentGroup) -> None:
-    parser.add_argument("--compression-sets", type=str, default=None,
-                        help="comma-separated data sets: docs,sentences,synthetic (default all; quick: docs,synthetic)")
-    parser.add_argument("--compression-synthetic-n", type=int, default=None,
-                        help="vectors in the synthetic outlier set (default 50,000; quick 10,000)")
-    parser.add_argument("--compression-speed-queries", type=int, default=None,
-                        help="queries timed in the speed table (default 200; quick 50)")
-
-
-def _opt(args: Any, name: str, default: Any) -> Any:
-    value = getattr(args, name, None)
-    return default if value is None else value
+    R.add_options(parser, "compression", {
+        "sets": (str, "comma-separated data sets: docs,sentences,synthetic (default all; quick: docs,synthetic)"),
+        "synthetic-n": (int, "vectors in the synthetic outlier set (default 50,000; quick 10,000)"),
+        "speed-queries": (int, "queries timed in the speed table (default 200; quick 50)"),
+    })
 
 
 def main(args: Any) -> dict[str, Any]:
     """Run the compression benchmark; print tables; write the ``compression`` section if ``args.write``."""
     quick = bool(getattr(args, "quick", False))
-    sets_wanted = _opt(args, "compression_sets", "docs,synthetic" if quick else "docs,sentences,synthetic").split(",")
-    syn_n = _opt(args, "compression_synthetic_n", 10_000 if quick else 50_000)
-    n_speed = _opt(args, "compression_speed_queries", 50 if quick else 200)
+    sets_wanted = R.opt(args, "compression_sets", "docs,synthetic" if quick else "docs,sentences,synthetic").split(",")
+    syn_n = R.opt(args, "compression_synthetic_n", 10_000 if quick else 50_000)
+    n_speed = R.opt(args, "compression_speed_queries", 50 if quick else 200)
     specs = QUICK_SPECS if quick else VECBOX_SPECS
     started, load_start = time.time(), R.load_average()
     sets: dict[str, dict[str, Any]] = {}
     if {"docs", "sentences"} & set(sets_wanted) and not SCIFACT.is_dir():
         R.log(f"compression: {SCIFACT} not found; skipping the SciFact sets")
     elif {"docs", "sentences"} & set(sets_wanted):
-        enc = _encoder()
-        q = scifact_queries(enc)
+        enc = R.text_encoder()
+        q = R.scifact_queries(enc)
         if "docs" in sets_wanted:
             sets["docs"] = run_dataset("SciFact docs", scifact_docs(enc), q, specs + ([] if quick else OPQ_SPECS), True,
                                        SEEDED_SPECS)
         if "sentences" in sets_wanted:
             R.log("compression: encoding SciFact sentences (cached after the first run)")
-            sets["sentences"] = run_dataset("SciFact sentences", enc.encode(scifact_sentences(), kind="document"),
-                                            q, specs, True, () if quick else SEEDED_SPECS)
+            sentences = enc.encode(R.scifact_sentence_rows()[0], kind="document")
+            sets["sentences"] = run_dataset("SciFact sentences", sentences, q, specs, True, () if quick else SEEDED_SPECS)
     if "synthetic" in sets_wanted:
         x, q, dims = synthetic_outliers(syn_n, 300 if quick else 1000)
         sets["synthetic"] = run_dataset("SYNTHETIC outliers", x, q, specs, True)
@@ -599,7 +544,7 @@ def main(args: Any) -> dict[str, Any]:
     speed_rows = speed(sets[speed_key], n_speed, 3) if speed_key else []
     col_rows: list[dict[str, Any]] = []
     if speed_key:
-        with _one_thread_training():
+        with _one_faiss_thread():
             col_rows = collection_rows(sets[speed_key], [None, "int8", "rot+int4", "binary", "pq:48"], n_speed)
     env = R.environment(getattr(args, "command", None), started)
     env["load_start"] = load_start

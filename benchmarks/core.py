@@ -53,20 +53,13 @@ FAISS_BLAS = {"distance_compute_blas_threshold": 20, "distance_compute_blas_data
 # --------------------------------------------------------------------------- options
 def add_arguments(parser: argparse.ArgumentParser | argparse._ArgumentGroup) -> None:
     """Options of this benchmark (prefixed ``--core-`` so they can sit next to other benchmarks')."""
-    parser.add_argument("--core-ingest-n", type=int, default=None,
-                        help="vectors for the raw ingest test (default 200,000; quick 20,000)")
-    parser.add_argument("--core-sizes", type=str, default=None,
-                        help="comma-separated collection sizes for search (default 10000,100000,1000000; "
-                             "quick 10000,100000)")
-    parser.add_argument("--core-texts", type=int, default=None,
-                        help="standard-library texts for the text ingest test (default 2000; quick 200)")
-    parser.add_argument("--core-skip", type=str, default="",
-                        help="comma-separated parts to skip: ingest, text, search")
-
-
-def _opt(args: argparse.Namespace, name: str, default: Any) -> Any:
-    value = getattr(args, name, None)
-    return default if value is None else value
+    R.add_options(parser, "core", {
+        "ingest-n": (int, "vectors for the raw ingest test (default 200,000; quick 20,000)"),
+        "sizes": (str, "comma-separated collection sizes for search (default 10000,100000,1000000; "
+                       "quick 10000,100000)"),
+        "texts": (int, "standard-library texts for the text ingest test (default 2000; quick 200)"),
+        "skip": (str, "comma-separated parts to skip: ingest, text, search"),
+    })
 
 
 def _rng(*key: int) -> np.random.Generator:
@@ -519,13 +512,13 @@ def _exit_on_sigterm() -> None:
 def main(args: argparse.Namespace) -> dict[str, Any]:
     """Run the core benchmark; print the tables; write the ``core`` section if ``args.write``."""
     quick = bool(getattr(args, "quick", False))
-    skip = {s.strip() for s in _opt(args, "core_skip", "").split(",") if s.strip()}
+    skip = {s.strip() for s in R.opt(args, "core_skip", "").split(",") if s.strip()}
     unknown = skip - {"ingest", "text", "search"}
     if unknown:
         raise SystemExit(f"--core-skip: unknown part(s) {sorted(unknown)}; use ingest, text, search")
-    ingest_n = _opt(args, "core_ingest_n", 20_000 if quick else 200_000)
-    n_texts = _opt(args, "core_texts", 200 if quick else 2000)
-    sizes = [int(float(s)) for s in _opt(args, "core_sizes", "1e4,1e5" if quick else "1e4,1e5,1e6").split(",")]
+    ingest_n = R.opt(args, "core_ingest_n", 20_000 if quick else 200_000)
+    n_texts = R.opt(args, "core_texts", 200 if quick else 2000)
+    sizes = [int(float(s)) for s in R.opt(args, "core_sizes", "1e4,1e5" if quick else "1e4,1e5,1e6").split(",")]
     started, load_start, monitor = time.time(), R.load_average(), R.CpuMonitor()
 
     t_start = time.perf_counter()

@@ -44,7 +44,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 import _report as R  # noqa: E402
 
 NAME = "graph"
-DATA = Path(__file__).resolve().parents[2] / "shared" / "data"
+DATA = R.DATA
 PAPER = {"dim": 512, "weights": [0.0, 0.0, 1.0, 6.67], "beta": -0.64, "seed": 0}
 PAPER_C = 0.1
 PAPER_F1 = {0.1: (0.3723, 0.2281), 0.5: (0.4122, 0.2753), 0.9: (0.4257, 0.2801)}
@@ -59,12 +59,11 @@ DEFAULT_PECANPY = "/tmp/pecanpy-venv/bin/python"
 
 def add_arguments(parser: argparse.ArgumentParser | argparse._ArgumentGroup) -> None:
     """Options of this benchmark (prefixed ``--graph-``)."""
-    parser.add_argument("--graph-skip", default="", help="comma-separated parts to skip: "
-                        "blogcatalog, spark, planetoid, peers, scaling")
-    parser.add_argument("--graph-pecanpy", default=None,
-                        help=f"python of a virtualenv with pecanpy (default {DEFAULT_PECANPY} or $VECBOX_PECANPY_PYTHON)")
-    parser.add_argument("--graph-sizes", default=None,
-                        help="comma-separated edge counts for scaling (default 1e5,1e6,1e7; quick 1e5,1e6)")
+    R.add_options(parser, "graph", {
+        "skip": (str, "comma-separated parts to skip: blogcatalog, spark, planetoid, peers, scaling"),
+        "pecanpy": (str, f"python of a virtualenv with pecanpy (default {DEFAULT_PECANPY} or $VECBOX_PECANPY_PYTHON)"),
+        "sizes": (str, "comma-separated edge counts for scaling (default 1e5,1e6,1e7; quick 1e5,1e6)"),
+    })
 
 
 # --------------------------------------------------------------------------- helpers
@@ -81,22 +80,13 @@ def _classify(x: np.ndarray, nodes: np.ndarray, labels: Path, shuffles: int, C: 
     return {r["train_ratio"]: r for r in rows}
 
 
-def _best_of(fn: Any, repeats: int) -> tuple[float, Any]:
-    times, out = [], None
-    for _ in range(repeats):
-        R.quiet_gc()
-        t, out = R.timed(fn)
-        times.append(t)
-    return min(times), out
-
-
 def _fastrp_on(edges: Path, nodes: Any = None, repeats: int = 3) -> tuple[float, Any]:
     from vecbox.encoders.graph import FastRP
 
     def run() -> Any:
         return FastRP(**PAPER).fit(edges, nodes=nodes)
 
-    return _best_of(run, repeats)
+    return R.best_of(run, repeats)
 
 
 def _pecanpy_python(args: argparse.Namespace) -> str | None:
@@ -295,7 +285,7 @@ def part_peers(res: dict[str, Any], shuffles: int, tmp: Path, pecanpy_py: str | 
                                      weights=PAPER["weights"], seed=0, undirected=False)
 
         R.log("graph: PyPI fastrp on BlogCatalog, d=512")
-        t, x = _best_of(run, 3)
+        t, x = R.best_of(run, 3)
         peers["PyPI fastrp 0.1.1 (Rust)"] = {"seconds": t, "detail": "from the CSR matrix (file loading not counted)",
                                              "f1": _classify(np.asarray(x, np.float32), g.nodes,
                                                              data / "labels.tsv", shuffles, standardize=True)}
@@ -430,7 +420,7 @@ def _section(res: dict[str, Any], tables: list, env: dict[str, Any], shuffles: i
     return "\n".join(out)
 
 
-ROOT_IMG = Path(__file__).resolve().parents[1] / "docs" / "img" / "graph_scaling.png"
+ROOT_IMG = R.IMG_DIR / "graph_scaling.png"
 
 
 def _versions(res: dict[str, Any]) -> str:
@@ -451,10 +441,7 @@ def _plot(res: dict[str, Any]) -> None:
     if not res.get("scaling") or len(res["scaling"]) < 2:
         return
     try:
-        import matplotlib
-
-        matplotlib.use("Agg")
-        import matplotlib.pyplot as plt
+        plt = R.pyplot()
     except ImportError:
         return
     e = [s["edges"] for s in res["scaling"]]
@@ -469,10 +456,7 @@ def _plot(res: dict[str, Any]) -> None:
     ax[1].axhline(SCALE_MEM_TARGET, color="gray", ls="--", lw=1, label="target at 10^7 (4 GiB)")
     ax[1].set(xlabel="edges", ylabel="peak RSS (MiB)", title="peak memory")
     ax[1].legend(fontsize=8)
-    fig.tight_layout()
-    ROOT_IMG.parent.mkdir(parents=True, exist_ok=True)
-    fig.savefig(ROOT_IMG, dpi=110)
-    plt.close(fig)
+    R.save_figure(fig, ROOT_IMG, dpi=110)
 
 
 # --------------------------------------------------------------------------- main

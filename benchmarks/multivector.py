@@ -37,9 +37,12 @@ from typing import Any
 import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
+import _report as R  # noqa: E402
 
-SCIFACT = Path(__file__).resolve().parents[2] / "shared" / "data" / "scifact"
-IMG = Path(__file__).resolve().parents[1] / "docs" / "img"
+from vecbox.evaluation import knn_recall  # noqa: E402
+
+SCIFACT = R.SCIFACT
+IMG = R.IMG_DIR
 CHUNK = 256
 NS = (10, 20, 50, 100, 200, 500, 1000)
 K_TOKEN = (1, 2, 3, 4, 6, 8, 12, 16, 24, 32, 48, 64, 96, 128, 192, 256)
@@ -55,20 +58,9 @@ MAIN = "(20,5,16)"
 SEED = 42
 
 
-def _log(msg: str) -> None:
-    try:
-        from _report import log
-    except ImportError:  # run standalone from another directory
-        print(msg, file=sys.stderr, flush=True)
-        return
-    log(msg)
-
-
 # --------------------------------------------------------------------------- token cache
 def token_cache_dir() -> Path:
-    from vecbox.jobs.beir import default_cache_dir
-
-    return default_cache_dir() / "tokens"
+    return R.cache_dir() / "tokens"
 
 
 def _cache_key(texts: list[str], tag: str, encoder: Any, kind: str) -> str:
@@ -109,7 +101,7 @@ def cached_tokens(texts: list[str], tag: str, encoder: Any, kind: str) -> tuple[
         np.save(parts / f"{c:05d}.x.tmp.npy", x)
         np.save(po, off)
         (parts / f"{c:05d}.x.tmp.npy").replace(px)
-        _log(f"{tag}: encoded {min(start + CHUNK, len(texts))}/{len(texts)} texts ({time.perf_counter() - t0:.0f} s)")
+        R.log(f"{tag}: encoded {min(start + CHUNK, len(texts))}/{len(texts)} texts ({time.perf_counter() - t0:.0f} s)")
     xs, counts = [], []
     for c in range(n_chunks):
         xs.append(np.load(parts / f"{c:05d}.x.npy", allow_pickle=False))
@@ -200,14 +192,9 @@ def single_vector_curve(qs: Any, ds: Any, truth: np.ndarray) -> tuple[list[dict[
     for kt in K_TOKEN:
         if kt > kmax:
             break
-        uniq, rec = [], []
-        for i in range(qs.n):
-            lo, hi = qs.offsets[i], qs.offsets[i + 1]
-            cand = np.unique(doc[lo:hi, :kt])
-            uniq.append(cand.size)
-            rec.append(np.isin(truth[i], cand).mean())
-        rows.append({"k_token": kt, "dedup": float(np.mean(uniq)), "nodedup": float(np.mean(np.diff(qs.offsets)) * kt),
-                     "recall": float(np.mean(rec))})
+        cands = [np.unique(doc[qs.offsets[i]:qs.offsets[i + 1], :kt]) for i in range(qs.n)]
+        rows.append({"k_token": kt, "dedup": float(np.mean([c.size for c in cands])),
+                     "nodedup": float(np.mean(np.diff(qs.offsets)) * kt), "recall": knn_recall(cands, truth)})
     return rows, doc
 
 
@@ -250,8 +237,9 @@ def peer_encoder(cfg: Any, d: int) -> Any:
 
 # --------------------------------------------------------------------------- main
 def add_arguments(group: argparse._ArgumentGroup) -> None:
-    group.add_argument("--multivector-latency-queries", type=int, default=60,
-                       help="queries timed one at a time for the latency columns (default 60)")
+    R.add_options(group, "multivector", {
+        "latency-queries": (int, "queries timed one at a time for the latency columns (default 60)"),
+    })
 
 
 def main(args: argparse.Namespace) -> None:
@@ -268,7 +256,7 @@ def main(args: argparse.Namespace) -> None:
     if not (SCIFACT / "corpus.jsonl").is_file():
         print(f"multivector: SciFact not found at {SCIFACT}; skipped", file=sys.stderr)
         return
-    _log("multivector: loading SciFact token vectors (encoding them on the first run)")
+    R.log("multivector: loading SciFact token vectors (encoding them on the first run)")
     t0 = time.perf_counter()
     bundle = scifact_tokens(limit=(600, 60) if quick else None)
     load_s = time.perf_counter() - t0
@@ -283,10 +271,10 @@ def main(args: argparse.Namespace) -> None:
         doc_ids, q_ids = doc_ids[:600], q_ids[:60]
     n_docs, n_q, d = ds.n, qs.n, ds.d
     qrels = {q: data.qrels[q] for q in q_ids}
-    n_lat = min(n_q, 10 if quick else getattr(args, "multivector_latency_queries", 60))
+    n_lat = min(n_q, 10 if quick else R.opt(args, "multivector_latency_queries", 60))
     ns = [n for n in NS if n <= n_docs]
     n_max = max(ns)
-    _log(f"multivector: {n_docs} docs ({ds.x.shape[0]:,} tokens), {n_q} queries ({qs.x.shape[0]:,} tokens), d={d}")
+    R.log(f"multivector: {n_docs} docs ({ds.x.shape[0]:,} tokens), {n_q} queries ({qs.x.shape[0]:,} tokens), d={d}")
 
     # ---- 1. reference: exact Chamfer against everything
     quiet_gc()
@@ -299,7 +287,7 @@ def main(args: argparse.Namespace) -> None:
     ndcg_exact = evaluate(exact_run, qrels, (10,))["ndcg@10"]
     with _single_thread():
         brute_lat = per_query_latency(lambda i: chamfer(qs.take(np.array([i])), ds), min(n_lat, 20), repeat=1)
-    _log(f"multivector: exact Chamfer {brute_batch_s:.1f} s for all queries, {brute_lat * 1e3:.0f} ms per query; "
+    R.log(f"multivector: exact Chamfer {brute_batch_s:.1f} s for all queries, {brute_lat * 1e3:.0f} ms per query; "
          f"nDCG@10 {ndcg_exact:.4f}")
 
     # ---- 2. FDE candidate recall per config
@@ -321,16 +309,16 @@ def main(args: argparse.Namespace) -> None:
         peer = peer_encoder(cfg, d)
         t_peer = None
         with _single_thread():
-            t_vb = _best_of(lambda: encode_documents(subset, cfg), 2)
+            t_vb = R.best_of(lambda: encode_documents(subset, cfg), 2)[0]
             if peer is not None:
                 lst = [subset[i] for i in range(subset.n)]
-                t_peer = _best_of(lambda: peer.encode_documents(lst), 1 if final else 2)
+                t_peer = R.best_of(lambda: peer.encode_documents(lst), 1 if final else 2)[0]
         results[label] = {
             "cfg": cfg, "dim": df.shape[1], "enc_s": enc_s, "curve": curve, "rho": rho,
             "n90": needed(curve, 0.9), "n95": needed(curve, 0.95), "fde_bytes": df.nbytes,
             "t_vb": t_vb, "t_peer": t_peer, "df": df if label == MAIN else None, "qf": qf if label == MAIN else None,
         }
-        _log(f"multivector: {label} dim {df.shape[1]}: R@100 {curve[min(100, n_max) - 1]:.3f}, "
+        R.log(f"multivector: {label} dim {df.shape[1]}: R@100 {curve[min(100, n_max) - 1]:.3f}, "
              f"N90 {results[label]['n90']}, encode {enc_s:.1f} s, subset vecbox {t_vb:.2f} s / peer "
              f"{'-' if t_peer is None else f'{t_peer:.2f}'} s")
         del df, qf, cand
@@ -340,7 +328,7 @@ def main(args: argparse.Namespace) -> None:
     t0 = time.perf_counter()
     sv, sv_doc = single_vector_curve(qs, ds, truth)
     sv_s = time.perf_counter() - t0
-    _log(f"multivector: single-vector heuristic {sv_s:.0f} s")
+    R.log(f"multivector: single-vector heuristic {sv_s:.0f} s")
 
     # ---- 4. end to end for the main config
     main_res = results[MAIN]
@@ -352,10 +340,10 @@ def main(args: argparse.Namespace) -> None:
             cand = fde_candidates(main_res["qf"], df, n)
             s, idx = _top_k(_maxsim_candidates(qs, ds, cand), cand, 10)
             ndcg = evaluate(run_dict(q_ids, doc_ids, idx, s), qrels, (10,))["ndcg@10"]
-            same = float(np.mean([len(set(a) & set(b)) / 10 for a, b in zip(idx.tolist(), truth.tolist())]))
+            same = knn_recall(idx, truth)
             lat = per_query_latency(lambda i, n=n: index.search(qs.take(np.array([i])), k=10, candidates=n), n_lat)
             e2e.append({"n": n, "ndcg": ndcg, "recall": same, "lat": lat})
-            _log(f"multivector: e2e N={n}: nDCG@10 {ndcg:.4f}, recall {same:.3f}, {lat * 1e3:.1f} ms/query")
+            R.log(f"multivector: e2e N={n}: nDCG@10 {ndcg:.4f}, recall {same:.3f}, {lat * 1e3:.1f} ms/query")
         sv_e2e = None
         kt = next((r["k_token"] for r in sv if r["recall"] >= 0.9), None)
         if kt is not None:  # same as search_single_vector(qs, ds, k=10, k_token=kt), from the token hits above
@@ -536,22 +524,7 @@ def _spearman(a: np.ndarray, b: np.ndarray) -> float:
 def _single_thread() -> Any:
     """BLAS limited to one thread (latency and throughput columns): on the shared 2-core machine,
     OpenBLAS's second thread mostly spins and waits, and the paper reports single-thread latency too."""
-    try:
-        from threadpoolctl import threadpool_limits
-    except ImportError:
-        import contextlib
-
-        return contextlib.nullcontext()
-    return threadpool_limits(limits=1, user_api="blas")
-
-
-def _best_of(fn: Any, n: int) -> float:
-    best = float("inf")
-    for _ in range(n):
-        t0 = time.perf_counter()
-        fn()
-        best = min(best, time.perf_counter() - t0)
-    return best
+    return R.limit_threads(1, openmp=False, faiss=False)
 
 
 def _reading(results: dict[str, Any], sv90_d: float | None, sv90_n: float | None, ratio90: float | None,
@@ -604,11 +577,7 @@ def _peer_version() -> str:
 
 def _plot_recall(results: dict[str, Any], sv_d: list[float], sv_n: list[float], sv_r: list[float],
                  peer_curve: np.ndarray | None, path: Path) -> None:
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
+    plt = R.pyplot()
     fig, ax = plt.subplots(figsize=(7, 4.5))
     for label, r in results.items():
         c = r["curve"]
@@ -625,18 +594,11 @@ def _plot_recall(results: dict[str, Any], sv_d: list[float], sv_n: list[float], 
     ax.set_ylabel("recall of the exact-Chamfer top-10")
     ax.set_title("SciFact, MiniLM token vectors")
     ax.legend(fontsize=7, loc="lower right")
-    fig.tight_layout()
-    fig.savefig(path, dpi=120)
-    plt.close(fig)
+    R.save_figure(fig, path, dpi=120)
 
 
 def _plot_e2e(e2e: list[dict[str, float]], ndcg_exact: float, brute_lat: float, path: Path) -> None:
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
-    fig, ax = plt.subplots(figsize=(6, 4))
+    fig, ax = R.pyplot().subplots(figsize=(6, 4))
     ax.plot([e["lat"] * 1e3 for e in e2e], [e["ndcg"] for e in e2e], "o-", label=f"FDE {MAIN} + rerank")
     for e in e2e:
         ax.annotate(f"N={e['n']}", (e["lat"] * 1e3, e["ndcg"]), fontsize=7, xytext=(3, -9), textcoords="offset points")
@@ -647,9 +609,7 @@ def _plot_e2e(e2e: list[dict[str, float]], ndcg_exact: float, brute_lat: float, 
     ax.set_ylabel("nDCG@10")
     ax.set_title("SciFact end to end")
     ax.legend(fontsize=8, loc="lower right")
-    fig.tight_layout()
-    fig.savefig(path, dpi=120)
-    plt.close(fig)
+    R.save_figure(fig, path, dpi=120)
 
 
 if __name__ == "__main__":

@@ -64,48 +64,24 @@ CAPS = {"chroma": 200_000, "vecbox-ivf": 200_000}  # SYNTHETIC only; --search-ca
 
 
 def add_arguments(parser: argparse.ArgumentParser | argparse._ArgumentGroup) -> None:
-    parser.add_argument("--search-sets", type=str, default=None,
-                        help="comma-separated data sets: sentences,synthetic (default both)")
-    parser.add_argument("--search-synthetic-n", type=int, default=None,
-                        help="vectors in the SYNTHETIC set (default 200,000; quick 20,000); 1000000 for the 10^6 "
-                             "run (about 1.5-2 h on 2 cores, see the module docstring)")
-    parser.add_argument("--search-sentences-n", type=int, default=None,
-                        help="random subsample of the SciFact sentences (default all ~50k; quick 10,000)")
-    parser.add_argument("--search-methods", type=str, default=None,
-                        help=f"comma-separated methods (default all: {','.join(ALL_METHODS)})")
-    parser.add_argument("--search-synthetic-methods", type=str, default=None,
-                        help="methods for the SYNTHETIC set only (default: as --search-methods)")
-    parser.add_argument("--search-ef-construction", type=int, default=None,
-                        help=f"ef_construction of every HNSW build (default {EF_CONSTRUCTION})")
-    parser.add_argument("--search-reuse", type=str, default=None,
-                        help="data sets whose results of an earlier full run are reused instead of measured "
-                             f"(saved in {SAVED}), e.g. synthetic: re-measure only the sentences")
-    parser.add_argument("--search-queries", type=int, default=None,
-                        help="queries timed one at a time per point (default 200; quick 50)")
-    parser.add_argument("--search-batch-queries", type=int, default=None,
-                        help="queries in the batched call per point (default 1000; quick 200)")
-    parser.add_argument("--search-threads", type=int, default=None,
-                        help="threads for index builds and batched search (default: all usable cores)")
-    parser.add_argument("--search-caps", type=str, default=None,
-                        help="METHOD=N,...: run these methods on the first N rows of the SYNTHETIC set only "
-                             "(default chroma=200000,vecbox-ivf=200000; 'none' for no caps)")
-    parser.add_argument("--search-budget", type=float, default=None,
-                        help="seconds of one-query (and of batched) timing per sweep point; a sweep stops after "
-                             "10x this (default 3; quick 2)")
-
-
-def _caps(spec: str | None) -> dict[str, int]:
-    if spec is None:
-        return dict(CAPS)
-    if spec.strip().lower() in ("", "none"):
-        return {}
-    out = {}
-    for part in spec.split(","):
-        name, _, n = part.partition("=")
-        if name.strip() not in METHODS or not n.strip():
-            raise SystemExit(f"--search-caps: expected METHOD=N with METHOD in {list(METHODS)}; got {part!r}")
-        out[name.strip()] = int(float(n))
-    return out
+    R.add_options(parser, "search", {
+        "sets": (str, "comma-separated data sets: sentences,synthetic (default both)"),
+        "synthetic-n": (int, "vectors in the SYNTHETIC set (default 200,000; quick 20,000); 1000000 for the 10^6 "
+                             "run (about 1.5-2 h on 2 cores, see the module docstring)"),
+        "sentences-n": (int, "random subsample of the SciFact sentences (default all ~50k; quick 10,000)"),
+        "methods": (str, f"comma-separated methods (default all: {','.join(ALL_METHODS)})"),
+        "synthetic-methods": (str, "methods for the SYNTHETIC set only (default: as --search-methods)"),
+        "ef-construction": (int, f"ef_construction of every HNSW build (default {EF_CONSTRUCTION})"),
+        "reuse": (str, "data sets whose results of an earlier full run are reused instead of measured "
+                       f"(saved in {SAVED}), e.g. synthetic: re-measure only the sentences"),
+        "queries": (int, "queries timed one at a time per point (default 200; quick 50)"),
+        "batch-queries": (int, "queries in the batched call per point (default 1000; quick 200)"),
+        "threads": (int, "threads for index builds and batched search (default: all usable cores)"),
+        "caps": (str, "METHOD=N,...: run these methods on the first N rows of the SYNTHETIC set only "
+                      "(default chroma=200000,vecbox-ivf=200000; 'none' for no caps)"),
+        "budget": (float, "seconds of one-query (and of batched) timing per sweep point; a sweep stops after "
+                          "10x this (default 3; quick 2)"),
+    })
 
 
 def _caps(spec: str | None) -> dict[str, int]:
