@@ -157,3 +157,33 @@ def test_files_newer_than_the_last_commit_are_quarantined_not_deleted(tmp_path):
     assert kept.exists() and not (path / "segments" / name).exists()
     np.testing.assert_array_equal(np.load(kept), extra)
     assert again.count() == 500  # the collection itself is untouched
+
+
+@pytest.mark.parametrize("codec", [None, "int8"])
+def test_small_commits_merge_by_tier_and_readers_follow(tmp_path, codec):
+    """Item 14: single-row adds merge into few segments (tiers of 10); a reader that held the rows before the
+    merges reads the same floats after them; every row reads back bit for bit."""
+    from vecbox.storage.writes import MERGE_FACTOR, tier
+
+    path = tmp_path / "c"
+    rng = np.random.default_rng(2)
+    x = rng.standard_normal((300, D)).astype(np.float32)
+    col = Collection.create(path, dim=D, metric="l2", codec=codec)
+    col.add([f"r{i}" for i in range(50)], x[:50])  # a codec is fitted on the first batch
+    reader = Collection.open(path)
+    assert len(reader.get(["r0"])) == 1  # the reader's view holds the first rows, in their first segment
+    for i in range(50, 300):
+        col.add([f"r{i}"], x[i:i + 1])
+    segs = catalog.segment_files(col._conn)
+    per_tier: dict[int, int] = {}
+    for _, n in segs.values():
+        per_tier[tier(n)] = per_tier.get(tier(n), 0) + 1
+    assert max(per_tier.values()) < MERGE_FACTOR and len(segs) <= 20, per_tier
+    assert sum(n for _, n in segs.values()) == 300
+    on_disk = {p.name for p in (path / "segments").iterdir()}
+    assert len(on_disk) <= 2 * len(segs) + 2 * MERGE_FACTOR  # retired files wait for the reader only
+    for handle in (reader, Collection.open(path)):
+        got = np.stack([r.vector for r in handle.get([f"r{i}" for i in range(300)])])
+        np.testing.assert_array_equal(got, x)
+        hits = handle.search(x[123], 3, exact=True)
+        assert hits[0].id == "r123"

@@ -9,6 +9,7 @@ read state), :mod:`vecbox.query` (filters, selection, planning, execution, the f
 from __future__ import annotations
 
 import threading
+import warnings
 from collections.abc import Mapping, Sequence
 from contextlib import nullcontext
 from pathlib import Path
@@ -304,7 +305,17 @@ class Collection(IndexMethods, TextMethods):
             if fitted is not None:
                 with self._state:
                     codecs.set(fitted, codec)
+            self._merge_segments()
         return version
+
+    def _merge_segments(self) -> None:
+        """Merge small segments as they accumulate (holds the lock). The batch is committed whatever happens here."""
+        try:
+            writes.merge_small_segments(self.path, self._conn, self.dim, self._reader.codecs.code_size(
+                self._reader.codecs.cfg))
+        except Exception as exc:  # e.g. a full disk: nothing half-done (the merge is its own commit), retried next write
+            warnings.warn(f"merging small segments of {self.path} failed ({exc}); the batch is committed, and the "
+                          "merge is retried on the next write", RuntimeWarning, stacklevel=3)
 
     def delete(self, ids: Sequence[str] | None = None, *, where: Mapping[str, Any] | None = None,
                missing_ok: bool = False) -> int:

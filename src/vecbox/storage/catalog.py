@@ -166,6 +166,14 @@ class CommitWatch:
         self._key = self._map = None
 
 
+WAL_LIMIT = 16 << 20  # bytes the WAL file is cut back to when SQLite restarts it
+
+
+def limit_wal(conn: sqlite3.Connection) -> None:
+    """Keep the WAL file small: cut it back to :data:`WAL_LIMIT` whenever it restarts (readers stop it shrinking)."""
+    conn.execute(f"PRAGMA journal_size_limit={WAL_LIMIT}")
+
+
 def initialise(conn: sqlite3.Connection, config: dict[str, Any]) -> None:
     """Create the schema and write the collection's configuration (version 0)."""
     with transaction(conn):
@@ -371,6 +379,25 @@ def deleted_since(conn: sqlite3.Connection, version: int) -> list[tuple[int]]:
 def ids_between(conn: sqlite3.Connection, lo: int, hi: int) -> list[str]:
     """External ids of the rows ``lo <= rid <= hi``, in rid order."""
     return [i for (i,) in conn.execute("SELECT id FROM rows WHERE rid >= ? AND rid <= ? ORDER BY rid", (lo, hi))]
+
+
+def rows_of_segments(conn: sqlite3.Connection, seg_ids: Sequence[int]) -> list[tuple[int, int, int]]:
+    """``(rid, seg_id, pos)`` of every row (live or tombstoned) stored in the given segments, by rid."""
+    return conn.execute("SELECT rid, seg_id, pos FROM rows WHERE seg_id IN (SELECT value FROM json_each(?)) "
+                        "ORDER BY rid", (_json(seg_ids),)).fetchall()
+
+
+def repoint_rows(conn: sqlite3.Connection, seg_id: int, rids: Sequence[int], old_seg_ids: Sequence[int]) -> None:
+    """Point ``rids`` at positions 0.. of the new segment ``seg_id`` and drop the segments they left."""
+    conn.executemany("UPDATE rows SET seg_id = ?, pos = ? WHERE rid = ?",
+                     zip(itertools.repeat(seg_id), range(len(rids)), rids))
+    conn.execute("DELETE FROM segments WHERE seg_id IN (SELECT value FROM json_each(?))", (_json(old_seg_ids),))
+
+
+def positions_of(conn: sqlite3.Connection, lo: int, hi: int) -> list[tuple[int, int, int]]:
+    """``(rid, seg_id, pos)`` of the rows ``lo <= rid <= hi``, by rid (a live view re-pointing merged rows)."""
+    return conn.execute("SELECT rid, seg_id, pos FROM rows WHERE rid >= ? AND rid <= ? ORDER BY rid",
+                        (lo, hi)).fetchall()
 
 
 def has_rows_below(conn: sqlite3.Connection, rid: int) -> bool:

@@ -99,6 +99,7 @@ class LiveVectors:
         version = catalog.current_version(conn)
         if version == self.version:
             return
+        self._follow_merges(conn)
         max_rid = int(self.rids[-1]) if self.n else 0
         new = np.array(catalog.rows_after(conn, max_rid), dtype=np.int64).reshape(-1, 3)
         if len(new):
@@ -108,6 +109,25 @@ class LiveVectors:
             self._alive[self.positions(dead)] = False
             self._n_alive = None
         self.version = version
+
+    def _follow_merges(self, conn: sqlite3.Connection) -> None:
+        """Re-point rows whose segments were merged away (their data, already in RAM, is unchanged)."""
+        if not self._segments:
+            return
+        segments = catalog.segment_files(conn)
+        gone = [s for s in self._segments if s not in segments]
+        if not gone:
+            return
+        moved = np.flatnonzero(np.isin(self._seg[: self.n], gone))
+        if len(moved):
+            rows = np.array(catalog.positions_of(conn, int(self._rids[moved[0]]), int(self._rids[moved[-1]])),
+                            dtype=np.int64).reshape(-1, 3)
+            at = np.searchsorted(rows[:, 0], self._rids[moved])
+            self._seg[moved], self._pos[moved] = rows[at, 1], rows[at, 2]
+        for s in gone:
+            self._segments.pop(s, None)
+            self._maps.pop(s, None)
+        self._segments.update(segments)
 
     def _append(self, conn: sqlite3.Connection, new: np.ndarray) -> None:
         m = len(new)

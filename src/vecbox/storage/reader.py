@@ -36,6 +36,7 @@ class Reader:
         self.codecs = CodecState(root, dim)
         self.live = self._new_live(None)
         self.index_cfg: dict[str, Any] | None = None  # the catalog's `index` config at the last refresh
+        catalog.limit_wal(conn)
         self._watch = catalog.CommitWatch(conn, root)
         self._seen: tuple[int, int] | None = None  # (data_version, total_changes) at the last refresh
         self._watched: tuple[bytes | None, int] = (None, -1)  # (wal-index header, total_changes) then

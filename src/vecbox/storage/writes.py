@@ -45,6 +45,9 @@ from vecbox.storage.segments import (
     INDEX_DIR,
     SEGMENT_DIR,
     QUARANTINE_DIR,
+    has_floats,
+    open_codes,
+    open_segment,
     remove_segment,
     remove_unreferenced,
     write_segment,
@@ -137,6 +140,68 @@ def append_batch(root: Path, conn: sqlite3.Connection, operation: str, ids: Sequ
             remove_segment(root, tok_name)
         raise
     return version
+
+
+MERGE_FACTOR = 10  # segments of one size tier merged into one (Lucene's TieredMergePolicy default segsPerTier)
+
+
+def tier(n: int) -> int:
+    """Size tier of a segment of ``n`` rows: 0 for 1-9 rows, 1 for 10-99, ... (base MERGE_FACTOR)."""
+    t = 0
+    while n >= MERGE_FACTOR:
+        n //= MERGE_FACTOR
+        t += 1
+    return t
+
+
+def merge_small_segments(root: Path, conn: sqlite3.Connection, dim: int, code_size: int | None) -> int:
+    """Merge every size tier holding MERGE_FACTOR segments or more into one segment; return merges done.
+
+    A tiered policy as in Lucene or an LSM store: each row is rewritten O(log n) times over
+    its life, and a collection written one row at a time keeps at most about
+    ``MERGE_FACTOR - 1`` segments per tier. Each merge is one commit of the usual protocol - the
+    merged file durable first, then the rows re-pointed and the old segments dropped in one
+    transaction, the old files retired. Rows keep their rids (and tombstones), so indexes,
+    caches and readers' views stay valid; a reader re-points its rows on its next refresh.
+    """
+    merges = 0
+    while True:
+        by_tier: dict[int, list[tuple[int, str, int]]] = {}
+        for seg_id, (file, n) in sorted(catalog.segment_files(conn).items()):
+            by_tier.setdefault(tier(n), []).append((seg_id, file, n))
+        full = [segs for _, segs in sorted(by_tier.items()) if len(segs) >= MERGE_FACTOR]
+        if not full:
+            if merges:
+                collect_garbage(root, conn)
+            return merges
+        _merge(root, conn, full[0], dim, code_size)
+        merges += 1
+
+
+def _merge(root: Path, conn: sqlite3.Connection, segs: list[tuple[int, str, int]], dim: int,
+           code_size: int | None) -> None:
+    r = np.array(catalog.rows_of_segments(conn, [s for s, _, _ in segs]), dtype=np.int64).reshape(-1, 3)
+
+    def gather(opener: Any, width: int, dtype: Any) -> np.ndarray:
+        out = np.empty((len(r), width), dtype)
+        for seg_id, file, n in segs:
+            sel = np.flatnonzero(r[:, 1] == seg_id)
+            out[sel] = opener(root, file, n, width)[r[sel, 2]]
+        return out
+
+    x = gather(open_segment, dim, np.float32) if all(has_floats(f) for _, f, _ in segs) else None
+    codes = gather(open_codes, code_size, np.uint8) if code_size is not None else None
+    name = write_segment(root, x, codes)
+    try:
+        with catalog.transaction(conn) as c:
+            before = catalog.referenced_paths(c)
+            version = catalog.log_version(c, "merge", 0, 0)
+            seg_id = catalog.insert_segment(c, name, len(r), version)
+            catalog.repoint_rows(c, seg_id, r[:, 0].tolist(), [s for s, _, _ in segs])
+            retire_dropped(c, before)
+    except BaseException:
+        remove_segment(root, name)
+        raise
 
 
 def delete_rows(conn: sqlite3.Connection, rids: Sequence[int]) -> int:
@@ -232,5 +297,5 @@ def retire_dropped(conn: sqlite3.Connection, before: set[str]) -> None:
     catalog.retire(conn, sorted(before - catalog.referenced_paths(conn)))
 
 
-__all__ = ["RETIRED_GRACE", "append_batch", "create_collection", "collect_garbage", "commit_index", "delete_rows", "retire_dropped",
+__all__ = ["MERGE_FACTOR", "RETIRED_GRACE", "append_batch", "create_collection", "merge_small_segments", "collect_garbage", "commit_index", "delete_rows", "retire_dropped",
            "rewrite_all"]
