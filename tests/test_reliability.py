@@ -149,7 +149,7 @@ def test_files_newer_than_the_last_commit_are_quarantined_not_deleted(tmp_path):
     from vecbox.storage.segments import write_segment
 
     time.sleep(0.05)
-    name = write_segment(path, extra)  # as a commit that the catalog then lost would leave it
+    name, _ = write_segment(path, extra)  # as a commit that the catalog then lost would leave it
     col.close()
     with pytest.warns(RuntimeWarning, match="quarantine"):
         again = Collection.open(path)
@@ -187,3 +187,43 @@ def test_small_commits_merge_by_tier_and_readers_follow(tmp_path, codec):
         np.testing.assert_array_equal(got, x)
         hits = handle.search(x[123], 3, exact=True)
         assert hits[0].id == "r123"
+
+
+def _flip(path: Path, offset_from_end: int = 7) -> None:
+    data = bytearray(path.read_bytes())
+    data[-offset_from_end] ^= 0x10
+    path.write_bytes(bytes(data))
+
+
+@pytest.mark.parametrize("damage", ["flip", "swap"])
+def test_damaged_or_swapped_segments_are_caught_by_their_checksums(tmp_path, damage):
+    """Item 4: a flipped byte inside a segment's data, or two same-shape segments swapped, never reads back silently."""
+    from vecbox.errors import CorruptCollectionError
+
+    path = tmp_path / "c"
+    col, x = _filled(path, n=1000)  # two segments of 500 rows
+    files = sorted(f for f, _ in catalog.segment_files(col._conn).values())
+    col.close()
+    a, b = (path / "segments" / f for f in files[:2])
+    if damage == "flip":
+        _flip(a)
+    else:
+        tmp = a.read_bytes()
+        a.write_bytes(b.read_bytes())
+        b.write_bytes(tmp)
+    with pytest.raises(CorruptCollectionError, match="checksum"):
+        Collection.open(path).search(x[0], 3)
+
+
+@pytest.mark.parametrize("target", ["rids.npy", "index.faiss"])
+def test_an_edited_index_file_is_caught_and_searches_stay_exact(tmp_path, target):
+    path = tmp_path / "c"
+    col, x = _filled(path, n=1000)
+    col.build_index("hnsw", M=8)
+    (idx,) = (path / "indexes").iterdir()
+    _flip(idx / target, 9)
+    again = Collection.open(path)
+    with pytest.warns(RuntimeWarning, match="checksum"):
+        res = again.search(x[7], 5, explain=True)
+    assert res.plan.path == "exact" and [h.id for h in res.hits] == [h.id for h in again.search(x[7], 5, exact=True)]
+    assert "checksum" in again.index_info()["damaged"]

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import zlib
 from pathlib import Path
 
 
@@ -13,3 +14,12 @@ def fsync_dir(path: Path) -> None:
         os.fsync(fd)
     finally:
         os.close(fd)
+
+
+def file_crc32(path: Path) -> int:
+    """CRC-32 of a whole file, read in 8 MiB blocks (zlib's, as in zip and PNG)."""
+    crc = 0
+    with open(path, "rb") as fh:
+        while block := fh.read(8 << 20):
+            crc = zlib.crc32(block, crc)
+    return crc

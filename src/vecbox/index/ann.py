@@ -35,7 +35,7 @@ from typing import Any
 
 import numpy as np
 
-from vecbox._fs import fsync_dir
+from vecbox._fs import file_crc32, fsync_dir
 from vecbox._optional import require
 from vecbox.errors import CorruptCollectionError, InvalidInputError
 
@@ -95,18 +95,49 @@ class IndexParams:
     target_recall: float | None = None
 
     def check(self) -> "IndexParams":
-        if self.kind not in INDEX_KINDS:
+        """Return ``self`` if every parameter is valid, else raise :class:`InvalidInputError` naming it.
+
+        >>> IndexParams("ivf", nlist=64).check().nlist
+        64
+        """
+        if not isinstance(self.kind, str) or self.kind not in INDEX_KINDS:
             raise InvalidInputError(f"unknown index kind {self.kind!r}; choose one of {', '.join(INDEX_KINDS)}")
-        if self.storage not in STORAGES:
+        if not isinstance(self.storage, str) or self.storage not in STORAGES:
             raise InvalidInputError(f"unknown index storage {self.storage!r}; choose one of {', '.join(STORAGES)}")
-        for name in ("M", "ef_construction", "ef_search", "nprobe"):
+        for name in ("M", "ef_construction", "ef_search", "nprobe", "nlist"):
             value = getattr(self, name)
-            if isinstance(value, bool) or not isinstance(value, (int, np.integer)) or value < 1:
+            if value is None and name == "nlist":
+                continue
+            if isinstance(value, (bool, np.bool_)) or not isinstance(value, (int, np.integer)) or value < 1:
                 raise InvalidInputError(f"{name} must be a positive integer; got {value!r}")
-        if self.nlist is not None and (not isinstance(self.nlist, (int, np.integer)) or self.nlist < 1):
-            raise InvalidInputError(f"nlist must be a positive integer; got {self.nlist!r}")
-        if self.target_recall is not None and not 0.0 < float(self.target_recall) <= 1.0:
-            raise InvalidInputError(f"target_recall must be in (0, 1]; got {self.target_recall!r}")
+        recall = self.target_recall
+        real = isinstance(recall, (int, float, np.integer, np.floating)) and not isinstance(recall, (bool, np.bool_))
+        if recall is not None and (not real or not 0.0 < float(recall) <= 1.0):
+            raise InvalidInputError(f"target_recall must be a number in (0, 1], or None; got {recall!r}")
+        return self
+
+    def check_rows(self, n: int) -> "IndexParams":
+        """Return ``self`` if an index with these parameters can be built over ``n`` rows, else raise.
+
+        IVF's k-means needs at least one training row per list (FAISS recommends 39 per list);
+        a default ``nlist`` (``None``) is chosen from ``n`` and always fits.
+
+        >>> IndexParams("ivf", nlist=100).check_rows(5000).nlist
+        100
+        >>> IndexParams("ivf", nlist=1000).check_rows(50)
+        Traceback (most recent call last):
+        ...
+        vecbox.errors.InvalidInputError: nlist=1000 needs at least 1000 rows (39 x nlist recommended by FAISS); \
+this collection has 50 - pass a smaller nlist (at most 50) or omit it
+        """
+        n = int(n)
+        if n < 1:
+            raise InvalidInputError("there are no rows to index; add vectors before building an index")
+        if self.kind == "ivf" and self.nlist is not None and int(self.nlist) > n:
+            raise InvalidInputError(
+                f"nlist={int(self.nlist)} needs at least {int(self.nlist)} rows (39 x nlist recommended by FAISS); "
+                f"this collection has {n} - pass a smaller nlist (at most {n}) or omit it"
+            )
         return self
 
     @property
@@ -190,8 +221,8 @@ class AnnIndex:
         import time
 
         faiss = _faiss()
-        params.check()
         n, d = x.shape
+        params.check().check_rows(n)
         t0 = time.perf_counter()
         fmetric = faiss.METRIC_L2 if metric == "l2" else faiss.METRIC_INNER_PRODUCT
         store = "Flat" if params.storage == "flat" else "SQ8"
@@ -300,7 +331,8 @@ class AnnIndex:
             os.fsync(fh.fileno())
         meta = {"format": _FORMAT, "metric": self.metric, "n": self.n, "version": self.version,
                 "build_seconds": self.build_seconds, "params": self.params.__dict__, "walks": self.walk_calibration,
-                "calibrated_recall": self.calibrated_recall}
+                "calibrated_recall": self.calibrated_recall,
+                "checksums": {name: file_crc32(directory / name) for name in (_INDEX_FILE, _RIDS)}}
         with open(directory / _META, "w", encoding="utf-8") as fh:
             json.dump(meta, fh)
             fh.flush()
@@ -320,6 +352,9 @@ class AnnIndex:
         faiss = _faiss()
         try:
             meta = json.loads((directory / _META).read_text(encoding="utf-8"))
+            for name, crc in (meta.get("checksums") or {}).items():  # absent in indexes saved before checksums
+                if name not in (_INDEX_FILE, _RIDS) or file_crc32(directory / name) != crc:
+                    raise ValueError(f"{name} does not match its checksum (flipped bytes, or another file)")
             rids = np.load(directory / _RIDS, allow_pickle=False)
             index = faiss.read_index(str(directory / _INDEX_FILE))
             params = IndexParams(**meta["params"])

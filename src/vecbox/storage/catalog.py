@@ -39,7 +39,8 @@ CREATE TABLE segments (
     seg_id INTEGER PRIMARY KEY,
     file TEXT NOT NULL UNIQUE,
     n INTEGER NOT NULL,
-    version INTEGER NOT NULL
+    version INTEGER NOT NULL,
+    checksums TEXT  -- JSON {file name: CRC-32} of the segment's files (NULL in collections made before)
 );
 CREATE TABLE rows (
     rid INTEGER PRIMARY KEY,  -- grows with every insert, rows leave only by compaction (a new epoch)
@@ -308,9 +309,25 @@ def _json(values: Sequence[Any]) -> str:
     return json.dumps(list(values))
 
 
-def insert_segment(conn: sqlite3.Connection, file: str, n: int, version: int) -> int:
-    """Record a new segment file (inside the caller's write transaction); return its ``seg_id``."""
-    return int(conn.execute("INSERT INTO segments(file, n, version) VALUES (?, ?, ?)", (file, n, version)).lastrowid)
+def insert_segment(conn: sqlite3.Connection, file: str, n: int, version: int,
+                   checksums: dict[str, int] | None = None) -> int:
+    """Record a new segment file and its files' CRC-32s (inside the caller's write transaction); return its id."""
+    if not _has_column(conn, "segments", "checksums"):  # a collection made before checksums: add the column
+        conn.execute("ALTER TABLE segments ADD COLUMN checksums TEXT")
+    return int(conn.execute("INSERT INTO segments(file, n, version, checksums) VALUES (?, ?, ?, ?)",
+                            (file, n, version, json.dumps(checksums) if checksums else None)).lastrowid)
+
+
+def _has_column(conn: sqlite3.Connection, table: str, column: str) -> bool:
+    return any(row[1] == column for row in conn.execute(f"PRAGMA table_info({table})"))
+
+
+def segment_checksums(conn: sqlite3.Connection) -> dict[int, dict[str, int]]:
+    """``seg_id -> {file name: CRC-32}`` of segments whose checksums were recorded."""
+    if not _has_column(conn, "segments", "checksums"):
+        return {}
+    return {seg_id: json.loads(c) for seg_id, c in
+            conn.execute("SELECT seg_id, checksums FROM segments WHERE checksums IS NOT NULL")}
 
 
 def tombstone(conn: sqlite3.Connection, rids: Sequence[int], version: int) -> None:

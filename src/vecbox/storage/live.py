@@ -19,7 +19,7 @@ from pathlib import Path
 import numpy as np
 
 from vecbox.storage import catalog
-from vecbox.storage.segments import has_floats, open_codes, open_segment
+from vecbox.storage.segments import codes_file, has_floats, open_codes, open_segment
 
 
 class LiveVectors:
@@ -133,16 +133,18 @@ class LiveVectors:
         m = len(new)
         self._grow(self.n + m)
         segments = catalog.segment_files(conn)
+        sums = catalog.segment_checksums(conn)
         self._segments.update(segments)
         out = self._buf[self.n : self.n + m]
         seg_ids = new[:, 1]
         for seg_id in np.unique(seg_ids):
             sel = np.flatnonzero(seg_ids == seg_id)
             file, count = segments[int(seg_id)]
+            crcs = sums.get(int(seg_id), {})  # each file read whole here is checked against its CRC-32 first
             if self.code_size is None:
-                seg = open_segment(self.root, file, count, self.dim)
+                seg = open_segment(self.root, file, count, self.dim, crcs.get(file))
             else:
-                seg = open_codes(self.root, file, count, self.code_size)
+                seg = open_codes(self.root, file, count, self.code_size, crcs.get(codes_file(file)))
             pos = new[sel, 2]
             if len(pos) == count and pos[0] == 0 and np.all(np.diff(pos) == 1):
                 out[sel] = seg  # the common case: a whole segment, read sequentially

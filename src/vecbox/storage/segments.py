@@ -11,11 +11,13 @@ from __future__ import annotations
 import os
 import shutil
 import uuid
+import zlib
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 
-from vecbox._fs import fsync_dir
+from vecbox._fs import file_crc32, fsync_dir
 from vecbox.errors import CorruptCollectionError
 
 SEGMENT_DIR = "segments"
@@ -35,34 +37,59 @@ def has_floats(name: str) -> bool:
     return not name.endswith(CODES_SUFFIX)
 
 
-def write_segment(root: Path, x: np.ndarray | None, codes: np.ndarray | None = None) -> str:
-    """Write a new segment durably under ``root/segments``; return its catalog name.
+class _Checksummed:
+    """A binary file that keeps the CRC-32 of everything written to it (np.save writes through it)."""
+
+    def __init__(self, fh: Any) -> None:
+        self.fh, self.crc = fh, 0
+
+    def write(self, data: Any) -> int:
+        self.crc = zlib.crc32(data, self.crc)
+        return self.fh.write(data)
+
+
+def write_segment(root: Path, x: np.ndarray | None, codes: np.ndarray | None = None) -> tuple[str, dict[str, int]]:
+    """Write a new segment durably under ``root/segments``; return its catalog name and its files' CRC-32s.
 
     ``x`` (float32 vectors) goes to ``seg-<uuid>.npy`` and ``codes`` (uint8, when the
     collection has a codec) to ``seg-<uuid>.codes.npy``. Each file is written to a
     temporary name, fsynced and renamed; the directory is fsynced once at the end.
     The catalog name is the float file, or the codes file when there are no floats.
+    The checksums (``file name -> crc32`` of the whole file) go to the catalog with the
+    segment, so a flipped byte or a file swapped for another is caught when it is read.
     """
     seg_dir = root / SEGMENT_DIR
     stem = f"seg-{uuid.uuid4().hex}"
-    names = []
+    names: list[str] = []
+    sums: dict[str, int] = {}
     try:
         for arr, name in ((x, f"{stem}.npy"), (codes, f"{stem}{CODES_SUFFIX}")):
             if arr is None:
                 continue
             tmp = seg_dir / f"{_TMP_PREFIX}{name}"
             with open(tmp, "wb") as fh:
-                np.save(fh, np.ascontiguousarray(arr), allow_pickle=False)
+                out = _Checksummed(fh)
+                np.save(out, np.ascontiguousarray(arr), allow_pickle=False)
                 fh.flush()
                 os.fsync(fh.fileno())
             os.replace(tmp, seg_dir / name)
             names.append(name)
+            sums[name] = out.crc
         fsync_dir(seg_dir)
     except BaseException:
         for name in names:
             (seg_dir / name).unlink(missing_ok=True)
         raise
-    return names[0]
+    return names[0], sums
+
+
+def check_file(path: Path, expected: int | None) -> None:
+    """Raise :class:`CorruptCollectionError` if ``path``'s CRC-32 is not ``expected`` (``None``: not recorded)."""
+    if expected is not None and file_crc32(path) != expected:
+        raise CorruptCollectionError(
+            f"segment file {path} does not match the checksum the catalog recorded for it (flipped bytes, or "
+            "another file in its place); restore it from a backup, or re-create the collection from its source data"
+        )
 
 
 def remove_segment(root: Path, name: str) -> None:
@@ -71,17 +98,17 @@ def remove_segment(root: Path, name: str) -> None:
         (root / SEGMENT_DIR / fname).unlink(missing_ok=True)
 
 
-def open_segment(root: Path, name: str, n: int, d: int) -> np.ndarray:
-    """Memory-map a committed segment, checking it holds ``n`` float32 vectors of width ``d``."""
-    return _open(root / SEGMENT_DIR / name, n, d, np.float32)
+def open_segment(root: Path, name: str, n: int, d: int, crc: int | None = None) -> np.ndarray:
+    """Memory-map a committed segment, checking it holds ``n`` float32 vectors of width ``d`` (and its CRC-32)."""
+    return _open(root / SEGMENT_DIR / name, n, d, np.float32, crc)
 
 
-def open_codes(root: Path, name: str, n: int, width: int) -> np.ndarray:
+def open_codes(root: Path, name: str, n: int, width: int, crc: int | None = None) -> np.ndarray:
     """Memory-map the codes of a committed segment, checking they are ``n`` uint8 rows of ``width`` bytes."""
-    return _open(root / SEGMENT_DIR / codes_file(name), n, width, np.uint8)
+    return _open(root / SEGMENT_DIR / codes_file(name), n, width, np.uint8, crc)
 
 
-def _open(path: Path, n: int, d: int, dtype: type) -> np.ndarray:
+def _open(path: Path, n: int, d: int, dtype: type, crc: int | None = None) -> np.ndarray:
     try:
         arr = np.load(path, mmap_mode="r", allow_pickle=False)
     except FileNotFoundError:
@@ -99,6 +126,7 @@ def _open(path: Path, n: int, d: int, dtype: type) -> np.ndarray:
             f"segment file {path} holds {arr.dtype} {arr.shape}, the catalog expects {np.dtype(dtype)} ({n}, {d}); "
             "restore it from a backup, or re-create the collection from its source data"
         )
+    check_file(path, crc)
     return arr
 
 

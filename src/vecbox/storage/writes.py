@@ -45,6 +45,7 @@ from vecbox.storage.segments import (
     INDEX_DIR,
     SEGMENT_DIR,
     QUARANTINE_DIR,
+    codes_file,
     has_floats,
     open_codes,
     open_segment,
@@ -116,8 +117,8 @@ def append_batch(root: Path, conn: sqlite3.Connection, operation: str, ids: Sequ
     tok_name = None
     try:
         if tokens is not None:
-            tok_name = write_segment(root, tokens.x)
-        name = write_segment(root, floats, codes)
+            tok_name, _ = write_segment(root, tokens.x)
+        name, sums = write_segment(root, floats, codes)
     except BaseException:
         if tok_name is not None:
             remove_segment(root, tok_name)
@@ -130,7 +131,7 @@ def append_batch(root: Path, conn: sqlite3.Connection, operation: str, ids: Sequ
                 catalog.bump_epoch(c)
             if replaced:
                 catalog.tombstone(c, list(replaced.values()), version)
-            seg_id = catalog.insert_segment(c, name, len(ids), version)
+            seg_id = catalog.insert_segment(c, name, len(ids), version, sums)
             catalog.insert_rows(c, seg_id, version, ids, metadatas, documents)
             if tokens is not None:
                 catalog.insert_tokens(c, seg_id, tok_name, tokens.offsets)
@@ -182,21 +183,24 @@ def _merge(root: Path, conn: sqlite3.Connection, segs: list[tuple[int, str, int]
            code_size: int | None) -> None:
     r = np.array(catalog.rows_of_segments(conn, [s for s, _, _ in segs]), dtype=np.int64).reshape(-1, 3)
 
-    def gather(opener: Any, width: int, dtype: Any) -> np.ndarray:
+    sums = catalog.segment_checksums(conn)
+
+    def gather(opener: Any, width: int, dtype: Any, name_of: Any) -> np.ndarray:
         out = np.empty((len(r), width), dtype)
         for seg_id, file, n in segs:
             sel = np.flatnonzero(r[:, 1] == seg_id)
-            out[sel] = opener(root, file, n, width)[r[sel, 2]]
+            crc = sums.get(seg_id, {}).get(name_of(file))  # a damaged source is never merged into a "good" file
+            out[sel] = opener(root, file, n, width, crc)[r[sel, 2]]
         return out
 
-    x = gather(open_segment, dim, np.float32) if all(has_floats(f) for _, f, _ in segs) else None
-    codes = gather(open_codes, code_size, np.uint8) if code_size is not None else None
-    name = write_segment(root, x, codes)
+    x = gather(open_segment, dim, np.float32, str) if all(has_floats(f) for _, f, _ in segs) else None
+    codes = gather(open_codes, code_size, np.uint8, codes_file) if code_size is not None else None
+    name, sums = write_segment(root, x, codes)
     try:
         with catalog.transaction(conn) as c:
             before = catalog.referenced_paths(c)
             version = catalog.log_version(c, "merge", 0, 0)
-            seg_id = catalog.insert_segment(c, name, len(r), version)
+            seg_id = catalog.insert_segment(c, name, len(r), version, sums)
             catalog.repoint_rows(c, seg_id, r[:, 0].tolist(), [s for s, _, _ in segs])
             retire_dropped(c, before)
     except BaseException:
@@ -221,13 +225,13 @@ def rewrite_all(root: Path, conn: sqlite3.Connection, operation: str, rids: Sequ
     (``None``: float vectors), whose directory must already be durable. Old files are
     collected after the commit.
     """
-    name = write_segment(root, floats, codes) if len(rids) else None
+    name, sums = write_segment(root, floats, codes) if len(rids) else (None, None)
     try:
         with catalog.transaction(conn) as c:
             before = catalog.referenced_paths(c)
             version = catalog.log_version(c, operation, 0, 0)
             catalog.drop_tombstones(c)
-            seg_id = catalog.insert_segment(c, name, len(rids), version) if name is not None else None
+            seg_id = catalog.insert_segment(c, name, len(rids), version, sums) if name is not None else None
             catalog.move_rows(c, seg_id, list(rids))
             if codec_changes:
                 catalog.set_config(c, "codec", new_codec.to_json() if new_codec is not None else None)
