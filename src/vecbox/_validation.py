@@ -6,6 +6,7 @@ their inputs and bad input never reaches the disk.
 
 from __future__ import annotations
 
+import itertools
 import json
 import math
 from collections.abc import Iterable, Mapping, Sequence
@@ -16,6 +17,8 @@ import numpy as np
 from vecbox.errors import DimensionMismatchError, DuplicateIdError, InvalidInputError
 
 METRICS = ("cosine", "dot", "l2")
+MAX_METADATA_DEPTH = 64
+"""How deeply metadata may nest lists and dicts (the metadata dict itself is level 1)."""
 
 
 def normalise_rows(x: np.ndarray, name: str = "vectors") -> np.ndarray:
@@ -89,12 +92,26 @@ def as_matrix(x: Any, d: int | None = None, name: str = "x", allow_1d: bool = Fa
     >>> as_matrix([1.0, 2.0], d=2, allow_1d=True).shape
     (1, 2)
     """
-    if isinstance(x, np.ndarray) and x.dtype == np.uint8 and name != "codes":
-        raise InvalidInputError(f"{name} has dtype uint8, which looks like compressed codes; pass float vectors")
-    try:
-        arr = np.asarray(x, dtype=np.float32)
-    except (TypeError, ValueError) as exc:
-        raise InvalidInputError(f"{name} must be a numeric array of shape (n, d); could not convert it: {exc}") from None
+    if isinstance(x, np.ndarray):
+        if x.dtype == np.uint8 and name != "codes":
+            raise InvalidInputError(f"{name} has dtype uint8, which looks like compressed codes; pass float vectors")
+        arr = x
+    else:
+        try:
+            arr = np.asarray(x)  # no dtype: what the values are shows in arr.dtype (a cast would hide it)
+        except (TypeError, ValueError) as exc:
+            raise InvalidInputError(
+                f"{name} must be a numeric array of shape (n, d); could not convert it: {exc}"
+            ) from None
+    kind = arr.dtype.kind
+    if kind not in "iuf":
+        arr = _real_objects(arr, name) if kind == "O" else _refuse_dtype(arr, name)
+    elif isinstance(x, (list, tuple)) and arr.ndim in (1, 2) and _holds_bools(x, arr.ndim):
+        raise InvalidInputError(
+            f"{name} contains bool values (True/False) among its numbers, which would be read as 1/0; "
+            "vectors must hold real numbers - convert them explicitly (float(b)) if 0/1 is meant"
+        )
+    arr = np.asarray(arr, dtype=np.float32)
     if arr.ndim == 1 and allow_1d:
         arr = arr[None, :]
     if arr.ndim != 2:
@@ -119,8 +136,87 @@ def as_matrix(x: Any, d: int | None = None, name: str = "x", allow_1d: bool = Fa
     return np.ascontiguousarray(arr)
 
 
+_BOOL_TYPES = frozenset((bool, np.bool_))
+_BOOLS = (bool, np.bool_)
+_REAL_TYPES = (int, float, np.integer, np.floating)
+_DTYPE_WORDS = {"b": "bool", "c": "complex", "U": "str", "S": "bytes", "M": "datetime64", "m": "timedelta64",
+                "V": "structured (void)"}
+
+
+def _holds_bools(x: Sequence[Any], ndim: int) -> bool:
+    """Does a list (of lists) hold bools among its numbers? numpy would silently read them as 1/0."""
+    items = x if ndim == 1 else itertools.chain.from_iterable(x)
+    return not _BOOL_TYPES.isdisjoint(map(type, items))  # C-speed: ~35 ns per value
+
+
+def _refuse_dtype(arr: np.ndarray, name: str) -> np.ndarray:
+    word = _DTYPE_WORDS.get(arr.dtype.kind, str(arr.dtype))
+    hint = {"b": "convert with x.astype(np.float32) if 0/1 is meant",
+            "U": "parse numeric strings first, e.g. np.asarray(x, dtype=np.float32)",
+            "S": "parse numeric strings first, e.g. np.asarray(x, dtype=np.float32)",
+            "c": "pass the real part (x.real) or split real and imaginary parts into columns"}.get(
+                arr.dtype.kind, "pass an array of ints or floats")
+    raise InvalidInputError(
+        f"{name} has {word} values (dtype {arr.dtype}); vectors must be real numbers (int or float) - {hint}"
+    )
+
+
+def _real_objects(arr: np.ndarray, name: str) -> np.ndarray:
+    """An object array of real numbers as float64; anything else in it (str, bool, None, ...) is refused."""
+    for v in arr.ravel().tolist():
+        if isinstance(v, _BOOLS) or not isinstance(v, _REAL_TYPES):
+            raise InvalidInputError(
+                f"{name} contains a {type(v).__name__} value ({v!r:.40}); vectors must hold real numbers "
+                "(int or float), not bool, str, complex or None - convert or drop those values"
+            )
+    try:
+        return np.asarray(arr, dtype=np.float64)
+    except (TypeError, ValueError, OverflowError) as exc:
+        raise InvalidInputError(f"{name} could not be converted to floats: {exc}") from None
+
+
+def _text_problem(s: str) -> str | None:
+    r"""Why ``s`` cannot be stored as it is (``None``: it can): a NUL or a lone surrogate.
+
+    >>> _text_problem("ok é"), _text_problem("a\x00b")[:30], _text_problem("\ud800")[:26]
+    (None, 'contains a NUL character (U+00', 'contains a lone surrogate ')
+    """
+    if "\x00" in s:
+        return ("contains a NUL character (U+0000), which SQLite cuts text at (it would be stored or "
+                "matched cut short); remove or replace it")
+    if not s.isascii():  # O(1): the common all-ASCII string costs nothing more
+        try:
+            s.encode("utf-8")
+        except UnicodeEncodeError as exc:
+            return (f"contains a lone surrogate ({s[exc.start]!r} at position {exc.start}), which is not valid "
+                    "UTF-8 and cannot be stored; fix the text's decoding (e.g. bytes.decode('utf-8', "
+                    "errors='replace'))")
+    return None
+
+
+def _check_texts(values: Sequence[str], name: str) -> None:
+    """Raise for the first string of ``values`` that :func:`_text_problem` refuses (one C-speed pass when none)."""
+    joined = "".join(values)
+    if "\x00" not in joined and (joined.isascii() or _text_problem(joined) is None):
+        return
+    for i, v in enumerate(values):
+        problem = _text_problem(v)
+        if problem:
+            raise InvalidInputError(f"{name}[{i}] {v!r:.60} {problem}")
+
+
 def check_ids(ids: Any, n: int | None = None, name: str = "ids") -> list[str]:
-    """Return ``ids`` as a list of non-empty strings, unique within the batch."""
+    r"""Return ``ids`` as a list of non-empty strings, unique within the batch.
+
+    Ids may hold any Unicode text except NUL (U+0000) and lone surrogates.
+
+    >>> check_ids(["a", "é"])
+    ['a', 'é']
+    >>> check_ids(["a\x00b"])  # doctest: +ELLIPSIS
+    Traceback (most recent call last):
+    ...
+    vecbox.errors.InvalidInputError: ids[0] 'a\x00b' contains a NUL character (U+0000), ...
+    """
     if isinstance(ids, (str, bytes)) or not isinstance(ids, Iterable):
         raise InvalidInputError(f"{name} must be a list of strings; got {type(ids).__name__}")
     out = list(ids)
@@ -133,6 +229,7 @@ def check_ids(ids: Any, n: int | None = None, name: str = "ids") -> list[str]:
             raise InvalidInputError(f"{name}[{i}] is an empty string; ids must be non-empty")
     if not out:
         raise InvalidInputError(f"{name} is empty; pass at least one id")
+    _check_texts(out, name)
     if n is not None and len(out) != n:
         raise InvalidInputError(f"got {len(out)} {name} for {n} vectors; pass exactly one id per vector")
     if len(set(out)) != len(out):
@@ -164,12 +261,52 @@ def check_metadatas(metadatas: Sequence[Mapping[str, Any] | None] | None, n: int
             if not isinstance(key, str):
                 raise InvalidInputError(f"metadatas[{i}] has a non-string key {key!r}; metadata keys must be strings")
         try:
-            out.append(json.dumps(m, allow_nan=False, separators=(",", ":"), ensure_ascii=False))
+            text = json.dumps(m, allow_nan=False, separators=(",", ":"), ensure_ascii=False)
         except (TypeError, ValueError) as exc:
             raise InvalidInputError(
                 f"metadatas[{i}] is not JSON-compatible ({exc}); use str, int, float, bool, None, lists and dicts"
             ) from None
+        except RecursionError:  # the C encoder gave up (~1000 levels): far beyond the limit
+            raise InvalidInputError(_metadata_problem(m, i) or _too_deep(i, "")) from None
+        # Cheap tests first (C-speed string scans); the walk runs only when one of them flags something.
+        # NUL is always escaped by json.dumps; a lone surrogate is kept raw; depth <= number of brackets.
+        if ("\\u0000" in text or not text.isascii() and _text_problem(text) is not None
+                or text.count("{") + text.count("[") > MAX_METADATA_DEPTH):
+            problem = _metadata_problem(m, i)
+            if problem:
+                raise InvalidInputError(problem)
+        out.append(text)
     return out
+
+
+def _too_deep(i: int, where: str) -> str:
+    return (f"metadatas[{i}]{where} nests lists/dicts deeper than {MAX_METADATA_DEPTH} levels; "
+            "flatten it (e.g. join a path into one key) - deeper metadata cannot be filtered on reliably")
+
+
+def _metadata_problem(m: Mapping[str, Any], i: int) -> str | None:
+    """The first problem of metadata ``m`` found walking it without recursion: too deep, NUL, surrogate."""
+    stack: list[tuple[Any, int, str]] = [(m, 1, "")]
+    while stack:
+        node, depth, where = stack.pop()
+        if depth > MAX_METADATA_DEPTH:
+            return _too_deep(i, where)
+        items = node.items() if isinstance(node, Mapping) else enumerate(node)
+        children = []
+        for key, value in items:
+            at = f"{where}[{key!r:.40}]"
+            if isinstance(key, str):
+                problem = _text_problem(key)
+                if problem:
+                    return f"metadatas[{i}] has a key {key!r:.40}{' under ' + where if where else ''} that {problem}"
+            if isinstance(value, str):
+                problem = _text_problem(value)
+                if problem:
+                    return f"metadatas[{i}]{at} is a string that {problem}"
+            elif isinstance(value, (Mapping, list, tuple)):
+                children.append((value, depth + 1, at))
+        stack.extend(reversed(children))
+    return None
 
 
 def check_documents(documents: Sequence[str | None] | None, n: int) -> list[str | None]:
@@ -182,8 +319,13 @@ def check_documents(documents: Sequence[str | None] | None, n: int) -> list[str 
     if len(docs) != n:
         raise InvalidInputError(f"got {len(docs)} documents for {n} vectors; pass one string (or None) per vector")
     for i, doc in enumerate(docs):
-        if doc is not None and not isinstance(doc, str):
-            raise InvalidInputError(f"documents[{i}] is {type(doc).__name__}; documents must be strings or None")
+        if doc is not None:
+            if not isinstance(doc, str):
+                raise InvalidInputError(f"documents[{i}] is {type(doc).__name__}; documents must be strings or None")
+            if "\x00" in doc or not doc.isascii():
+                problem = _text_problem(doc)
+                if problem:
+                    raise InvalidInputError(f"documents[{i}] {problem}")
     return docs
 
 

@@ -118,14 +118,16 @@ class _Compiler:
 
     def filter(self, where: Any, loc: str, depth: int) -> str:
         if not isinstance(where, Mapping):
-            raise FilterError(f"{loc} must be a dict mapping field names to conditions, got {_kind(where)}: {where!r}")
+            raise FilterError(
+                f"{loc} must be a dict mapping field names to conditions, got {_kind(where)}: {_show(where)}"
+            )
         if depth > MAX_DEPTH:
             raise FilterError(f"{loc} nests filters deeper than {MAX_DEPTH} levels; flatten the filter")
         parts = []
         for key, value in where.items():
             if not isinstance(key, str):
                 raise FilterError(
-                    f"{loc} has a key of type {_kind(key)} ({key!r}); keys must be str field names or operators"
+                    f"{loc} has a key of type {_kind(key)} ({_show(key)}); keys must be str field names or operators"
                 )
             sub = f"{loc}[{key!r}]"
             if key.startswith("$"):
@@ -139,7 +141,9 @@ class _Compiler:
             return f"NOT ({self.filter(value, sub, depth + 1)})"
         if op in ("$and", "$or"):
             if not isinstance(value, (list, tuple)) or not value:
-                raise FilterError(f"{sub} must be a non-empty list of filter dicts, got {_kind(value)}: {value!r}")
+                raise FilterError(
+                    f"{sub} must be a non-empty list of filter dicts, got {_kind(value)}: {_show(value)}"
+                )
             parts = [self.filter(v, f"{sub}[{i}]", depth + 1) for i, v in enumerate(value)]
             return _join(parts, op[1:].upper())
         if op in _FIELD_OPERATORS:
@@ -159,36 +163,36 @@ class _Compiler:
                 f"{loc} is None; null cannot be matched, use {{'$exists': False}} to find rows without the field"
             )
         if isinstance(value, (list, tuple)):
-            raise FilterError(f"{loc} is a list ({value!r}); to match any of several values use {{'$in': [...]}}")
+            raise FilterError(f"{loc} is a list ({_show(value)}); to match any of several values use {{'$in': [...]}}")
         if not isinstance(value, (str, numbers.Real)):
             raise FilterError(
                 f"{loc} must be a {_SCALARS} value (shorthand for $eq) or a dict of operators, "
-                f"got {_kind(value)}: {value!r}"
+                f"got {_kind(value)}: {_show(value)}"
             )
         return self.operator(path, "$eq", value, loc, shorthand=True)
 
     def operator(self, path: str, op: Any, arg: Any, loc: str, shorthand: bool = False) -> str:
-        where = loc if shorthand else f"{loc}[{op!r}]"
+        where = loc if shorthand else f"{loc}[{_show(op)}]"
         if not isinstance(op, str) or not op.startswith("$"):
-            hint = f" (did you mean '${op}'?)" if f"${op}" in _FIELD_OPERATORS else ""
+            hint = f" (did you mean '${op}'?)" if isinstance(op, str) and f"${op}" in _FIELD_OPERATORS else ""
             raise FilterError(
-                f"{loc} has the non-operator key {op!r}{hint}. Operator dicts may only hold operators "
+                f"{loc} has the non-operator key {_show(op)}{hint}. Operator dicts may only hold operators "
                 f"({', '.join(_FIELD_OPERATORS)}); address nested fields with a dotted key such as 'a.b'"
             )
         if op == "$exists":
             if not isinstance(arg, bool):
-                raise FilterError(f"$exists expects True or False, got {_kind(arg)} at {where}: {arg!r}")
+                raise FilterError(f"$exists expects True or False, got {_kind(arg)} at {where}: {_show(arg)}")
             self.params.append(path)
             return f"json_type({self.col}, ?) IS {'NOT ' if arg else ''}NULL"
         if op in ("$in", "$nin"):
             if not isinstance(arg, (list, tuple)):
-                raise FilterError(f"{op} expects a list of {_SCALARS}, got {_kind(arg)} at {where}: {arg!r}")
+                raise FilterError(f"{op} expects a list of {_SCALARS}, got {_kind(arg)} at {where}: {_show(arg)}")
             values = [_scalar(v, f"{where}[{i}]", op) for i, v in enumerate(arg)]
             sql = self.any_element(path, self.membership(values)) if values else "0"
             return f"NOT ({sql})" if op == "$nin" else sql
         if op in _COMPARISONS:
             if op not in ("$eq", "$ne") and (isinstance(arg, bool) or not isinstance(arg, (str, numbers.Real))):
-                raise FilterError(f"{op} expects a number or a string, got {_kind(arg)} at {where}: {arg!r}")
+                raise FilterError(f"{op} expects a number or a string, got {_kind(arg)} at {where}: {_show(arg)}")
             value = _scalar(arg, where, op)
             sql = self.any_element(path, self.compare(_COMPARISONS[op], value))
             return f"NOT ({sql})" if op == "$ne" else sql
@@ -243,6 +247,11 @@ def _json_path(key: str, loc: str) -> str:
             f"{loc}: field name {key!r} contains {bad.group()!r}; double quotes, backslashes and "
             "control characters cannot be addressed in a filter, rename the metadata key"
         )
+    if not key.isascii() and _unencodable(key):
+        raise FilterError(
+            f"{loc}: field name {key!r} contains a lone surrogate and is not valid UTF-8; no stored metadata "
+            "key can hold it - fix the string's decoding"
+        )
     return "$" + "".join(f'."{part}"' for part in parts)
 
 
@@ -260,7 +269,7 @@ def _scalar(value: Any, loc: str, op: str) -> str | int | float | bool:
             raise FilterError(f"{loc} is {value!r}; NaN and infinities never match, give a finite number")
         return value
     what = f"a list of {_SCALARS}" if op in ("$in", "$nin") else f"a {_SCALARS} value"
-    raise FilterError(f"{op} expects {what}, got {_kind(value)} at {loc}: {value!r}")
+    raise FilterError(f"{op} expects {what}, got {_kind(value)} at {loc}: {_show(value)}")
 
 
 def _unknown(op: str, loc: str, known: tuple[str, ...]) -> str:
@@ -279,6 +288,15 @@ def _join(parts: list[str], glue: str) -> str:
 
 def _kind(value: Any) -> str:
     return type(value).__name__
+
+
+def _show(value: Any, limit: int = 200) -> str:
+    """``repr(value)`` for an error message: shortened, and never a RecursionError for a deeply nested value."""
+    try:
+        text = repr(value)
+    except RecursionError:
+        return f"<a {_kind(value)} nested too deeply to print>"
+    return text if len(text) <= limit else text[: limit - 3] + "..."
 
 
 # ----------------------------------------------------------------------- parsed
@@ -312,12 +330,16 @@ class Filter:
     (True, '1')
     """
 
-    __slots__ = ("where", "sql", "params", "key", "mask_plan", "paths")
+    __slots__ = ("where", "sql", "params", "key", "mask_plan", "paths", "_unencodable")
 
     def __init__(self, where: Mapping[str, Any] | None, sql: str, params: list[Any], key: str | None,
                  mask_plan: tuple[Any, ...] | None, paths: list[str]) -> None:
         self.where, self.sql, self.params, self.key = where, sql, params, key
         self.mask_plan, self.paths = mask_plan, paths
+        # A string SQLite cannot be given (a lone surrogate): the columns may still answer the
+        # filter, SQL cannot - so :attr:`where_sql` refuses it with a FilterError, not a raw error.
+        self._unencodable = next((p for p in params if isinstance(p, str) and not p.isascii()
+                                  and _unencodable(p)), None)
 
     @classmethod
     def parse(cls, where: Mapping[str, Any] | None, key: str | None = None) -> "Filter":
@@ -339,6 +361,13 @@ class Filter:
 
     @property
     def where_sql(self) -> tuple[str, list[Any]]:
+        """``(sql, params)`` for SQLite; raises :class:`FilterError` if a string in the filter is not valid UTF-8."""
+        if self._unencodable is not None:
+            text = self._unencodable
+            raise FilterError(
+                f"the filter holds the text {text!r:.60}, which contains a lone surrogate and is not valid UTF-8: "
+                "SQLite cannot compare it and no stored text can equal it - fix the string's decoding"
+            )
         return self.sql, self.params
 
     def __repr__(self) -> str:
@@ -346,8 +375,29 @@ class Filter:
 
 
 def filter_key(where: Mapping[str, Any]) -> str:
-    """Canonical JSON of a filter: equal filters, equal keys (what caches are keyed by)."""
-    return json.dumps(where, sort_keys=True, default=repr)
+    """Canonical JSON of a filter: equal filters, equal keys (what caches are keyed by).
+
+    Raises :class:`FilterError` (never ``RecursionError``) for a filter nested too deeply to encode,
+    and ``TypeError`` / ``ValueError`` for one that is not JSON-able (the parser words those errors).
+
+    >>> filter_key({"b": 1, "a": {"$in": [1, 2]}})
+    '{"a": {"$in": [1, 2]}, "b": 1}'
+    """
+    try:
+        return json.dumps(where, sort_keys=True, default=repr)
+    except RecursionError:
+        raise FilterError(
+            f"where nests filters or values deeper than {MAX_DEPTH} levels (too deep even to encode); "
+            "flatten the filter"
+        ) from None
+
+
+def _unencodable(text: str) -> bool:
+    try:
+        text.encode("utf-8")
+    except UnicodeEncodeError:
+        return True
+    return False
 
 
 class _NoMaskPlan(Exception):

@@ -58,22 +58,56 @@ CREATE INDEX rows_deleted ON rows(deleted) WHERE deleted IS NOT NULL;
 
 
 def connect(root: Path, create: bool = False) -> sqlite3.Connection:
-    """Open the catalog of the collection at ``root`` (autocommit mode; transactions are explicit)."""
+    """Open the catalog of the collection at ``root`` (autocommit mode; transactions are explicit).
+
+    Opening an existing catalog writes nothing until the file is known to be vecbox's: one not in
+    WAL mode is switched to WAL only after its ``config`` table shows vecbox's format tag, so a
+    foreign SQLite file named ``vecbox.sqlite`` is refused (:class:`CollectionNotFoundError`)
+    byte for byte as it was, with no ``-wal`` / ``-shm`` file left beside it.
+
+    >>> from pathlib import Path
+    >>> foreign = Path(tmp)
+    >>> sqlite3.connect(foreign / CATALOG_FILE).execute("CREATE TABLE t (x)").connection.close()
+    >>> connect(foreign)
+    Traceback (most recent call last):
+    ...
+    vecbox.errors.CollectionNotFoundError: ... does not hold a vecbox collection: ...
+    """
     path = root / CATALOG_FILE
     if not create and not path.is_file():
         raise CollectionNotFoundError(
             f"{root} is not a vecbox collection (no {CATALOG_FILE}); "
             "create one with Collection.create(path, dim=...) or `vecbox create PATH`"
         )
+    conn: sqlite3.Connection | None = None
     try:
         conn = sqlite3.connect(path, isolation_level=None, check_same_thread=False, timeout=30.0)
-        conn.execute("PRAGMA journal_mode=WAL")
+        if str(conn.execute("PRAGMA journal_mode").fetchone()[0]).lower() != "wal":  # a read: changes nothing
+            if not create:
+                try:
+                    row = conn.execute("SELECT value FROM config WHERE key = 'format'").fetchone()
+                except sqlite3.OperationalError as exc:
+                    if not str(exc).startswith("no such"):  # no config table (or column): another program's file
+                        raise
+                    row = None
+                if row is None or row[0] != json.dumps(FORMAT_NAME):
+                    raise CollectionNotFoundError(
+                        f"{root} does not hold a vecbox collection: {path} is an SQLite database without vecbox's "
+                        "format tag (left untouched); check the path, or create a collection in an empty directory"
+                    )
+            conn.execute("PRAGMA journal_mode=WAL")
         conn.execute("PRAGMA synchronous=FULL")
         conn.execute("PRAGMA foreign_keys=ON")
     except sqlite3.DatabaseError as exc:
+        if conn is not None:
+            conn.close()
         raise CorruptCollectionError(
             f"{path} is not a readable SQLite catalog ({exc}); restore it from a backup"
         ) from None
+    except BaseException:
+        if conn is not None:
+            conn.close()
+        raise
     return conn
 
 
@@ -205,21 +239,63 @@ def transaction(conn: sqlite3.Connection, write: bool = True) -> Iterator[sqlite
 
 
 def read_config(conn: sqlite3.Connection, root: Path) -> dict[str, Any]:
-    """Read and check the configuration table."""
+    """Read and check the configuration table: format tag and version, ``dim`` (an int >= 1), ``metric``.
+
+    A damaged table (an unreadable page, a value that is not JSON, an impossible ``dim`` or
+    ``metric``) raises :class:`CorruptCollectionError` naming the file and the value found.
+
+    >>> from vecbox import Collection
+    >>> Collection.create(tmp + "/c", dim=3).close()
+    >>> conn = connect(Path(tmp) / "c")
+    >>> {k: v for k, v in read_config(conn, Path(tmp) / "c").items() if k in ("dim", "metric")}
+    {'dim': 3, 'metric': 'cosine'}
+    """
+    from vecbox._validation import METRICS  # the bottom layer: no cycle
+
+    path = root / CATALOG_FILE
+
+    def shown(value: Any) -> str:  # the value and, where repr alone could mislead ('1' vs 1), its JSON type
+        kinds = {str: "a string", bool: "a bool", int: "an int", float: "a float", list: "a list", dict: "an object"}
+        kind = kinds.get(type(value))
+        return f"{value!r} ({kind})" if kind and not isinstance(value, type(None)) else repr(value)
+
     try:
         rows = conn.execute("SELECT key, value FROM config").fetchall()
     except sqlite3.DatabaseError as exc:
+        if str(exc).startswith("no such"):
+            raise CollectionNotFoundError(
+                f"{root} does not hold a vecbox collection: {path} has no vecbox config table; check the path"
+            ) from None
         raise CorruptCollectionError(
-            f"{root / CATALOG_FILE} is not a vecbox catalog ({exc}); "
-            "check the path, or restore the collection from a backup"
+            f"{path} is damaged ({exc}); restore the collection from a backup"
         ) from None
-    config = {k: json.loads(v) for k, v in rows}
+    config: dict[str, Any] = {}
+    for key, value in rows:
+        try:
+            config[key] = json.loads(value)
+        except (TypeError, ValueError, RecursionError):
+            raise CorruptCollectionError(
+                f"{path} is damaged: its config value {key!r} is not JSON ({value!r:.60}); "
+                "restore the collection from a backup"
+            ) from None
     if config.get("format") != FORMAT_NAME:
         raise CollectionNotFoundError(f"{root} does not hold a vecbox collection (catalog has no vecbox format tag)")
-    if config.get("format_version") != FORMAT_VERSION:
+    version = config.get("format_version")
+    if type(version) is not int or version != FORMAT_VERSION:
         raise CorruptCollectionError(
-            f"{root} uses collection format {config.get('format_version')}; this vecbox reads format "
-            f"{FORMAT_VERSION}. Upgrade vecbox, or re-create the collection"
+            f"{path} has format_version {shown(version)}; this vecbox reads format {FORMAT_VERSION} (an int). "
+            "Upgrade vecbox if the collection is newer, or re-create it (or restore it from a backup)"
+        )
+    dim = config.get("dim")
+    if type(dim) is not int or dim < 1:
+        raise CorruptCollectionError(
+            f"{path} is damaged: dim {shown(dim)} is not a positive integer; restore the collection from a backup"
+        )
+    metric = config.get("metric")
+    if not isinstance(metric, str) or metric not in METRICS:
+        raise CorruptCollectionError(
+            f"{path} is damaged: metric {shown(metric)} is not one of {', '.join(METRICS)}; "
+            "restore the collection from a backup"
         )
     return config
 

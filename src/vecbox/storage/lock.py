@@ -7,12 +7,34 @@ writer never leaves a collection locked.
 from __future__ import annotations
 
 import fcntl
+import math
+import numbers
 import os
 import threading
 import time
 from pathlib import Path
+from typing import Any
 
-from vecbox.errors import CollectionLockedError
+from vecbox.errors import CollectionLockedError, CorruptCollectionError, InvalidInputError
+
+
+def check_timeout(timeout: Any, name: str = "lock_timeout") -> float:
+    """Return ``timeout`` as seconds to wait: a number >= 0, or ``math.inf`` to wait for as long as it takes.
+
+    >>> check_timeout(2), check_timeout(math.inf)
+    (2.0, inf)
+    >>> check_timeout("10")  # doctest: +ELLIPSIS
+    Traceback (most recent call last):
+    ...
+    vecbox.errors.InvalidInputError: lock_timeout must be a number of seconds >= 0 ...; got '10' (a str)
+    """
+    if (isinstance(timeout, bool) or not isinstance(timeout, numbers.Real) or math.isnan(timeout)
+            or timeout < 0):
+        raise InvalidInputError(
+            f"{name} must be a number of seconds >= 0 (math.inf: wait forever); "
+            f"got {timeout!r} (a {type(timeout).__name__})"
+        )
+    return float(timeout)
 
 
 class WriteLock:
@@ -23,24 +45,39 @@ class WriteLock:
     path : Path
         The lock file.
     timeout : float
-        Seconds to wait for another writer before raising :class:`CollectionLockedError`.
+        Seconds to wait for another writer before raising :class:`CollectionLockedError`
+        (``math.inf``: wait as long as it takes); anything else raises :class:`InvalidInputError`.
+
+    A ``LOCK`` that is not a file (a directory in its place) stops writers with
+    :class:`CorruptCollectionError`; :meth:`try_acquire` just says no, so readers open the
+    collection as usual.
     """
 
     def __init__(self, path: Path, timeout: float) -> None:
         self.path = Path(path)
-        self.timeout = timeout
+        self.timeout = check_timeout(timeout)
         self._fd: int | None = None
         self._depth = 0
         self._thread_lock = threading.RLock()
 
     def acquire(self, timeout: float | None = None) -> None:
-        timeout = self.timeout if timeout is None else timeout
-        if not self._thread_lock.acquire(timeout=max(timeout, 0) if timeout >= 0 else -1):
+        timeout = self.timeout if timeout is None else check_timeout(timeout, "timeout")
+        if not self._thread_lock.acquire(timeout=-1 if math.isinf(timeout) else timeout):
             raise self._locked_error(timeout)
         if self._depth:
             self._depth += 1
             return
-        fd = os.open(self.path, os.O_RDWR | os.O_CREAT, 0o644)
+        try:
+            fd = os.open(self.path, os.O_RDWR | os.O_CREAT, 0o644)
+        except IsADirectoryError:
+            self._thread_lock.release()
+            raise CorruptCollectionError(
+                f"{self.path} is a directory, not the collection's lock file, so nothing can be written; "
+                f"remove the directory {self.path.name} (rmdir {self.path}) - vecbox recreates the file"
+            ) from None
+        except BaseException:
+            self._thread_lock.release()
+            raise
         deadline = time.monotonic() + timeout
         delay = 0.005
         while True:
@@ -58,11 +95,12 @@ class WriteLock:
         self._depth = 1
 
     def try_acquire(self) -> bool:
-        """Take the lock only if it is free right now."""
+        """Take the lock only if it is free right now (``False`` also when it cannot be taken at all:
+        a directory in its place, a read-only collection)."""
         try:
             self.acquire(timeout=0)
             return True
-        except CollectionLockedError:
+        except (CollectionLockedError, CorruptCollectionError, OSError):
             return False
 
     def release(self) -> None:
