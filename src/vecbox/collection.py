@@ -26,6 +26,7 @@ from vecbox.errors import (
     UnknownIdError,
 )
 from vecbox.collection_index import IndexMethods
+from vecbox.collection_ops import OperationsMethods
 from vecbox.collection_text import TextMethods
 from vecbox.index.funnel import check_stages
 from vecbox.query.executor import Executor
@@ -48,11 +49,12 @@ if TYPE_CHECKING:
 LOCK_FILE = "LOCK"
 
 
-class Collection(IndexMethods, TextMethods):
+class Collection(IndexMethods, TextMethods, OperationsMethods):
     """A durable set of vectors with string ids, JSON metadata, exact and ANN search.
 
     The index methods come from :class:`~vecbox.collection_index.IndexMethods`, the text and
-    multi-vector ones from :class:`~vecbox.collection_text.TextMethods`.
+    multi-vector ones from :class:`~vecbox.collection_text.TextMethods`, ``verify`` and
+    ``snapshot`` from :class:`~vecbox.collection_ops.OperationsMethods`.
 
     Create with :meth:`create`, open with :meth:`open`. Any number of processes
     may read; one writes at a time (others wait up to ``lock_timeout`` seconds).

@@ -1,4 +1,4 @@
-"""``vecbox create | ingest | search | info | delete | compact``: a collection directory and its items."""
+"""``vecbox create | ingest | search | info | delete | compact | verify | snapshot``: a collection and its items."""
 
 from __future__ import annotations
 
@@ -118,3 +118,27 @@ def compact(path: PathArg) -> None:
 
     freed = Collection.open(path).compact()
     console.print(f"compacted {path}; freed {freed / 2**20:.1f} MiB")
+
+
+@commands.command()
+def verify(path: PathArg, as_json: JsonOpt = False) -> None:
+    """Check everything the collection references (SQLite, files, checksums, index); exit 1 on any problem."""
+    from vecbox.collection import Collection
+
+    with Collection.open(path) as col:
+        report = col.verify()
+    emit(report.to_dict(), as_json, lambda: str(report))
+    if not report.ok:
+        raise typer.Exit(1)
+
+
+@commands.command()
+def snapshot(
+    path: PathArg,
+    dest: Annotated[Path, typer.Argument(help="New directory for the copy (must not exist, or be empty).")],
+) -> None:
+    """Copy the collection consistently while others keep reading and writing (online backup + hard links)."""
+    from vecbox.collection import Collection
+
+    with Collection.open(path) as col, col.snapshot(dest) as copy:
+        console.print(f"snapshot of {path} at version {copy.version} written to {dest} ({copy.count():,} items)")

@@ -493,6 +493,27 @@ def positions_of(conn: sqlite3.Connection, lo: int, hi: int) -> list[tuple[int, 
                         (lo, hi)).fetchall()
 
 
+def rows_per_segment(conn: sqlite3.Connection) -> dict[int, int]:
+    return dict(conn.execute("SELECT seg_id, COUNT(*) FROM rows GROUP BY seg_id").fetchall())
+
+
+def rows_outside_segments(conn: sqlite3.Connection) -> int:
+    """Rows whose segment is missing from the catalog or whose position lies outside it (verify)."""
+    return int(conn.execute("SELECT COUNT(*) FROM rows r LEFT JOIN segments s ON s.seg_id = r.seg_id "
+                            "WHERE s.seg_id IS NULL OR r.pos < 0 OR r.pos >= s.n").fetchone()[0])
+
+
+def token_extent(conn: sqlite3.Connection, file: str) -> int:
+    """Tokens the catalog places in the token file ``file`` (its end offset)."""
+    return int(conn.execute("SELECT MAX(start + count) FROM tokens WHERE file = ?", (file,)).fetchone()[0] or 0)
+
+
+def existing_rids(conn: sqlite3.Connection, rids: Sequence[int]) -> set[int]:
+    """Those of ``rids`` the rows table holds (live or tombstoned)."""
+    return {r for (r,) in conn.execute("SELECT rid FROM rows WHERE rid IN (SELECT value FROM json_each(?))",
+                                       (_json(rids),))}
+
+
 def has_rows_below(conn: sqlite3.Connection, rid: int) -> bool:
     return bool(conn.execute("SELECT EXISTS (SELECT 1 FROM rows WHERE rid < ?)", (rid,)).fetchone()[0])
 
