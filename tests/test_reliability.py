@@ -360,3 +360,26 @@ def test_cli_verify_and_snapshot(tmp_path):
     _flip(seg)
     res = runner.invoke(app, ["verify", str(path)])
     assert res.exit_code == 1 and "checksum" in res.output
+
+
+def test_multivector_compaction_keeps_only_the_survivors_tokens(tmp_path):
+    """Item 11: 1 of 500 items survives; compaction leaves its tokens only (same values), and a long-lived
+    reader drops its maps of the compacted-away token files."""
+    from vecbox.multivector import FDEConfig
+
+    path = tmp_path / "mv"
+    rng = np.random.default_rng(5)
+    sets = [rng.standard_normal((int(rng.integers(20, 40)), 8)).astype(np.float32) for _ in range(500)]
+    col = Collection.create(path, multivector=FDEConfig(reps=2, ksim=2), token_dim=8)
+    for start in range(0, 500, 100):
+        col.add_multi([str(i) for i in range(start, start + 100)], sets[start:start + 100])
+    reader = Collection.open(path)
+    reader.search_multi([sets[7]], 1)  # maps token files
+    col.delete([str(i) for i in range(500) if i != 7])
+    col.compact()
+    token_bytes = sum(p.stat().st_size for p in (path / "segments").iterdir()
+                      if p.name in catalog.token_files(col._conn))
+    assert token_bytes < 128 + sets[7].nbytes * 2, token_bytes
+    hit = reader.search_multi([sets[7]], 1)[0][0]
+    assert hit.id == "7" and np.isclose(hit.score, float((sets[7] @ sets[7].T).max(1).sum()), rtol=1e-5)
+    assert set(reader._token_files._maps) <= catalog.token_files(col._conn)

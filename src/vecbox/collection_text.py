@@ -104,6 +104,7 @@ class TextMethods:
             located = catalog.locate_tokens(conn, wanted)
             if self._token_files is None:
                 self._token_files = TokenFiles(self.path, int(self._mv["token_dim"]))  # type: ignore[index]
+            self._token_files.retain({loc[0] for loc in located.values()} | catalog.token_files(conn))
             mats = {i: self._token_files.get(*loc) for i, loc in located.items()}
             out: list[list[tuple[str, float]]] = []
             for qi, hits in enumerate(cand):

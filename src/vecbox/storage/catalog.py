@@ -576,6 +576,19 @@ def insert_tokens(conn: sqlite3.Connection, seg_id: int, file: str, offsets: Any
     )
 
 
+def token_rows(conn: sqlite3.Connection) -> list[tuple[int, str, int, int]]:
+    """``(rid, file, start, count)`` of every row's tokens, by rid (compaction rewrites them)."""
+    if not _has_tokens(conn):
+        return []
+    return conn.execute("SELECT rid, file, start, count FROM tokens ORDER BY rid").fetchall()
+
+
+def move_tokens(conn: sqlite3.Connection, file: str, rids: Sequence[int], starts: Sequence[int]) -> None:
+    """Point the tokens of ``rids`` at ``file`` from ``starts`` on (counts unchanged; inside a write transaction)."""
+    conn.executemany("UPDATE tokens SET file = ?, start = ? WHERE rid = ?",
+                     zip(itertools.repeat(file), [int(s) for s in starts], rids))
+
+
 def token_files(conn: sqlite3.Connection) -> set[str]:
     """Token files some row refers to (kept by garbage collection)."""
     if not _has_tokens(conn):

@@ -34,6 +34,11 @@ class TokenFiles:
         self.dim = dim
         self._maps: dict[str, np.ndarray] = {}
 
+    def retain(self, files: set[str]) -> None:
+        """Release the maps of files no longer referenced (compacted away), so their space can be freed."""
+        for f in [f for f in self._maps if f not in files]:
+            del self._maps[f]
+
     def get(self, file: str, start: int, count: int) -> np.ndarray:
         mm = self._maps.get(file)
         if mm is None:

@@ -226,11 +226,14 @@ def rewrite_all(root: Path, conn: sqlite3.Connection, operation: str, rids: Sequ
     collected after the commit.
     """
     name, sums = write_segment(root, floats, codes) if len(rids) else (None, None)
+    tok = _live_tokens(root, conn, set(rids))  # a multi-vector collection's surviving tokens, in one file
     try:
         with catalog.transaction(conn) as c:
             before = catalog.referenced_paths(c)
             version = catalog.log_version(c, operation, 0, 0)
             catalog.drop_tombstones(c)
+            if tok is not None:
+                catalog.move_tokens(c, *tok)
             seg_id = catalog.insert_segment(c, name, len(rids), version, sums) if name is not None else None
             catalog.move_rows(c, seg_id, list(rids))
             if codec_changes:
@@ -238,11 +241,33 @@ def rewrite_all(root: Path, conn: sqlite3.Connection, operation: str, rids: Sequ
             catalog.bump_epoch(c)
             retire_dropped(c, before)
     except BaseException:
-        if name is not None:
-            remove_segment(root, name)
+        for made in (name, tok[0] if tok else None):
+            if made is not None:
+                remove_segment(root, made)
         raise
     collect_garbage(root, conn)
     return version
+
+
+def _live_tokens(root: Path, conn: sqlite3.Connection, keep: set[int]) -> tuple[str, list[int], list[int]] | None:
+    """Write the tokens of the rows ``keep`` into one new token file: ``(file, rids, starts)`` (``None``: no tokens).
+
+    Without this a compaction would keep every token file any survivor points into - 12 of 15 MiB
+    when 1 of 5,000 items survives.
+    """
+    rows = [r for r in catalog.token_rows(conn) if r[0] in keep]
+    if not rows:
+        return None
+    maps: dict[str, np.ndarray] = {}
+    parts = []
+    for _, file, start, count in rows:
+        mm = maps.get(file)
+        if mm is None:
+            mm = maps[file] = np.load(root / SEGMENT_DIR / file, mmap_mode="r", allow_pickle=False)
+        parts.append(mm[start:start + count])
+    starts = np.concatenate([[0], np.cumsum([c for *_, c in rows])[:-1]]).tolist()
+    name, _ = write_segment(root, np.concatenate(parts).astype(np.float32, copy=False))
+    return name, [r[0] for r in rows], starts
 
 
 def commit_index(root: Path, conn: sqlite3.Connection, index: _Index | None) -> dict[str, Any] | None:
