@@ -364,8 +364,6 @@ def test_flipped_catalog_page_on_open(col_path, rng, page):
     assert "backup" in str(info.value)
 
 
-@pytest.mark.xfail(reason="needs collection.py/catalog.py (not this change) to turn DatabaseError into "
-                          "CorruptCollectionError after read_config; see issue 18 report", strict=False)
 def test_flipped_page_anywhere_is_a_corrupt_collection_error(col_path, rng):
     col = Collection.create(col_path, dim=4)
     col.add([f"i{i}" for i in range(3000)], rng.standard_normal((3000, 4)), metadatas=[{"s": "x" * 40}] * 3000)

@@ -8,6 +8,7 @@ read state), :mod:`vecbox.query` (filters, selection, planning, execution, the f
 
 from __future__ import annotations
 
+import sqlite3
 import threading
 import warnings
 from collections.abc import Mapping, Sequence
@@ -21,6 +22,7 @@ from vecbox import _validation as v
 from vecbox.errors import (
     CollectionExistsError,
     CollectionNotFoundError,
+    CorruptCollectionError,
     DuplicateIdError,
     InvalidInputError,
     UnknownIdError,
@@ -36,7 +38,7 @@ from vecbox.query.planner import Plan
 from vecbox.results import Explained, Hit, Record
 from vecbox.storage import catalog, writes
 from vecbox.storage.codec_state import CodecConfig, keeps_floats
-from vecbox.storage.lock import WriteLock
+from vecbox.storage.lock import WriteLock, check_timeout
 from vecbox.storage.reader import Reader
 from vecbox.storage.segments import SEGMENT_DIR, dir_size
 from vecbox.storage.tokens import TokenFiles
@@ -73,6 +75,16 @@ class Collection(IndexMethods, TextMethods, OperationsMethods):
     def __init__(self, path: Path, *, lock_timeout: float = 10.0, encoder: "TextEncoder | None" = None) -> None:
         self.path = Path(path)
         self._conn = catalog.connect(self.path)
+        try:
+            self._open(lock_timeout, encoder)
+        except BaseException as exc:
+            self._conn.close()  # a failed open leaves nothing behind
+            if type(exc) is sqlite3.DatabaseError:  # e.g. "database disk image is malformed"
+                raise CorruptCollectionError(f"{self.path / catalog.CATALOG_FILE} is damaged ({exc}); restore the "
+                                             "collection from a backup or a snapshot") from None
+            raise
+
+    def _open(self, lock_timeout: float, encoder: "TextEncoder | None") -> None:
         self._config = catalog.read_config(self._conn, self.path)
         self.dim: int = int(self._config["dim"])
         self.metric: str = str(self._config["metric"])
@@ -142,6 +154,7 @@ class Collection(IndexMethods, TextMethods, OperationsMethods):
         """
         path = Path(path)
         metric = v.check_metric(metric)
+        check_timeout(lock_timeout)
         encoder = None
         if model is not None:
             from vecbox.encoders.text import TextEncoder

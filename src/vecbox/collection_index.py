@@ -137,8 +137,9 @@ class IndexMethods:
         ann = self._executor.ann
         if ann is not None:
             p = ann.params
+            nlist = p.nlist if p.nlist is None or p.nlist <= self.count() else None  # type: ignore[attr-defined]
             self.build_index(p.kind, M=p.M, ef_construction=p.ef_construction, ef_search=p.ef_search,
-                             nlist=p.nlist, nprobe=p.nprobe, storage=p.storage)
+                             nlist=nlist, nprobe=p.nprobe, storage=p.storage)
 
 
 __all__ = ["IndexMethods"]

@@ -225,14 +225,36 @@ def initialise(conn: sqlite3.Connection, config: dict[str, Any]) -> None:
         )
 
 
+def _damage_is_corrupt(fn: Any) -> Any:
+    """Reads that may run outside a transaction word a damaged catalog as :class:`CorruptCollectionError`."""
+    import functools
+
+    @functools.wraps(fn)
+    def wrapper(*args: Any, **kwargs: Any) -> Any:
+        try:
+            return fn(*args, **kwargs)
+        except sqlite3.DatabaseError as exc:
+            if type(exc) is not sqlite3.DatabaseError:
+                raise
+            raise CorruptCollectionError(f"the catalog is damaged ({exc}); restore the collection from a backup or "
+                                         "a snapshot (Collection.verify() lists what is readable)") from None
+    return wrapper
+
+
 @contextmanager
 def transaction(conn: sqlite3.Connection, write: bool = True) -> Iterator[sqlite3.Connection]:
     """One SQLite transaction: ``BEGIN IMMEDIATE`` for writers, a snapshot for readers."""
     conn.execute("BEGIN IMMEDIATE" if write else "BEGIN")
     try:
         yield conn
-    except BaseException:
-        conn.execute("ROLLBACK")
+    except BaseException as exc:
+        try:
+            conn.execute("ROLLBACK")
+        except sqlite3.DatabaseError:  # a damaged catalog may refuse even that; the error below says why
+            pass
+        if type(exc) is sqlite3.DatabaseError:  # "database disk image is malformed" and the like
+            raise CorruptCollectionError(f"the catalog is damaged ({exc}); restore the collection from a backup or "
+                                         "a snapshot (Collection.verify() lists what is readable)") from None
         raise
     else:
         conn.execute("COMMIT")
@@ -300,6 +322,7 @@ def read_config(conn: sqlite3.Connection, root: Path) -> dict[str, Any]:
     return config
 
 
+@_damage_is_corrupt
 def current_version(conn: sqlite3.Connection) -> int:
     return int(conn.execute("SELECT MAX(version) FROM versions").fetchone()[0])
 
@@ -318,6 +341,7 @@ def log_version(conn: sqlite3.Connection, operation: str, added: int, deleted: i
     return version
 
 
+@_damage_is_corrupt
 def live_rids_for_ids(conn: sqlite3.Connection, ids: Sequence[str]) -> dict[str, int]:
     """Map the given external ids to the rids of their live rows (missing ids are absent)."""
     out: dict[str, int] = {}
@@ -424,6 +448,7 @@ def matching_rids(conn: sqlite3.Connection, where_sql: tuple[str, list[Any]] | N
     return [r for (r,) in cur]
 
 
+@_damage_is_corrupt
 def count_matching(conn: sqlite3.Connection, where_sql: tuple[str, list[Any]] | None = None,
                    among: Sequence[int] | None = None) -> int:
     """How many rows match: live rows (``among=None``), or the rows ``among`` (live or not: a sample)."""
@@ -436,6 +461,7 @@ def count_matching(conn: sqlite3.Connection, where_sql: tuple[str, list[Any]] | 
     return int(row[0])
 
 
+@_damage_is_corrupt
 def matching_ids(conn: sqlite3.Connection, where_sql: tuple[str, list[Any]] | None = None) -> list[str]:
     """External ids of live rows matching a compiled filter, in insertion order."""
     sql, params = where_sql or ("1", [])
@@ -452,6 +478,7 @@ def fetch_rows(conn: sqlite3.Connection, rids: Sequence[int],
     return {rid: (i, json.loads(m) if m is not None else None, doc) for rid, i, m, doc in cur}
 
 
+@_damage_is_corrupt
 def counts(conn: sqlite3.Connection) -> dict[str, int]:
     """Live rows, tombstones and segment files of the catalog."""
     live, dead = conn.execute("SELECT COUNT(*) - COUNT(deleted), COUNT(deleted) FROM rows").fetchone()
