@@ -140,7 +140,7 @@ def test_other_writers_are_seen(tmp_path):
 def test_handles_on_one_path_share_the_shm_descriptor_until_the_last_closes(tmp_path):
     # closing a descriptor drops every POSIX lock this process holds on the file, SQLite's
     # WAL read locks included: one handle's close must not close the descriptor another uses
-    from vecbox.storage import catalog
+    from vecbox.storage import watch
 
     x, q = _data()
     path = tmp_path / "c"
@@ -148,14 +148,14 @@ def test_handles_on_one_path_share_the_shm_descriptor_until_the_last_closes(tmp_
     b = Collection.open(path)
     key = a._reader._watch._key
     assert key is not None and b._reader._watch._key == key
-    assert catalog._SHM_OPEN[key][2] == 2
+    assert watch._SHM_OPEN[key][2] == 2
     a.close()
-    assert catalog._SHM_OPEN[key][2] == 1
+    assert watch._SHM_OPEN[key][2] == 1
     b.add(["late"], q[4:5] * 3)
     assert b.search(q[4], 1, include_metadata=False)[0].id == "late"
     assert b.search(q[4], 1)[0].id == "late"
     b.close()
-    assert key not in catalog._SHM_OPEN
+    assert key not in watch._SHM_OPEN
 
 
 def test_a_filter_mutated_in_place_is_not_taken_for_the_old_one(tmp_path):

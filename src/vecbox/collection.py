@@ -213,7 +213,7 @@ class Collection(IndexMethods, TextMethods, OperationsMethods):
     def close(self) -> None:
         """Release the catalog connection."""
         self._conn.close()
-        self._reader.close()  # after the connection: see catalog._SHM_OPEN
+        self._reader.close()  # after the connection: see storage.watch._SHM_OPEN
 
     def __enter__(self) -> "Collection":
         return self

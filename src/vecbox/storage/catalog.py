@@ -8,12 +8,10 @@ only compaction rewrites rows.
 
 from __future__ import annotations
 
+import functools
 import itertools
 import json
-import mmap
-import os
 import sqlite3
-import threading
 import time
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
@@ -111,96 +109,6 @@ def connect(root: Path, create: bool = False) -> sqlite3.Connection:
     return conn
 
 
-# One read-only map of each -shm file per process, shared by every watch on it. Closing any
-# descriptor of a file drops all of this process's POSIX locks on it - including the read
-# locks SQLite's connections hold in the -shm file, which keep a writer from recycling WAL
-# frames they still read. So the descriptor is opened once and closed only when the last
-# watch on that file closes (after its connection: see Collection.close).
-_SHM_GUARD = threading.Lock()
-_SHM_OPEN: dict[tuple[int, int], list[Any]] = {}  # (st_dev, st_ino) -> [fd, map or None, watches]
-
-
-class CommitWatch:
-    """Has any connection committed since the last look? Read off the WAL index header, no SQL.
-
-    ``PRAGMA data_version`` answers exactly, but it starts a read transaction (locks on
-    the ``-shm`` file): 15-30 us from Python, a fifth of a graph walk on 50k vectors.
-    In WAL mode every commit rewrites the wal-index header, the first 48 bytes of the
-    ``-shm`` file (https://www.sqlite.org/walformat.html: frame count, checksums,
-    salts), so unchanged bytes mean nobody committed and changed bytes send the caller
-    to the PRAGMA. The header is read from a read-only memory map of the file, as
-    SQLite itself reads it: no system call per look (a ``pread`` cost ~6 us between
-    graph walks). The file cannot shrink or go away under an open connection (SQLite
-    truncates or deletes it only when no connection is attached). The map and its
-    descriptor are shared per process and closed with the last watch (see ``_SHM_OPEN``).
-    ``header()`` is ``None`` - "ask SQLite" - when the catalog is not in WAL mode or has
-    no ``-shm`` file.
-
-    >>> import tempfile
-    >>> from pathlib import Path
-    >>> root = Path(tempfile.mkdtemp())
-    >>> a, b = connect(root, create=True), connect(root)
-    >>> _ = a.execute("CREATE TABLE t(x)")
-    >>> watch = CommitWatch(b, root)
-    >>> before = watch.header()
-    >>> before is not None and watch.header() == before
-    True
-    >>> _ = a.execute("INSERT INTO t VALUES (1)")
-    >>> watch.header() == before
-    False
-    """
-
-    _HEADER = 48
-
-    def __init__(self, conn: sqlite3.Connection, root: Path) -> None:
-        self._key: tuple[int, int] | None = None
-        self._map: mmap.mmap | None = None
-        conn.execute("SELECT 1 FROM sqlite_master LIMIT 1").fetchall()  # opens the wal-index
-        if str(conn.execute("PRAGMA journal_mode").fetchone()[0]).lower() != "wal":
-            return
-        path = root / (CATALOG_FILE + "-shm")
-        with _SHM_GUARD:
-            try:
-                st = os.stat(path)  # stat opens no descriptor: safe while SQLite holds locks
-            except OSError:
-                return
-            key = (st.st_dev, st.st_ino)
-            entry = _SHM_OPEN.get(key)
-            if entry is None:
-                try:
-                    fd = os.open(path, os.O_RDONLY)
-                except OSError:
-                    return
-                try:
-                    m = mmap.mmap(fd, self._HEADER, access=mmap.ACCESS_READ) \
-                        if os.fstat(fd).st_size >= self._HEADER else None
-                except (OSError, ValueError):
-                    m = None
-                entry = _SHM_OPEN[key] = [fd, m, 0]  # the descriptor stays open even without a map
-            entry[2] += 1
-            self._key, self._map = key, entry[1]
-
-    def header(self) -> bytes | None:
-        """The wal-index header's bytes now (``None``: unknown, ask ``PRAGMA data_version``)."""
-        m = self._map
-        return None if m is None else m[:self._HEADER]
-
-    def close(self) -> None:
-        """Stop watching; the last watch on a file closes its map and descriptor."""
-        if self._key is None:
-            return
-        with _SHM_GUARD:
-            entry = _SHM_OPEN.get(self._key)
-            if entry is not None:
-                entry[2] -= 1
-                if entry[2] <= 0:
-                    del _SHM_OPEN[self._key]
-                    if entry[1] is not None:
-                        entry[1].close()
-                    os.close(entry[0])
-        self._key = self._map = None
-
-
 WAL_LIMIT = 16 << 20  # bytes the WAL file is cut back to when SQLite restarts it
 
 
@@ -227,8 +135,6 @@ def initialise(conn: sqlite3.Connection, config: dict[str, Any]) -> None:
 
 def _damage_is_corrupt(fn: Any) -> Any:
     """Reads that may run outside a transaction word a damaged catalog as :class:`CorruptCollectionError`."""
-    import functools
-
     @functools.wraps(fn)
     def wrapper(*args: Any, **kwargs: Any) -> Any:
         try:
@@ -355,15 +261,10 @@ def live_rids_for_ids(conn: sqlite3.Connection, ids: Sequence[str]) -> dict[str,
     return out
 
 
-def insert_rows(
-    conn: sqlite3.Connection, seg_id: int, version: int, ids: Sequence[str],
-    metadatas: Sequence[str | None], documents: Sequence[str | None],
-) -> None:
-    """Insert one segment's rows (positions 0..n-1) in a single statement.
-
-    The batch travels as one JSON parameter expanded by ``json_each``: about three
-    times faster than ``executemany`` binding six parameters per row.
-    """
+def insert_rows(conn: sqlite3.Connection, seg_id: int, version: int, ids: Sequence[str],
+                metadatas: Sequence[str | None], documents: Sequence[str | None]) -> None:
+    """Insert one segment's rows (positions 0..n-1) in one statement: the batch is one JSON parameter
+    expanded by ``json_each``, about three times faster than ``executemany`` with six parameters a row."""
     if all(m is None for m in metadatas) and all(d is None for d in documents):
         conn.execute(
             "INSERT INTO rows(id, seg_id, pos, metadata, document, added) "
@@ -402,9 +303,7 @@ def bump_epoch(conn: sqlite3.Connection) -> int:
 
 
 # ------------------------------------------------------------------ statements over rows and segments
-# Every other module asks these functions; none writes SQL over rows or segments itself
-# (filters compile to a fragment, ``where_sql``, that is pasted only here).
-
+# Every other module asks these (filters compile to a fragment, ``where_sql``, pasted only here).
 def _json(values: Sequence[Any]) -> str:
     return json.dumps(list(values))
 
@@ -520,7 +419,7 @@ def positions_of(conn: sqlite3.Connection, lo: int, hi: int) -> list[tuple[int, 
                         (lo, hi)).fetchall()
 
 
-def rows_per_segment(conn: sqlite3.Connection) -> dict[int, int]:
+def rows_per_segment(conn: sqlite3.Connection) -> dict[int, int]:  # noqa: D103
     return dict(conn.execute("SELECT seg_id, COUNT(*) FROM rows GROUP BY seg_id").fetchall())
 
 
@@ -547,12 +446,10 @@ def has_rows_below(conn: sqlite3.Connection, rid: int) -> bool:
 
 def read_metadata_fields(cur: sqlite3.Cursor, paths: Sequence[str], lower: int, upper: int,
                          json_types: Sequence[str]) -> None:
-    """Run, on ``cur``, the read of JSON ``paths`` of rows ``lower <= rid <= upper`` (metadata columns' loader).
+    """Run on ``cur`` the read of JSON ``paths`` of rows ``lower <= rid <= upper`` (:mod:`vecbox.query.columns`).
 
-    Each row gives ``(rid - lower) * 16 + kind of paths[0], value of paths[0], kind, value, ...``
-    where a kind is the 1-based position of the value's ``json_type`` in ``json_types`` (0: missing).
-    Packing the rid with the first kind makes one Python object less per row, which is most of
-    the cost after SQLite's JSON parsing (see :mod:`vecbox.query.columns`).
+    Rows give ``(rid - lower) * 16 + kind0, value0, kind1, value1, ...``; a kind is the 1-based position of
+    the value's ``json_type`` in ``json_types`` (0: missing). Packing saves a Python object per row.
     """
     k = len(paths)
     case = "CASE json_type(metadata, ?{i}) " + " ".join(
@@ -588,7 +485,11 @@ TOKENS_DDL = ("CREATE TABLE IF NOT EXISTS tokens (rid INTEGER PRIMARY KEY, file 
 
 
 def _has_tokens(conn: sqlite3.Connection) -> bool:
-    return conn.execute("SELECT 1 FROM sqlite_master WHERE type = 'table' AND name = 'tokens'").fetchone() is not None
+    return _has_table(conn, "tokens")
+
+
+def _has_table(conn: sqlite3.Connection, name: str) -> bool:
+    return conn.execute("SELECT 1 FROM sqlite_master WHERE type = 'table' AND name = ?", (name,)).fetchone() is not None
 
 
 def insert_tokens(conn: sqlite3.Connection, seg_id: int, file: str, offsets: Any) -> None:
@@ -670,7 +571,7 @@ def retire(conn: sqlite3.Connection, names: Sequence[str]) -> None:
 
 def retired(conn: sqlite3.Connection) -> dict[str, float]:
     """``name -> time retired`` of files waiting to be deleted."""
-    if conn.execute("SELECT 1 FROM sqlite_master WHERE type = 'table' AND name = 'retired'").fetchone() is None:
+    if not _has_table(conn, "retired"):
         return {}
     return dict(conn.execute("SELECT name, retired_at FROM retired").fetchall())
 

@@ -1,7 +1,7 @@
 """One handle's read state: the live view, the codec and the commit watch, kept at the latest commit.
 
 :class:`Reader` is what a search reads from. :meth:`Reader.sync` asks, without SQL when it
-can (the WAL index header, :class:`~vecbox.storage.catalog.CommitWatch`), whether any
+can (the WAL index header, :class:`~vecbox.storage.watch.CommitWatch`), whether any
 connection committed since the last look, and only then refreshes - codec first (a
 compaction or recompress may have changed the code size), then the live vectors, then
 the name of the current ANN index (loading it is the query layer's job) - in one read
@@ -21,6 +21,7 @@ from vecbox.codecs import Codec
 from vecbox.storage import catalog
 from vecbox.storage.codec_state import CodecConfig, CodecState
 from vecbox.storage.live import LiveVectors
+from vecbox.storage.watch import CommitWatch
 
 
 class Reader:
@@ -37,7 +38,7 @@ class Reader:
         self.live = self._new_live(None)
         self.index_cfg: dict[str, Any] | None = None  # the catalog's `index` config at the last refresh
         catalog.limit_wal(conn)
-        self._watch = catalog.CommitWatch(conn, root)
+        self._watch = CommitWatch(conn, root)
         self._seen: tuple[int, int] | None = None  # (data_version, total_changes) at the last refresh
         self._watched: tuple[bytes | None, int] = (None, -1)  # (wal-index header, total_changes) then
         self.sync_codec(conn)
