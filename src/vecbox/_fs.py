@@ -3,8 +3,9 @@
 from __future__ import annotations
 
 import os
-import zlib
 from pathlib import Path
+
+import xxhash
 
 
 def fsync_dir(path: Path) -> None:
@@ -16,10 +17,10 @@ def fsync_dir(path: Path) -> None:
         os.close(fd)
 
 
-def file_crc32(path: Path) -> int:
-    """CRC-32 of a whole file, read in 8 MiB blocks (zlib's, as in zip and PNG)."""
-    crc = 0
+def file_checksum(path: Path) -> int:
+    """XXH3-64 of a whole file, read in 8 MiB blocks (xxhash: ~10x faster than CRC-32, as strong for damage)."""
+    h = xxhash.xxh3_64()
     with open(path, "rb") as fh:
         while block := fh.read(8 << 20):
-            crc = zlib.crc32(block, crc)
-    return crc
+            h.update(block)
+    return h.intdigest()

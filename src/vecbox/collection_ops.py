@@ -6,6 +6,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
+    from vecbox.collection import Collection
     from vecbox.storage.verify import Report
 
 
@@ -21,7 +22,7 @@ class OperationsMethods:
     def verify(self) -> "Report":
         """Read and check everything the collection references; return a report (changes nothing).
 
-        SQLite's integrity check, every segment file (present, shape, CRC-32), token files, the
+        SQLite's integrity check, every segment file (present, shape, XXH3-64 checksum), token files, the
         codec and the ANN index (loads, checksums, rids) - each problem worded with its fix.
 
         >>> from vecbox import Collection

@@ -35,7 +35,7 @@ from typing import Any
 
 import numpy as np
 
-from vecbox._fs import file_crc32, fsync_dir
+from vecbox._fs import file_checksum, fsync_dir
 from vecbox._optional import require
 from vecbox.errors import CorruptCollectionError, InvalidInputError
 
@@ -332,7 +332,7 @@ class AnnIndex:
         meta = {"format": _FORMAT, "metric": self.metric, "n": self.n, "version": self.version,
                 "build_seconds": self.build_seconds, "params": self.params.__dict__, "walks": self.walk_calibration,
                 "calibrated_recall": self.calibrated_recall,
-                "checksums": {name: file_crc32(directory / name) for name in (_INDEX_FILE, _RIDS)}}
+                "checksums": {name: file_checksum(directory / name) for name in (_INDEX_FILE, _RIDS)}}
         with open(directory / _META, "w", encoding="utf-8") as fh:
             json.dump(meta, fh)
             fh.flush()
@@ -352,8 +352,8 @@ class AnnIndex:
         faiss = _faiss()
         try:
             meta = json.loads((directory / _META).read_text(encoding="utf-8"))
-            for name, crc in (meta.get("checksums") or {}).items():  # absent in indexes saved before checksums
-                if name not in (_INDEX_FILE, _RIDS) or file_crc32(directory / name) != crc:
+            for name, digest in (meta.get("checksums") or {}).items():  # absent in indexes saved before checksums
+                if name not in (_INDEX_FILE, _RIDS) or file_checksum(directory / name) != digest:
                     raise ValueError(f"{name} does not match its checksum (flipped bytes, or another file)")
             rids = np.load(directory / _RIDS, allow_pickle=False)
             index = faiss.read_index(str(directory / _INDEX_FILE))

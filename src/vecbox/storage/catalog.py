@@ -38,7 +38,7 @@ CREATE TABLE segments (
     file TEXT NOT NULL UNIQUE,
     n INTEGER NOT NULL,
     version INTEGER NOT NULL,
-    checksums TEXT  -- JSON {file name: CRC-32} of the segment's files (NULL in collections made before)
+    checksums TEXT  -- JSON {file name: XXH3-64 checksum} of the segment's files (NULL in collections made before)
 );
 CREATE TABLE rows (
     rid INTEGER PRIMARY KEY,  -- grows with every insert, rows leave only by compaction (a new epoch)
@@ -310,7 +310,7 @@ def _json(values: Sequence[Any]) -> str:
 
 def insert_segment(conn: sqlite3.Connection, file: str, n: int, version: int,
                    checksums: dict[str, int] | None = None) -> int:
-    """Record a new segment file and its files' CRC-32s (inside the caller's write transaction); return its id."""
+    """Record a new segment file and its files' checksums (inside the caller's write transaction); return its id."""
     if not _has_column(conn, "segments", "checksums"):  # a collection made before checksums: add the column
         conn.execute("ALTER TABLE segments ADD COLUMN checksums TEXT")
     return int(conn.execute("INSERT INTO segments(file, n, version, checksums) VALUES (?, ?, ?, ?)",
@@ -322,7 +322,7 @@ def _has_column(conn: sqlite3.Connection, table: str, column: str) -> bool:
 
 
 def segment_checksums(conn: sqlite3.Connection) -> dict[int, dict[str, int]]:
-    """``seg_id -> {file name: CRC-32}`` of segments whose checksums were recorded."""
+    """``seg_id -> {file name: XXH3-64 checksum}`` of segments whose checksums were recorded."""
     if not _has_column(conn, "segments", "checksums"):
         return {}
     return {seg_id: json.loads(c) for seg_id, c in
@@ -400,17 +400,12 @@ def ids_between(conn: sqlite3.Connection, lo: int, hi: int) -> list[str]:
     return [i for (i,) in conn.execute("SELECT id FROM rows WHERE rid >= ? AND rid <= ? ORDER BY rid", (lo, hi))]
 
 
-def rows_of_segments(conn: sqlite3.Connection, seg_ids: Sequence[int]) -> list[tuple[int, int, int]]:
-    """``(rid, seg_id, pos)`` of every row (live or tombstoned) stored in the given segments, by rid."""
-    return conn.execute("SELECT rid, seg_id, pos FROM rows WHERE seg_id IN (SELECT value FROM json_each(?)) "
-                        "ORDER BY rid", (_json(seg_ids),)).fetchall()
-
-
-def repoint_rows(conn: sqlite3.Connection, seg_id: int, rids: Sequence[int], old_seg_ids: Sequence[int]) -> None:
-    """Point ``rids`` at positions 0.. of the new segment ``seg_id`` and drop the segments they left."""
-    conn.executemany("UPDATE rows SET seg_id = ?, pos = ? WHERE rid = ?",
-                     zip(itertools.repeat(seg_id), range(len(rids)), rids))
-    conn.execute("DELETE FROM segments WHERE seg_id IN (SELECT value FROM json_each(?))", (_json(old_seg_ids),))
+def repoint_segments(conn: sqlite3.Connection, seg_id: int, moves: Sequence[tuple[int, int]]) -> None:
+    """Rows of each old segment ``s`` move to ``seg_id`` at ``offset + pos`` (``moves``: (s, offset)); drop them."""
+    conn.execute("CREATE INDEX IF NOT EXISTS rows_seg ON rows(seg_id)")  # made on the first merge
+    for old, offset in moves:
+        conn.execute("UPDATE rows SET seg_id = ?, pos = pos + ? WHERE seg_id = ?", (seg_id, offset, old))
+        conn.execute("DELETE FROM segments WHERE seg_id = ?", (old,))
 
 
 def positions_of(conn: sqlite3.Connection, lo: int, hi: int) -> list[tuple[int, int, int]]:

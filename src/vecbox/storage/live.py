@@ -140,11 +140,11 @@ class LiveVectors:
         for seg_id in np.unique(seg_ids):
             sel = np.flatnonzero(seg_ids == seg_id)
             file, count = segments[int(seg_id)]
-            crcs = sums.get(int(seg_id), {})  # each file read whole here is checked against its CRC-32 first
+            checksums = sums.get(int(seg_id), {})  # each file read whole here is checked against its XXH3-64 checksum first
             if self.code_size is None:
-                seg = open_segment(self.root, file, count, self.dim, crcs.get(file))
+                seg = open_segment(self.root, file, count, self.dim, checksums.get(file))
             else:
-                seg = open_codes(self.root, file, count, self.code_size, crcs.get(codes_file(file)))
+                seg = open_codes(self.root, file, count, self.code_size, checksums.get(codes_file(file)))
             pos = new[sel, 2]
             if len(pos) == count and pos[0] == 0 and np.all(np.diff(pos) == 1):
                 out[sel] = seg  # the common case: a whole segment, read sequentially

@@ -11,13 +11,13 @@ from __future__ import annotations
 import os
 import shutil
 import uuid
-import zlib
 from pathlib import Path
 from typing import Any
 
 import numpy as np
+import xxhash
 
-from vecbox._fs import file_crc32, fsync_dir
+from vecbox._fs import file_checksum, fsync_dir
 from vecbox.errors import CorruptCollectionError
 
 SEGMENT_DIR = "segments"
@@ -38,24 +38,28 @@ def has_floats(name: str) -> bool:
 
 
 class _Checksummed:
-    """A binary file that keeps the CRC-32 of everything written to it (np.save writes through it)."""
+    """A binary file that keeps the XXH3-64 checksum of everything written to it (np.save writes through it)."""
 
     def __init__(self, fh: Any) -> None:
-        self.fh, self.crc = fh, 0
+        self.fh, self.hash = fh, xxhash.xxh3_64()
 
     def write(self, data: Any) -> int:
-        self.crc = zlib.crc32(data, self.crc)
+        self.hash.update(data)
         return self.fh.write(data)
+
+    @property
+    def digest(self) -> int:
+        return self.hash.intdigest()
 
 
 def write_segment(root: Path, x: np.ndarray | None, codes: np.ndarray | None = None) -> tuple[str, dict[str, int]]:
-    """Write a new segment durably under ``root/segments``; return its catalog name and its files' CRC-32s.
+    """Write a new segment durably under ``root/segments``; return its catalog name and its files' checksums.
 
     ``x`` (float32 vectors) goes to ``seg-<uuid>.npy`` and ``codes`` (uint8, when the
     collection has a codec) to ``seg-<uuid>.codes.npy``. Each file is written to a
     temporary name, fsynced and renamed; the directory is fsynced once at the end.
     The catalog name is the float file, or the codes file when there are no floats.
-    The checksums (``file name -> crc32`` of the whole file) go to the catalog with the
+    The checksums (``file name -> xxh3`` of the whole file) go to the catalog with the
     segment, so a flipped byte or a file swapped for another is caught when it is read.
     """
     seg_dir = root / SEGMENT_DIR
@@ -74,7 +78,7 @@ def write_segment(root: Path, x: np.ndarray | None, codes: np.ndarray | None = N
                 os.fsync(fh.fileno())
             os.replace(tmp, seg_dir / name)
             names.append(name)
-            sums[name] = out.crc
+            sums[name] = out.digest
         fsync_dir(seg_dir)
     except BaseException:
         for name in names:
@@ -84,8 +88,8 @@ def write_segment(root: Path, x: np.ndarray | None, codes: np.ndarray | None = N
 
 
 def check_file(path: Path, expected: int | None) -> None:
-    """Raise :class:`CorruptCollectionError` if ``path``'s CRC-32 is not ``expected`` (``None``: not recorded)."""
-    if expected is not None and file_crc32(path) != expected:
+    """Raise :class:`CorruptCollectionError` if ``path``'s XXH3-64 checksum is not ``expected`` (``None``: not recorded)."""
+    if expected is not None and file_checksum(path) != expected:
         raise CorruptCollectionError(
             f"segment file {path} does not match the checksum the catalog recorded for it (flipped bytes, or "
             "another file in its place); restore it from a backup, or re-create the collection from its source data"
@@ -98,17 +102,17 @@ def remove_segment(root: Path, name: str) -> None:
         (root / SEGMENT_DIR / fname).unlink(missing_ok=True)
 
 
-def open_segment(root: Path, name: str, n: int, d: int, crc: int | None = None) -> np.ndarray:
-    """Memory-map a committed segment, checking it holds ``n`` float32 vectors of width ``d`` (and its CRC-32)."""
-    return _open(root / SEGMENT_DIR / name, n, d, np.float32, crc)
+def open_segment(root: Path, name: str, n: int, d: int, checksum: int | None = None) -> np.ndarray:
+    """Memory-map a committed segment, checking it holds ``n`` float32 vectors of width ``d`` (and its XXH3-64 checksum)."""
+    return _open(root / SEGMENT_DIR / name, n, d, np.float32, checksum)
 
 
-def open_codes(root: Path, name: str, n: int, width: int, crc: int | None = None) -> np.ndarray:
+def open_codes(root: Path, name: str, n: int, width: int, checksum: int | None = None) -> np.ndarray:
     """Memory-map the codes of a committed segment, checking they are ``n`` uint8 rows of ``width`` bytes."""
-    return _open(root / SEGMENT_DIR / codes_file(name), n, width, np.uint8, crc)
+    return _open(root / SEGMENT_DIR / codes_file(name), n, width, np.uint8, checksum)
 
 
-def _open(path: Path, n: int, d: int, dtype: type, crc: int | None = None) -> np.ndarray:
+def _open(path: Path, n: int, d: int, dtype: type, checksum: int | None = None) -> np.ndarray:
     try:
         arr = np.load(path, mmap_mode="r", allow_pickle=False)
     except FileNotFoundError:
@@ -126,7 +130,7 @@ def _open(path: Path, n: int, d: int, dtype: type, crc: int | None = None) -> np
             f"segment file {path} holds {arr.dtype} {arr.shape}, the catalog expects {np.dtype(dtype)} ({n}, {d}); "
             "restore it from a backup, or re-create the collection from its source data"
         )
-    check_file(path, crc)
+    check_file(path, checksum)
     return arr
 
 

@@ -84,17 +84,17 @@ def _segments(root: Path, conn: sqlite3.Connection, dim: int, code_size: int | N
     counts = catalog.rows_per_segment(conn)
     n_files = 0
     for seg_id, (file, n) in catalog.segment_files(conn).items():
-        crcs = sums.get(seg_id, {})
+        checksums = sums.get(seg_id, {})
         try:
             if has_floats(file):
-                open_segment(root, file, n, dim, crcs.get(file))
+                open_segment(root, file, n, dim, checksums.get(file))
                 n_files += 1
             if code_size is not None:
-                open_codes(root, file, n, code_size, crcs.get(codes_file(file)))
+                open_codes(root, file, n, code_size, checksums.get(codes_file(file)))
                 n_files += 1
         except CorruptCollectionError as exc:
             rep.problems.append(str(exc))
-        if not crcs:
+        if not checksums:
             rep.warnings.append(f"segment {file} has no recorded checksum (written before checksums); "
                                 "compact() rewrites it with one")
         if counts.get(seg_id, 0) > n:

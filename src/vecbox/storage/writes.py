@@ -144,6 +144,7 @@ def append_batch(root: Path, conn: sqlite3.Connection, operation: str, ids: Sequ
 
 
 MERGE_FACTOR = 10  # segments of one size tier merged into one (Lucene's TieredMergePolicy default segsPerTier)
+MERGE_BELOW = 10_000  # rows: bigger segments are already efficient; only compaction rewrites them
 
 
 def tier(n: int) -> int:
@@ -156,20 +157,21 @@ def tier(n: int) -> int:
 
 
 def merge_small_segments(root: Path, conn: sqlite3.Connection, dim: int, code_size: int | None) -> int:
-    """Merge every size tier holding MERGE_FACTOR segments or more into one segment; return merges done.
+    """Merge every size tier holding MERGE_FACTOR small segments or more into one segment; return merges done.
 
-    A tiered policy as in Lucene or an LSM store: each row is rewritten O(log n) times over
-    its life, and a collection written one row at a time keeps at most about
-    ``MERGE_FACTOR - 1`` segments per tier. Each merge is one commit of the usual protocol - the
-    merged file durable first, then the rows re-pointed and the old segments dropped in one
-    transaction, the old files retired. Rows keep their rids (and tombstones), so indexes,
+    A tiered policy as in Lucene or an LSM store, for segments under MERGE_BELOW rows: a
+    collection written one row at a time keeps at most ``MERGE_FACTOR - 1`` segments per tier,
+    and each row is rewritten once per tier. Each merge is one commit of the usual protocol -
+    the merged file durable first, then the rows re-pointed and the old segments dropped in
+    one transaction, the old files retired. Rows keep their rids (and tombstones), so indexes,
     caches and readers' views stay valid; a reader re-points its rows on its next refresh.
     """
     merges = 0
     while True:
         by_tier: dict[int, list[tuple[int, str, int]]] = {}
         for seg_id, (file, n) in sorted(catalog.segment_files(conn).items()):
-            by_tier.setdefault(tier(n), []).append((seg_id, file, n))
+            if n < MERGE_BELOW:
+                by_tier.setdefault(tier(n), []).append((seg_id, file, n))
         full = [segs for _, segs in sorted(by_tier.items()) if len(segs) >= MERGE_FACTOR]
         if not full:
             if merges:
@@ -181,27 +183,23 @@ def merge_small_segments(root: Path, conn: sqlite3.Connection, dim: int, code_si
 
 def _merge(root: Path, conn: sqlite3.Connection, segs: list[tuple[int, str, int]], dim: int,
            code_size: int | None) -> None:
-    r = np.array(catalog.rows_of_segments(conn, [s for s, _, _ in segs]), dtype=np.int64).reshape(-1, 3)
-
+    """One merge: the segments' files concatenated in order, so a row's new position is its segment's offset + pos."""
     sums = catalog.segment_checksums(conn)
 
-    def gather(opener: Any, width: int, dtype: Any, name_of: Any) -> np.ndarray:
-        out = np.empty((len(r), width), dtype)
-        for seg_id, file, n in segs:
-            sel = np.flatnonzero(r[:, 1] == seg_id)
-            crc = sums.get(seg_id, {}).get(name_of(file))  # a damaged source is never merged into a "good" file
-            out[sel] = opener(root, file, n, width, crc)[r[sel, 2]]
-        return out
+    def joined(opener: Any, width: int, name_of: Any) -> np.ndarray:
+        # a damaged source is never merged into a "good" file: each is checked against its XXH3-64 checksum
+        return np.concatenate([opener(root, f, n, width, sums.get(s, {}).get(name_of(f))) for s, f, n in segs])
 
-    x = gather(open_segment, dim, np.float32, str) if all(has_floats(f) for _, f, _ in segs) else None
-    codes = gather(open_codes, code_size, np.uint8, codes_file) if code_size is not None else None
-    name, sums = write_segment(root, x, codes)
+    x = joined(open_segment, dim, str) if all(has_floats(f) for _, f, _ in segs) else None
+    codes = joined(open_codes, code_size, codes_file) if code_size is not None else None
+    name, new_sums = write_segment(root, x, codes)
+    offsets = np.concatenate([[0], np.cumsum([n for *_, n in segs])[:-1]]).tolist()
     try:
         with catalog.transaction(conn) as c:
             before = catalog.referenced_paths(c)
             version = catalog.log_version(c, "merge", 0, 0)
-            seg_id = catalog.insert_segment(c, name, len(r), version, sums)
-            catalog.repoint_rows(c, seg_id, r[:, 0].tolist(), [s for s, _, _ in segs])
+            seg_id = catalog.insert_segment(c, name, sum(n for *_, n in segs), version, new_sums)
+            catalog.repoint_segments(c, seg_id, [(s, off) for (s, _, _), off in zip(segs, offsets)])
             retire_dropped(c, before)
     except BaseException:
         remove_segment(root, name)
@@ -326,5 +324,5 @@ def retire_dropped(conn: sqlite3.Connection, before: set[str]) -> None:
     catalog.retire(conn, sorted(before - catalog.referenced_paths(conn)))
 
 
-__all__ = ["MERGE_FACTOR", "RETIRED_GRACE", "append_batch", "create_collection", "merge_small_segments", "collect_garbage", "commit_index", "delete_rows", "retire_dropped",
+__all__ = ["MERGE_BELOW", "MERGE_FACTOR", "RETIRED_GRACE", "append_batch", "create_collection", "merge_small_segments", "collect_garbage", "commit_index", "delete_rows", "retire_dropped",
            "rewrite_all"]
