@@ -34,16 +34,8 @@ import numpy as np
 import scipy.sparse as sp
 
 from vecbox._validation import check_positive_int
-from vecbox.encoders._graph_io import (
-    EdgeList,
-    Graph,
-    as_graph,
-    from_edges,
-    load_embeddings,
-    read_edges,
-    read_labels,
-    save_embeddings,
-)
+from vecbox.encoders._embeddings_io import load_embeddings, read_labels, save_embeddings
+from vecbox.encoders._graph_io import EdgeList, Graph, as_graph, from_edges, read_edges
 from vecbox.errors import InvalidInputError
 
 VARIANTS = ("reference", "gds")
