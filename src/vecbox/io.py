@@ -9,8 +9,9 @@ from __future__ import annotations
 
 import csv
 import json
+import sys
 import time
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -23,42 +24,378 @@ from vecbox.errors import DatasetError, InvalidInputError
 
 FORMATS = {".jsonl": "jsonl", ".ndjson": "jsonl", ".json": "jsonl", ".csv": "csv", ".parquet": "parquet", ".pq": "parquet"}
 
+#: bytes of CSV that pyarrow parses at a time; a pass over a CSV file holds some dozen blocks (its read-ahead),
+#: never the whole file. Grown (x4, up to 1 GiB) while a row does not fit in one block.
+CSV_BLOCK_SIZE = 1 << 20
 
-def read_records(file: str | Path) -> Iterator[dict[str, Any]]:
+#: the column types a CSV ``schema`` may name, and their spellings
+CSV_TYPES = {"str": "str", "string": "str", "text": "str", "int": "int", "integer": "int", "float": "float",
+             "double": "float", "bool": "bool", "boolean": "bool", str: "str", int: "int", float: "float", bool: "bool"}
+
+
+class IngestError(InvalidInputError, DatasetError):
+    """A file's rows could not be read or stored: the message names the file, the line (or row) and what to do.
+
+    Raised by :func:`read_records` and :func:`ingest_file`. It is both an
+    :class:`~vecbox.errors.InvalidInputError` and a :class:`~vecbox.errors.DatasetError`. From
+    :func:`ingest_file` it also says what was already stored, since each batch is its own commit:
+
+    * ``committed_rows`` / ``committed_batches``: rows and batches committed before the error; they stay
+      stored (0: nothing was written);
+    * ``resume_at``: the ``skip_rows=`` value that resumes after them once the file is fixed.
+
+    The error of the collection itself (a :class:`~vecbox.errors.DuplicateIdError`, say) is its ``__cause__``.
+    """
+
+    def __init__(self, message: str, *, committed_rows: int = 0, committed_batches: int = 0,
+                 resume_at: int = 0) -> None:
+        super().__init__(message)
+        self.committed_rows = committed_rows
+        self.committed_batches = committed_batches
+        self.resume_at = resume_at
+
+
+class _Rows:
+    """The rows of one file, as ``(n, row)`` pairs; ``where(n)`` says where row ``n`` is ("line 12")."""
+
+    def __init__(self, rows: Iterator[tuple[int, dict[str, Any]]], where: Callable[[int], str],
+                 columns: list[str] | None = None) -> None:
+        self.rows, self.where, self.columns = rows, where, columns
+
+    def __iter__(self) -> Iterator[tuple[int, dict[str, Any]]]:
+        return self.rows
+
+
+def read_records(file: str | Path, *, schema: Mapping[str, Any] | None = None) -> Iterator[dict[str, Any]]:
     """Stream the rows of a JSONL, CSV or Parquet file as dicts (format from the extension).
 
-    >>> import tempfile, pathlib
-    >>> p = pathlib.Path(tempfile.mkdtemp()) / "r.jsonl"
-    >>> _ = p.write_text('{"id": "a", "text": "hi"}\\n')
+    JSONL and Parquet rows keep their own types. CSV cells are typed per column, over the whole
+    file (read twice, block by block): a column whose cells are all integers gives ``int``, all
+    numbers ``float``, all ``true``/``false`` (any case) ``bool``; an empty cell is ``None``; any
+    other column stays ``str``. A column with an integer that a number would not keep exactly
+    (``02134``, ``+5``, beyond 64 bits) stays ``str`` too. ``schema`` (CSV only) fixes a
+    column's type instead: ``{"zip": "str", "year": "int"}`` (``str``, ``int``, ``float`` or
+    ``bool``, which also takes ``1``/``0``). CSV needs pyarrow (``pip install 'vecbox[io]'``).
+
+    Bad input raises :class:`IngestError` naming the file and line: invalid JSON, a CSV row
+    with more or fewer fields than the header, a value the schema's type does not fit, a file
+    that is not UTF-8.
+
+    >>> import pathlib
+    >>> p = pathlib.Path(tmp) / "r.csv"
+    >>> _ = p.write_text("id,year,zip,draft,note\\na,2024,02134,true,\\n")
     >>> list(read_records(p))
-    [{'id': 'a', 'text': 'hi'}]
+    [{'id': 'a', 'year': 2024, 'zip': '02134', 'draft': True, 'note': None}]
+    >>> list(read_records(p, schema={"year": "str"}))[0]["year"]
+    '2024'
     """
+    for _, row in _open_rows(file, schema):
+        yield row
+
+
+def _open_rows(file: str | Path, schema: Mapping[str, Any] | None = None, text_columns: Mapping[str, str] | None = None,
+               ) -> _Rows:
+    """``text_columns``: column -> role ("id", "text", "vector") of the CSV columns always read as text."""
     file = Path(file)
     fmt = FORMATS.get(file.suffix.lower())
     if fmt is None:
         raise InvalidInputError(f"cannot tell the format of {file}; use a .jsonl, .csv or .parquet file")
     if not file.is_file():
         raise DatasetError(f"{file} does not exist")
+    if schema is not None and fmt != "csv":
+        raise InvalidInputError(f"schema= types the columns of a CSV file; {file.name} is {fmt}, whose values keep "
+                                "their own types - drop schema=")
     if fmt == "jsonl":
-        with open(file, encoding="utf-8-sig") as fh:
-            for lineno, line in enumerate(fh, 1):
-                if not line.strip():
-                    continue
-                try:
-                    row = json.loads(line)
-                except json.JSONDecodeError as exc:
-                    raise DatasetError(f"{file}, line {lineno}: not valid JSON ({exc.msg}); one JSON object per line") from None
-                if not isinstance(row, dict):
-                    raise DatasetError(f"{file}, line {lineno}: expected a JSON object, got {type(row).__name__}")
-                yield row
-    elif fmt == "csv":
-        with open(file, encoding="utf-8-sig", newline="") as fh:
-            yield from csv.DictReader(fh)
-    else:
-        pq = require("pyarrow.parquet", "io", "reading Parquet")
-        for batch in pq.ParquetFile(file).iter_batches(batch_size=10_000):
-            yield from batch.to_pylist()
+        return _Rows(_jsonl_rows(file), lambda n: f"line {n}")
+    if fmt == "csv":
+        return _csv_rows(file, schema or {}, text_columns or {})
+    pq = require("pyarrow.parquet", "io", "reading Parquet")
+    try:
+        pf = pq.ParquetFile(file)
+    except Exception as exc:  # pyarrow's ArrowInvalid / OSError: not Parquet, or truncated
+        raise IngestError(f"{file} is not a readable Parquet file ({exc}); write it again, or use JSONL or CSV") from None
+    return _Rows(_parquet_rows(pf), lambda n: f"row {n}", list(pf.schema_arrow.names))
 
+
+def _jsonl_rows(file: Path) -> Iterator[tuple[int, dict[str, Any]]]:
+    with open(file, "rb") as fh:
+        for lineno, raw in enumerate(fh, 1):
+            try:
+                line = raw.decode("utf-8-sig" if lineno == 1 else "utf-8")
+            except UnicodeDecodeError as exc:
+                raise IngestError(_not_utf8(file, lineno, raw, exc)) from None
+            if not line.strip():
+                continue
+            try:
+                row = json.loads(line)
+            except json.JSONDecodeError as exc:
+                raise IngestError(f"{file}, line {lineno}: not valid JSON ({exc.msg}); write one JSON object per line") from None
+            if not isinstance(row, dict):
+                raise IngestError(f"{file}, line {lineno}: expected a JSON object, got {type(row).__name__}")
+            yield lineno, row
+
+
+def _parquet_rows(pf: Any) -> Iterator[tuple[int, dict[str, Any]]]:
+    n = 0
+    for batch in pf.iter_batches(batch_size=10_000):
+        for row in batch.to_pylist():
+            n += 1
+            yield n, row
+
+
+def _not_utf8(file: Path, lineno: int, raw: bytes, exc: UnicodeDecodeError) -> str:
+    return (f"{file}, line {lineno}: not UTF-8 text (byte 0x{raw[exc.start]:02x} at column {exc.start + 1}); the file "
+            f"is probably Latin-1 or another legacy encoding - re-encode it as UTF-8, e.g. iconv -f latin1 -t utf-8 "
+            f"{file.name} > {file.stem}.utf8{file.suffix}")
+
+
+# CSV: pyarrow parses (block by block), every column as text; the types come from a first pass over the file
+
+def _csv_rows(file: Path, schema: Mapping[str, Any], text_columns: Mapping[str, str]) -> _Rows:
+    pa = require("pyarrow", "io", "reading CSV")
+    where = _CsvFile(file)
+    names = where.grow(lambda: _csv_header(file, where))
+    declared: dict[str, str] = {}
+    for name, kind in schema.items():
+        if name not in names:
+            raise InvalidInputError(f"schema names {name!r}, but {name!r} is not a column of {file.name} "
+                                    f"(columns: {', '.join(names)})")
+        if not isinstance(kind, (str, type)) or kind not in CSV_TYPES:
+            raise InvalidInputError(f"schema[{name!r}] is {kind!r}; use one of 'str', 'int', 'float', 'bool'")
+        declared[name] = CSV_TYPES[kind]
+    for name, role in text_columns.items():
+        if declared.get(name, "str") != "str":
+            raise InvalidInputError(f"schema[{name!r}] is {schema[name]!r}, but {name!r} is the {role} column, which "
+                                    "is always read as text (ids are text, vectors are JSON lists); drop it from schema")
+        declared[name] = "str"
+    types = where.grow(lambda: _csv_types(file, names, declared, where))
+
+    def rows() -> Iterator[tuple[int, dict[str, Any]]]:
+        n = 0
+        try:
+            for batch in _csv_batches(file, names, where):
+                cols = [_csv_convert(batch.column(i), types[name]) for i, name in enumerate(names)]
+                for row in pa.RecordBatch.from_arrays(cols, names=names).to_pylist():
+                    n += 1
+                    yield n, row
+        except _Straddling:
+            raise IngestError(f"{file} changed while it was read; ingest it again") from None
+
+    return _Rows(rows(), where, names)
+
+
+class _Straddling(Exception):
+    """A CSV row is longer than pyarrow's block: read again with larger blocks."""
+
+
+class _CsvFile:
+    """A CSV file's block size, and where its data row ``n`` starts (``self(n)``): found on demand (only to
+    word an error) by re-reading with Python's csv module, which counts physical lines (quoted newlines,
+    blank lines) as pyarrow does not."""
+
+    def __init__(self, file: Path) -> None:
+        self.file, self.block_size = file, CSV_BLOCK_SIZE
+
+    def grow(self, read: Callable[[], Any]) -> Any:
+        """``read()``, again with 4 times larger blocks while a row does not fit in one (up to 1 GiB)."""
+        while True:
+            try:
+                return read()
+            except _Straddling:
+                if self.block_size >= 1 << 30:
+                    raise IngestError(f"{self.file} holds a row longer than 1 GiB; split it, or check the file's "
+                                      "quoting (an unclosed quote makes the rest of the file one row)") from None
+                self.block_size *= 4
+
+    def __call__(self, n: int) -> str:
+        for row, line, _ in self.records():
+            if row == n:
+                return f"line {line}"
+        return f"data row {n}"
+
+    def records(self) -> Iterator[tuple[int, int, list[str]]]:
+        """``(data row, first line, fields)`` of each record that is not blank; the header is data row 0."""
+        limit = csv.field_size_limit()
+        csv.field_size_limit(min(sys.maxsize, 2**31 - 1))
+        try:
+            with open(self.file, encoding="utf-8-sig", errors="replace", newline="") as fh:
+                reader, n = csv.reader(fh), 0
+                for fields in reader:
+                    if fields:
+                        yield n, reader.line_num - sum(f.count("\n") for f in fields), fields
+                        n += 1
+        finally:
+            csv.field_size_limit(limit)
+
+
+def _csv_reader(file: Path, names: list[str] | None, block_size: int) -> Any:
+    pa = require("pyarrow", "io", "reading CSV")
+    pacsv = require("pyarrow.csv", "io", "reading CSV")
+    convert = pacsv.ConvertOptions(
+        column_types={name: pa.string() for name in names} if names is not None else None,
+        strings_can_be_null=True, null_values=[""], quoted_strings_can_be_null=True)
+    return pacsv.open_csv(file, read_options=pacsv.ReadOptions(block_size=block_size, use_threads=False),
+                          parse_options=pacsv.ParseOptions(newlines_in_values=True, invalid_row_handler=lambda row: "error"),
+                          convert_options=convert)
+
+
+def _csv_header(file: Path, where: _CsvFile) -> list[str]:
+    with _csv_errors(file, where, None):
+        names = list(_csv_reader(file, None, where.block_size).schema.names)
+    seen: set[str] = set()
+    for name in names:
+        if name in seen:
+            raise IngestError(f"{file}, line 1: the header names column {name!r} twice; give each column its own name")
+        seen.add(name)
+    return names
+
+
+def _csv_batches(file: Path, names: list[str], where: _CsvFile) -> Iterator[Any]:
+    with _csv_errors(file, where, names):
+        yield from _csv_reader(file, names, where.block_size)
+
+
+class _csv_errors:
+    """Turn pyarrow's CSV errors into an :class:`IngestError` naming the line and saying what to do."""
+
+    def __init__(self, file: Path, where: _CsvFile, names: list[str] | None) -> None:
+        self.file, self.where, self.names = file, where, names
+
+    def __enter__(self) -> None:
+        return None
+
+    def __exit__(self, kind: Any, exc: BaseException | None, tb: Any) -> bool:
+        if exc is None or isinstance(exc, (IngestError, GeneratorExit)) or not isinstance(exc, (ValueError, OSError)):
+            return False
+        file, text = self.file, str(exc)
+        if isinstance(exc, UnicodeDecodeError) or "UTF8" in text or "UTF-8" in text:
+            with open(file, "rb") as fh:
+                for lineno, raw in enumerate(fh, 1):
+                    try:
+                        raw.decode("utf-8")
+                    except UnicodeDecodeError as bad:
+                        raise IngestError(_not_utf8(file, lineno, raw, bad)) from None
+        if "straddl" in text:
+            raise _Straddling() from None
+        if "Empty CSV file" in text:
+            raise IngestError(f"{file} is empty; a CSV file needs a header line naming its columns") from None
+        if "Expected" in text and "columns" in text:
+            records = self.where.records()
+            _, _, header = next(records, (0, 1, []))
+            for _, line, fields in records:
+                if len(fields) != len(header):
+                    shown = ",".join(fields)
+                    shown = shown if len(shown) <= 60 else shown[:57] + "..."
+                    raise IngestError(
+                        f"{file}, line {line}: {len(fields)} fields where the header has {len(header)} ({shown!r}); "
+                        f"every row needs one value per column - quote values holding commas, "
+                        f"or fix the row") from None
+        raise IngestError(f"{file} is not a readable CSV file ({text}); check its quoting and header") from None
+
+
+def _csv_types(file: Path, names: list[str], declared: dict[str, str], where: _CsvFile) -> dict[str, str]:
+    """The type of each column: ``declared`` ones checked against every cell, the others inferred."""
+    pa = require("pyarrow", "io", "reading CSV")
+    pc = require("pyarrow.compute", "io", "reading CSV")
+    infer = {name: {"bool": True, "int": True, "float": True, "seen": False} for name in names if name not in declared}
+    start = 0
+    for batch in _csv_batches(file, names, where):
+        for i, name in enumerate(names):
+            column = batch.column(i)
+            if name in declared:
+                if declared[name] != "str":
+                    bad = _first_misfit(column, declared[name])
+                    if bad is not None:
+                        raise IngestError(
+                            f"{file}, {where(start + bad + 1)}: {name} = {column[bad].as_py()!r} is not "
+                            f"{_A[declared[name]]}, as schema[{name!r}] says; fix the value, or declare the column "
+                            "'str'")
+                continue
+            state, values = infer[name], column.drop_null()
+            if not len(values) or not (state["bool"] or state["int"] or state["float"]):
+                continue
+            state["seen"] = True
+            if state["bool"]:
+                state["bool"] = pc.all(pc.is_in(pc.utf8_lower(values), value_set=pa.array(["true", "false"]))).as_py()
+            if state["int"] or state["float"]:
+                intlike = pc.match_substring_regex(values, r"^[+-]?[0-9]+$")
+                ints, others = values.filter(intlike), values.filter(pc.invert(intlike))
+                if len(ints) and not _exact_ints(ints):
+                    state["int"] = state["float"] = False
+                if len(others):
+                    state["int"] = False
+                    if state["float"] and not _finite_floats(others):
+                        state["float"] = False
+        start += batch.num_rows
+    types = dict(declared)
+    for name, state in infer.items():
+        if not state["seen"]:
+            types[name] = "str"
+        else:
+            types[name] = next((t for t in ("bool", "int", "float") if state[t]), "str")
+    return types
+
+
+_A = {"int": "an integer", "float": "a finite number", "bool": "true/false (or 1/0)"}
+
+
+def _exact_ints(values: Any) -> bool:
+    """Whether integer-looking strings are int64s written the canonical way (no leading zero or plus sign)."""
+    pa = require("pyarrow", "io", "reading CSV")
+    pc = require("pyarrow.compute", "io", "reading CSV")
+    try:
+        back = pc.cast(pc.cast(values, pa.int64()), pa.string())
+    except pa.ArrowInvalid:
+        return False
+    return bool(pc.all(pc.equal(back, values)).as_py())
+
+
+def _finite_floats(values: Any) -> bool:
+    pa = require("pyarrow", "io", "reading CSV")
+    pc = require("pyarrow.compute", "io", "reading CSV")
+    try:
+        return bool(pc.all(pc.is_finite(pc.cast(values, pa.float64()))).as_py())
+    except pa.ArrowInvalid:
+        return False
+
+
+def _first_misfit(column: Any, kind: str) -> int | None:
+    """Index of the first non-null cell of ``column`` that type ``kind`` does not take (None: they all fit)."""
+    pa = require("pyarrow", "io", "reading CSV")
+    try:
+        _csv_convert(column, kind, check=True)
+        return None
+    except (pa.ArrowInvalid, ValueError):
+        pass
+    for i in range(len(column)):
+        if column[i].is_valid:
+            try:
+                _csv_convert(column.slice(i, 1), kind, check=True)
+            except (pa.ArrowInvalid, ValueError):
+                return i
+    return None
+
+
+def _csv_convert(column: Any, kind: str, check: bool = False) -> Any:
+    """Cast a text column to ``kind``; ``check`` raises ValueError on cells the type does not take."""
+    pa = require("pyarrow", "io", "reading CSV")
+    pc = require("pyarrow.compute", "io", "reading CSV")
+    if kind == "int":
+        return pc.cast(column, pa.int64())
+    if kind == "float":
+        out = pc.cast(column, pa.float64())
+        if check and pc.all(pc.is_finite(out)).as_py() is False:
+            raise ValueError("not finite")
+        return out
+    if kind == "bool":
+        lower = pc.utf8_lower(column)
+        if check and pc.all(pc.is_in(lower, value_set=pa.array(["true", "false", "1", "0"]))).as_py() is False:
+            raise ValueError("not a bool")
+        return pc.or_(pc.equal(lower, "true"), pc.equal(lower, "1"))
+    return column
+
+
+# ingest
 
 def ingest_file(
     path: str | Path,
@@ -71,62 +408,192 @@ def ingest_file(
     batch_size: int = 10_000,
     upsert: bool = False,
     show_progress: bool = False,
+    schema: Mapping[str, Any] | None = None,
+    skip_rows: int = 0,
 ) -> dict[str, Any]:
     """Add every row of ``file`` to the collection at ``path``; each batch is one atomic commit.
 
     Exactly one of ``text_field`` (encoded with the collection's model, kept as the
     document) or ``vector_field`` (a list of numbers, or a JSON list in CSV) is used.
     Other fields become metadata (all of them unless ``metadata_fields`` is given).
+    The file is streamed: about ``batch_size`` rows are in memory at a time.
+
+    CSV cells are typed as :func:`read_records` says, so ``{"year": {"$gte": 2024}}`` finds
+    the rows whose ``year`` column holds 2024 or more: all-integer columns give ``int``,
+    all-number ones ``float``, ``true``/``false`` ones ``bool``, empty cells ``None``, the
+    rest (and integers such as ``02134`` that a number would change) ``str``. ``schema``
+    (CSV only) fixes a column's type, e.g. ``{"zip": "str", "year": "int"}``. The id, text
+    and vector columns are always read as text. A CSV file's header, row lengths, encoding and
+    schema are checked over the whole file before anything is written.
+
+    ``skip_rows`` skips the first rows of the file (resume after a failed ingest). A bad row,
+    or a batch the collection refuses (an id already stored, say), raises :class:`IngestError`
+    naming the file and line; the batches committed before it stay stored, and the error
+    says how many (``committed_rows``) and which ``skip_rows=`` resumes after them.
+
+    Returns ``{"rows", "version", "seconds", "rows_per_s"}``.
+
+    >>> import pathlib
+    >>> _ = pathlib.Path(tmp, "notes.csv").write_text(
+    ...     'id,vec,year\\na,"[1, 0]",2023\\nb,"[0.8, 0.6]",2024\\nc,"[0, 1]",2025\\n')
+    >>> col = Collection.create(tmp + "/notes", dim=2)
+    >>> ingest_file(tmp + "/notes", tmp + "/notes.csv", vector_field="vec")["rows"]
+    3
+    >>> [(h.id, h.metadata) for h in col.search([1.0, 0.0], k=5, where={"year": {"$gte": 2024}})]
+    [('b', {'year': 2024}), ('c', {'year': 2025})]
     """
     if (text_field is None) == (vector_field is None):
         raise InvalidInputError("give exactly one of text_field (text to encode) or vector_field (ready vectors)")
+    batch_size = check_positive_int(batch_size, "batch_size")
+    if isinstance(skip_rows, bool) or not isinstance(skip_rows, (int, np.integer)) or skip_rows < 0:
+        raise InvalidInputError(f"skip_rows must be an integer >= 0 (rows to skip); got {skip_rows!r}")
+    if isinstance(metadata_fields, str):
+        raise InvalidInputError(f"metadata_fields must be a list of field names; got the string {metadata_fields!r}")
+    keep = None if metadata_fields is None else set(metadata_fields)
     col = Collection.open(path)
+    file = Path(file)
+    field = text_field if text_field is not None else vector_field
+    role = "text" if text_field is not None else "vector"
+    source = _open_rows(file, schema, {id_field: "id", field: role})  # type: ignore[dict-item]
+    if source.columns is not None:
+        for name, what in [(id_field, "id_field"), (field, f"{role}_field"),
+                           *((m, "metadata_fields") for m in (metadata_fields or ()))]:
+            if name not in source.columns:
+                raise InvalidInputError(f"{what} {name!r} is not a column of {file.name} "
+                                        f"(columns: {', '.join(source.columns)}); choose the right field name")
     skip = {id_field, text_field, vector_field}
-    version, rows, t0 = col.version, 0, time.perf_counter()
-    batch: list[dict[str, Any]] = []
+    version, rows, batches, t0 = col.version, 0, 0, time.perf_counter()
+    batch: list[tuple[int, dict[str, Any]]] = []
+    where = source.where
 
     def flush() -> int:
-        ids = [_as_id(r, id_field, rows - len(batch) + i + 1) for i, r in enumerate(batch)]
-        metas = [{k: v for k, v in r.items() if k not in skip and (metadata_fields is None or k in metadata_fields)}
-                 for r in batch]
+        ids = [_as_id(r, id_field, file, where, n) for n, r in batch]
+        first: dict[str, int] = {}
+        for (n, _), id_ in zip(batch, ids):
+            if id_ in first:
+                raise IngestError(f"{file}, {where(n)}: id {id_!r} repeats the id of {where(first[id_])}; ids must "
+                                  "be unique - fix one of them")
+            first[id_] = n
+        metas = [{k: v for k, v in r.items() if k not in skip and (keep is None or k in keep)} for _, r in batch]
         if text_field is not None:
-            texts = [_field(r, text_field, rows - len(batch) + i + 1) for i, r in enumerate(batch)]
-            x = col.encoder.encode(texts, kind="document", show_progress=show_progress)
+            texts = [_text(r, text_field, file, where, n) for n, r in batch]
+            x: Any = col.encoder.encode(texts, kind="document", show_progress=show_progress)
             docs: list[str] | None = texts
         else:
-            x = [_vector(_field(r, vector_field, rows - len(batch) + i + 1)) for i, r in enumerate(batch)]  # type: ignore[arg-type]
+            x = np.stack([_vector(r, vector_field, col.dim, file, where, n) for n, r in batch])  # type: ignore[arg-type]
             docs = None
-        return (col.upsert if upsert else col.add)(ids, x, metas, docs)
+        try:
+            return (col.upsert if upsert else col.add)(ids, x, metas, docs)
+        except (InvalidInputError, DatasetError) as exc:
+            a, b = batch[0][0], batch[-1][0]
+            span = f"rows {skip_rows + rows - len(batch) + 1}-{skip_rows + rows}"
+            raise IngestError(f"{file}, {span} ({where(a)} to {where(b)}): {exc}") from exc
 
-    for row in read_records(file):
-        batch.append(row)
-        rows += 1
-        if len(batch) >= batch_size:
+    seen = 0
+    try:
+        for n, row in source:
+            seen += 1
+            if seen <= skip_rows:
+                continue
+            batch.append((n, row))
+            rows += 1
+            if len(batch) >= batch_size:
+                version = flush()
+                batches += 1
+                batch = []
+        if batch:
             version = flush()
-            batch = []
-    if batch:
-        version = flush()
+            batches += 1
+    except (InvalidInputError, DatasetError) as exc:
+        stored = rows - len(batch)
+        raise IngestError(f"{str(exc).rstrip('.')}. {_committed(stored, batches, skip_rows + stored)}",
+                          committed_rows=stored, committed_batches=batches, resume_at=skip_rows + stored) from (
+            exc.__cause__ if isinstance(exc, IngestError) and exc.__cause__ is not None else exc)
+    except BaseException as exc:  # not the input's fault (a lock timeout, Ctrl-C): say what is stored all the same
+        stored = rows - len(batch)
+        if stored:
+            exc.add_note(f"vecbox ingest: {_committed(stored, batches, skip_rows + stored)}")
+        raise
     if rows == 0:
-        raise DatasetError(f"{file} holds no rows; nothing was ingested")
+        after = f" after skipping {skip_rows}" if skip_rows else ""
+        raise DatasetError(f"{file} holds no rows{after}; nothing was ingested")
     elapsed = time.perf_counter() - t0
     return {"rows": rows, "version": version, "seconds": elapsed, "rows_per_s": rows / elapsed if elapsed else 0.0}
 
 
-def _field(row: dict[str, Any], name: str, lineno: int) -> Any:
-    if name not in row or row[name] is None:
-        raise DatasetError(f"row {lineno} has no {name!r} field (fields: {', '.join(map(str, row))}); choose the right field name")
+def _committed(rows: int, batches: int, resume_at: int) -> str:
+    if rows == 0:
+        return "Nothing was written."
+    return (f"{rows} row{'s' * (rows != 1)} ({batches} batch{'es' * (batches != 1)}) were committed before this error "
+            f"and stay stored; fix the file, then resume after them with skip_rows={resume_at}, or re-run the whole "
+            "file with upsert=True.")
+
+
+def _cell(row: dict[str, Any], name: str, file: Path, where: str, what: str) -> Any:
+    if name not in row:
+        raise IngestError(f"{file}, {where}: no {name!r} field (fields: {', '.join(map(str, row))}); "
+                          "choose the right field name")
+    if row[name] is None or (isinstance(row[name], str) and not row[name].strip()):
+        raise IngestError(f"{file}, {where}: the {name!r} value is empty; every row needs {what}")
     return row[name]
 
 
-def _as_id(row: dict[str, Any], id_field: str, lineno: int) -> str:
-    value = _field(row, id_field, lineno)
+def _as_id(row: dict[str, Any], id_field: str, file: Path, where: Callable[[int], str], n: int) -> str:
+    if isinstance(row.get(id_field), str) and row[id_field].strip():
+        return row[id_field]  # the common case, before any error wording
+    where = where(n)  # type: ignore[assignment]
+    value = _cell(row, id_field, file, where, "an id")
     if isinstance(value, bool) or not isinstance(value, (str, int)):
-        raise DatasetError(f"row {lineno}: id {value!r} must be a string or an integer")
+        raise IngestError(f"{file}, {where}: id {value!r} must be a string or an integer")
     return str(value)
 
 
-def _vector(value: Any) -> Any:
-    return json.loads(value) if isinstance(value, str) else value
+def _text(row: dict[str, Any], name: str, file: Path, where: Callable[[int], str], n: int) -> str:
+    if isinstance(row.get(name), str) and row[name].strip():
+        return row[name]
+    where = where(n)  # type: ignore[assignment]
+    value = _cell(row, name, file, where, "a text to encode")
+    if not isinstance(value, str):
+        raise IngestError(f"{file}, {where}: the {name!r} value {value!r} is {type(value).__name__}, not text")
+    return value
+
+
+def _vector(row: dict[str, Any], name: str, dim: int, file: Path, where: Callable[[int], str], n: int) -> np.ndarray:
+    value = row.get(name)
+    problem = _vector_problem(value, dim) if value is not None else "empty"
+    if isinstance(problem, np.ndarray):
+        return problem
+    at = where(n)
+    if problem == "empty" or name not in row:
+        _cell(row, name, file, at, "a vector, a JSON list of numbers such as [0.1, 0.2, ...]")
+    shown = repr(value) if len(repr(value)) <= 40 else repr(value)[:37] + "..."
+    raise IngestError(f"{file}, {at}: the {name!r} value {shown} {problem}")
+
+
+def _vector_problem(value: Any, dim: int) -> np.ndarray | str:
+    """The vector in ``value`` (a list, or a JSON list in a string) as float32, or what is wrong with it."""
+    write = "write it as [0.1, 0.2, ...]"
+    if isinstance(value, str):
+        if not value.strip():
+            return "empty"
+        try:
+            value = json.loads(value)
+        except json.JSONDecodeError as exc:
+            return f"is not a JSON list of numbers ({exc.msg}); {write}"
+    if not isinstance(value, (list, tuple, np.ndarray)):
+        return f"is not a JSON list of numbers; {write}"
+    try:
+        x = np.asarray(value, dtype=np.float64)
+    except (TypeError, ValueError):
+        return f"holds values that are not numbers; {write}"
+    if x.ndim != 1 or len(x) != dim:
+        got = f"{len(x)} numbers" if x.ndim == 1 else f"shape {x.shape}"
+        return f"has {got}; the collection's vectors have {dim} numbers"
+    if not np.isfinite(x).all():
+        return "holds NaN or infinity; vectors must be finite"
+    if np.abs(x).max(initial=0.0) >= 3.4e38:
+        return "holds a number beyond float32's range"
+    return x.astype(np.float32)
 
 
 def collection_vectors(col: Collection, *, limit: int | None = None, seed: int = 0) -> tuple[list[str], np.ndarray]:
