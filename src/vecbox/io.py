@@ -13,6 +13,7 @@ import sys
 import time
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from pathlib import Path
+from types import TracebackType
 from typing import Any
 
 import numpy as np
@@ -112,8 +113,9 @@ def _open_rows(file: str | Path, schema: Mapping[str, Any] | None = None, text_c
     pq = require("pyarrow.parquet", "io", "reading Parquet")
     try:
         pf = pq.ParquetFile(file)
-    except Exception as exc:  # pyarrow's ArrowInvalid / OSError: not Parquet, or truncated
-        raise IngestError(f"{file} is not a readable Parquet file ({exc}); write it again, or use JSONL or CSV") from None
+    except (OSError, ValueError) as exc:  # pyarrow's ArrowInvalid / ArrowIOError: not Parquet, or truncated
+        raise IngestError(f"{file} is not a readable Parquet file ({exc}); write it again, or use JSONL or CSV"
+                          ) from None
     return _Rows(_parquet_rows(pf), lambda n: f"row {n}", list(pf.schema_arrow.names))
 
 
@@ -129,7 +131,8 @@ def _jsonl_rows(file: Path) -> Iterator[tuple[int, dict[str, Any]]]:
             try:
                 row = json.loads(line)
             except json.JSONDecodeError as exc:
-                raise IngestError(f"{file}, line {lineno}: not valid JSON ({exc.msg}); write one JSON object per line") from None
+                raise IngestError(f"{file}, line {lineno}: not valid JSON ({exc.msg}); write one JSON object per "
+                                  "line") from None
             if not isinstance(row, dict):
                 raise IngestError(f"{file}, line {lineno}: expected a JSON object, got {type(row).__name__}")
             yield lineno, row
@@ -165,8 +168,9 @@ def _csv_rows(file: Path, schema: Mapping[str, Any], text_columns: Mapping[str, 
         declared[name] = CSV_TYPES[kind]
     for name, role in text_columns.items():
         if declared.get(name, "str") != "str":
-            raise InvalidInputError(f"schema[{name!r}] is {schema[name]!r}, but {name!r} is the {role} column, which "
-                                    "is always read as text (ids are text, vectors are JSON lists); drop it from schema")
+            raise InvalidInputError(f"schema[{name!r}] is {schema[name]!r}, but {name!r} is the {role} column, "
+                                    "which is always read as text (ids are text, vectors are JSON lists); drop it "
+                                    "from schema")
         declared[name] = "str"
     types = where.grow(lambda: _csv_types(file, names, declared, where))
 
@@ -235,7 +239,8 @@ def _csv_reader(file: Path, names: list[str] | None, block_size: int) -> Any:
         column_types={name: pa.string() for name in names} if names is not None else None,
         strings_can_be_null=True, null_values=[""], quoted_strings_can_be_null=True)
     return pacsv.open_csv(file, read_options=pacsv.ReadOptions(block_size=block_size, use_threads=False),
-                          parse_options=pacsv.ParseOptions(newlines_in_values=True, invalid_row_handler=lambda row: "error"),
+                          parse_options=pacsv.ParseOptions(newlines_in_values=True,
+                                                           invalid_row_handler=lambda row: "error"),
                           convert_options=convert)
 
 
@@ -264,7 +269,7 @@ class _csv_errors:
     def __enter__(self) -> None:
         return None
 
-    def __exit__(self, kind: Any, exc: BaseException | None, tb: Any) -> bool:
+    def __exit__(self, kind: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None) -> bool:
         if exc is None or isinstance(exc, (IngestError, GeneratorExit)) or not isinstance(exc, (ValueError, OSError)):
             return False
         file, text = self.file, str(exc)
@@ -480,7 +485,8 @@ def ingest_file(
             x: Any = col.encoder.encode(texts, kind="document", show_progress=show_progress)
             docs: list[str] | None = texts
         else:
-            x = np.stack([_vector(r, vector_field, col.dim, file, where, n) for n, r in batch])  # type: ignore[arg-type]
+            x = np.stack([_vector(r, vector_field, col.dim, file, where, n)  # type: ignore[arg-type]
+                          for n, r in batch])
             docs = None
         try:
             return (col.upsert if upsert else col.add)(ids, x, metas, docs)
@@ -508,7 +514,7 @@ def ingest_file(
         stored = rows - len(batch)
         raise IngestError(f"{str(exc).rstrip('.')}. {_committed(stored, batches, skip_rows + stored)}",
                           committed_rows=stored, committed_batches=batches, resume_at=skip_rows + stored) from (
-            exc.__cause__ if isinstance(exc, IngestError) and exc.__cause__ is not None else exc)
+            exc.__cause__ if isinstance(exc, IngestError) else exc)  # the collection's own error, if any
     except BaseException as exc:  # not the input's fault (a lock timeout, Ctrl-C): say what is stored all the same
         stored = rows - len(batch)
         if stored:
