@@ -8,6 +8,7 @@ from pathlib import Path
 
 import pytest
 
+import vecbox.records
 from vecbox import Collection
 from vecbox.errors import DatasetError, DuplicateIdError, InvalidInputError
 from vecbox.io import IngestError, ingest_file, read_records
@@ -91,7 +92,7 @@ def test_schema_is_for_csv_only(col, tmp_path):
 def test_csv_inference_looks_at_the_whole_file(col, tmp_path, monkeypatch):
     import vecbox.io
 
-    monkeypatch.setattr(vecbox.io, "CSV_BLOCK_SIZE", 1 << 10)  # many blocks; the odd value is in a late one
+    monkeypatch.setattr(vecbox.records, "CSV_BLOCK_SIZE", 1 << 10)  # many blocks; the odd value is in a late one
     rows = "".join(f'r{i},"[1,0,0]",{i}\n' for i in range(300))
     f = write(tmp_path / "late.csv", "id,v,n\n" + rows + 'last,"[0,1,0]",n/a\n')
     ingest_file(col, f, vector_field="v")
@@ -110,7 +111,7 @@ def test_csv_quoted_newlines_and_bom(col, tmp_path):
 def test_csv_row_longer_than_a_block(col, tmp_path, monkeypatch):
     import vecbox.io
 
-    monkeypatch.setattr(vecbox.io, "CSV_BLOCK_SIZE", 1 << 12)
+    monkeypatch.setattr(vecbox.records, "CSV_BLOCK_SIZE", 1 << 12)
     long = "word " * 4000  # 20 kB in one cell, over several quoted lines
     f = write(tmp_path / "long.csv", f'id,v,text\na,"[1,0,0]",short\nb,"[0,1,0]","{long}\n{long}"\nc,"[0,0,1]",x\n')
     ingest_file(col, f, vector_field="v")
@@ -308,7 +309,7 @@ def test_csv_is_streamed_not_loaded_whole(col, tmp_path, monkeypatch):
 
     import vecbox.io
 
-    monkeypatch.setattr(vecbox.io, "CSV_BLOCK_SIZE", 8 << 10)  # pyarrow reads ~32 blocks ahead
+    monkeypatch.setattr(vecbox.records, "CSV_BLOCK_SIZE", 8 << 10)  # pyarrow reads ~32 blocks ahead
     monkeypatch.setattr(pyarrow.csv, "read_csv", None)  # the whole-file reader is never used
     n = 30_000
     body = "".join(f'r{i},"[{i % 7}.5, 1.25, {i % 3}]",{i},some words to pad the line out a bit\n' for i in range(n))

@@ -102,6 +102,8 @@ def run(app: typer.Typer) -> None:
         app()
     except VecboxError as exc:
         err_console.print(f"[bold red]error:[/] {escape(str(exc))}", highlight=False, soft_wrap=True)
+        for note in getattr(exc, "__notes__", ()):  # e.g. how many rows an interrupted ingest already stored
+            err_console.print(escape(note), highlight=False, soft_wrap=True)
         sys.exit(1)
 
 

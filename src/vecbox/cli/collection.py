@@ -40,6 +40,9 @@ def ingest(
     metadata_fields: Annotated[Optional[str], typer.Option(help="Comma-separated fields kept as metadata (default: all others).")] = None,
     batch_size: Annotated[int, typer.Option(help="Rows per atomic commit.")] = 10_000,
     upsert: Annotated[bool, typer.Option(help="Replace items whose id is already stored.")] = False,
+    schema: Annotated[Optional[str], typer.Option(
+        help='CSV column types as JSON, e.g. \'{"zip": "str", "year": "int"}\' (default: inferred).')] = None,
+    skip_rows: Annotated[int, typer.Option(help="Skip the first N rows (resume after a failed ingest).")] = 0,
     as_json: JsonOpt = False,
 ) -> None:
     """Add records from a file (a text field to encode, or a vector field)."""
@@ -47,7 +50,8 @@ def ingest(
 
     result = ingest_file(path, file, text_field=text_field, vector_field=vector_field, id_field=id_field,
                          metadata_fields=metadata_fields.split(",") if metadata_fields else None,
-                         batch_size=batch_size, upsert=upsert, show_progress=not as_json)
+                         batch_size=batch_size, upsert=upsert, show_progress=not as_json,
+                         schema=parse_json(schema, "--schema") if schema else None, skip_rows=skip_rows)
     emit(result, as_json, lambda: f"ingested {result['rows']:,} rows into {path} (version {result['version']}, "
                                   f"{result['rows_per_s']:,.0f} rows/s)")
 
