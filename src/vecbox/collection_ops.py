@@ -3,10 +3,9 @@
 from __future__ import annotations
 
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, Self
 
 if TYPE_CHECKING:
-    from vecbox.collection import Collection
     from vecbox.storage.verify import Report
 
 
@@ -40,7 +39,7 @@ class OperationsMethods:
             codecs = self._reader.codecs
             return verify(self.path, self._conn, self.dim, codecs.code_size(codecs.cfg), load_codec, AnnIndex.load)
 
-    def snapshot(self, dest: str | Path) -> "Collection":
+    def snapshot(self, dest: str | Path) -> Self:
         """Copy the collection, consistently, to the new directory ``dest`` while others keep reading and writing.
 
         SQLite's online backup of the catalog plus hard links to the immutable files it references
