@@ -8,6 +8,8 @@
 2. **Many small commits.** 10,000 single-row adds while two reader processes search: segment
    files at the end, allocated bytes, the first search of a fresh handle, and the largest WAL
    file seen. Targets: <= 50 segment files, first search <= 0.1 s, WAL <= 16 MB.
+3. **Checksum cost.** Raw ingest (the core benchmark's protocol) with segment checksums and with
+   the hashing switched off, alternating. Target: <= 5 %.
 
 Run through ``benchmarks/run_all.py --only reliability`` or alone:
 ``python benchmarks/reliability.py [--quick] [--write]``.
@@ -192,6 +194,36 @@ def bench_small_commits(tmp: Path, n_adds: int) -> dict[str, Any]:
             "reader_reads": sum(s["reads"] for s in stats), "rows": fresh.count()}
 
 
+def bench_checksum_cost(tmp: Path, n: int = 200_000, repeats: int = 3) -> dict[str, Any]:
+    """Ingest throughput (core benchmark's protocol: 384-d, batches of 10,000) with and without segment checksums."""
+    from vecbox import Collection
+    from vecbox.storage import segments
+
+    x = np.random.default_rng(SEED).standard_normal((n, 384)).astype(np.float32)
+    real = segments._Checksummed.write
+
+    def plain(self: Any, data: Any) -> int:  # the same write, no hashing
+        return self.fh.write(data)
+
+    times: dict[str, list[float]] = {"with": [], "without": []}
+    for rep in range(repeats):
+        for mode in (("with", "without") if rep % 2 == 0 else ("without", "with")):
+            segments._Checksummed.write = real if mode == "with" else plain
+            try:
+                col = Collection.create(tmp / f"ck-{mode}-{rep}", dim=384)
+                t0 = time.perf_counter()
+                for start in range(0, n, 10_000):
+                    col.add([f"{start + i}" for i in range(10_000)], x[start:start + 10_000])
+                times[mode].append(time.perf_counter() - t0)
+                col.close()
+            finally:
+                segments._Checksummed.write = real
+            shutil.rmtree(tmp / f"ck-{mode}-{rep}", ignore_errors=True)
+    rate = {m: n / float(np.median(t)) for m, t in times.items()}
+    return {"n": n, "with_per_s": rate["with"], "without_per_s": rate["without"],
+            "cost": 1 - rate["with"] / rate["without"]}
+
+
 # --------------------------------------------------------------------------- report
 def _tables(res: dict[str, Any]) -> list[tuple[str, list[str], list[list[Any]]]]:
     busy = res["readers"]
@@ -208,7 +240,14 @@ def _tables(res: dict[str, Any]) -> list[tuple[str, list[str], list[list[Any]]]]
             f"{small['first_search_s']:.3f} {R.verdict(small['first_search_s'] <= 0.1)}",
             f"{small['wal_max_bytes'] / 1e6:.1f} {R.verdict(small['wal_max_bytes'] <= 16e6)}",
             f"{small['adds_per_s']:,.0f}", small["reader_errors"]]])
-    return [t1, t2]
+    out = [t1, t2]
+    ck = res.get("checksums")
+    if ck:
+        out.append((f"Checksum cost: ingest of {ck['n']:,} 384-d vectors, batches of 10,000 (median of 3, alternating)",
+                    ["with checksums (vectors/s)", "without (vectors/s)", "cost (<= 5 %)"],
+                    [[f"{ck['with_per_s']:,.0f}", f"{ck['without_per_s']:,.0f}",
+                      f"{100 * ck['cost']:.1f} % {R.verdict(ck['cost'] <= 0.05)}"]]))
+    return out
 
 
 def main(args: argparse.Namespace) -> dict[str, Any]:
@@ -222,6 +261,8 @@ def main(args: argparse.Namespace) -> dict[str, Any]:
         res = {"readers": bench_readers(tmp, seconds)}
         R.log(f"reliability: {n_adds:,} single-row adds")
         res["small"] = bench_small_commits(tmp, n_adds)
+        R.log("reliability: checksum cost on ingest")
+        res["checksums"] = bench_checksum_cost(tmp, 20_000 if quick else 200_000)
     finally:
         shutil.rmtree(tmp, ignore_errors=True)
     env = R.environment(getattr(args, "command", None), started)

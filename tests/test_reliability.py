@@ -383,3 +383,40 @@ def test_multivector_compaction_keeps_only_the_survivors_tokens(tmp_path):
     hit = reader.search_multi([sets[7]], 1)[0][0]
     assert hit.id == "7" and np.isclose(hit.score, float((sets[7] @ sets[7].T).max(1).sum()), rtol=1e-5)
     assert set(reader._token_files._maps) <= catalog.token_files(col._conn)
+
+
+def test_a_numeric_filter_on_a_string_only_field_is_explained_and_warned(tmp_path):
+    """Item 13: {"year": {"$gte": 2024}} against years stored as "2024" matches nothing - and says why."""
+    col = Collection.create(tmp_path / "c", dim=2)
+    col.add(["a", "b"], [[1.0, 0.0], [0.0, 1.0]], [{"year": "2024"}, {"year": "2023"}])
+    with pytest.warns(RuntimeWarning, match="holds strings and no numbers"):
+        plan = col.explain([1.0, 0.0], k=2, where={"year": {"$gte": 2024}})
+    assert plan.estimate == 0 and "holds strings and no numbers" in plan.estimate_source
+    with _no_warning():
+        assert col.explain([1.0, 0.0], k=2, where={"year": {"$gte": "2024"}}).estimate == 1
+
+
+class _no_warning:
+    def __enter__(self):
+        import warnings
+
+        self._w = warnings.catch_warnings(record=True)
+        self.got = self._w.__enter__()
+        warnings.simplefilter("always")
+
+    def __exit__(self, *exc):
+        self._w.__exit__(*exc)
+        assert not [w for w in self.got if "holds strings" in str(w.message)]
+
+
+def test_vectors_that_overflow_float32_are_rejected_and_tiny_ones_accepted(tmp_path):
+    """Item 7 and 15: an l2 row of 1e20 would vanish from its own query; a 1e-30 cosine row is not 'all zeros'."""
+    from vecbox.errors import InvalidInputError
+
+    l2 = Collection.create(tmp_path / "l2", dim=2, metric="l2")
+    with pytest.raises(InvalidInputError, match="too large for float32"):
+        l2.add(["big"], [[1e20, 0.0]])
+    cos = Collection.create(tmp_path / "cos", dim=2)
+    cos.add(["tiny", "huge"], [[1e-30, 1e-30], [3e38, 0.0]])
+    assert np.allclose(cos.get(["tiny"])[0].vector, [0.70710677, 0.70710677])
+    assert cos.search([1.0, 0.0], 1)[0].id == "huge"

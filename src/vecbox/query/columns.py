@@ -250,6 +250,32 @@ class MetadataColumns:
         except _Fallback:
             return None
 
+    def type_mismatches(self, flt: Filter) -> list[str]:
+        """Numeric comparisons against fields whose cached rows hold strings but no number (likely a typing slip,
+        e.g. CSV values stored as "2024"): they match nothing, silently. Call after :meth:`mask`."""
+        out: list[str] = []
+
+        def walk(p: tuple[Any, ...]) -> None:
+            if p[0] == "op":
+                _, path, op, arg = p
+                args = arg if isinstance(arg, list) else [arg]
+                col = self._columns.get(path)
+                if (op not in ("$exists", "$ne", "$nin") and col is not None and col.n
+                        and any(isinstance(a, float) for a in args)):
+                    kind = col.kind[: col.n]
+                    if np.any(kind == TEXT) and not np.any((kind == INTEGER) | (kind == REAL)):
+                        out.append(f"{path} holds strings and no numbers, so {op} {args[0]:g} matches nothing "
+                                   "(store numbers as numbers, or compare with a string)")
+            elif p[0] == "not":
+                walk(p[1])
+            else:
+                for q in p[1]:
+                    walk(q)
+
+        if flt.mask_plan is not None:
+            walk(flt.mask_plan)
+        return out
+
     # ------------------------------------------------------------------ loading
     def _load(self, conn: sqlite3.Connection, paths: list[str], rids: np.ndarray) -> None:
         """Bring ``paths`` up to ``len(rids)`` rows; one query per group of equally long columns."""

@@ -22,6 +22,7 @@ from __future__ import annotations
 
 import copy
 import sqlite3
+import warnings
 from collections import OrderedDict
 from collections.abc import Mapping
 from typing import Any
@@ -134,7 +135,12 @@ class Selection:
         mask = self.columns.mask(conn, flt, live.rids, live.epoch)
         if mask is not None:
             mask &= live.alive
-            result = Allowed(mask, int(np.count_nonzero(mask)), "exact count (metadata columns)")
+            source = "exact count (metadata columns)"
+            slips = self.columns.type_mismatches(flt)
+            if slips:  # visible in explain (the plan's estimate_source) and warned about once per filter
+                source += "; warning: " + "; ".join(slips)
+                warnings.warn(f"filter {flt.key}: " + "; ".join(slips), RuntimeWarning, stacklevel=5)
+            result = Allowed(mask, int(np.count_nonzero(mask)), source)
         else:
             if may_estimate and live.n_alive > SAMPLE_ABOVE:
                 return self._estimate(conn, live, flt)
