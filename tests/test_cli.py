@@ -96,3 +96,19 @@ def test_errors_are_one_readable_line(tmp_path, args, fragment):
     assert "Traceback" not in proc.stderr and "Traceback" not in proc.stdout
     assert fragment in proc.stderr
     assert proc.stderr.strip().startswith("error:")
+
+
+@pytest.mark.parametrize("args, fragment", [
+    (["search", "{tmp}/c", "--vector", "[1,1,1,1]", "-k", "abc"], "-k"),
+    (["frobnicate"], "No such command"),
+    (["search", "{tmp}/c", "--vector", "[1,1,1,1]", "--nonsense"], "--nonsense"),
+])
+def test_usage_errors_are_one_line_and_exit_code_1(tmp_path, args, fragment):
+    """Issue 18: a bad option value or an unknown command is one `error:` line saying where to look, exit 1."""
+    Collection.create(tmp_path / "c", dim=4)
+    env = {**os.environ, "PYTHONPATH": SRC, "COLUMNS": "200"}
+    proc = subprocess.run([sys.executable, "-m", "vecbox.cli", *[a.replace("{tmp}", str(tmp_path)) for a in args]],
+                          capture_output=True, text=True, env=env, timeout=120)
+    assert proc.returncode == 1, proc.stderr
+    assert "Traceback" not in proc.stderr and proc.stderr.strip().startswith("error:")
+    assert fragment in proc.stderr and "--help" in proc.stderr and len(proc.stderr.strip().splitlines()) == 1

@@ -95,16 +95,30 @@ def kv_table(title: str, rows: Mapping[str, Any], cell: Callable[[Any], str] = c
 def run(app: typer.Typer) -> None:
     """Run ``app`` as a program: a :class:`~vecbox.errors.VecboxError` becomes one red line on stderr and exit code 1.
 
-    Everything else is Typer's standalone mode: ``--help``, usage errors (shown with the
-    usage, exit code 2), Ctrl-C (exit code 130).
+    A usage error (``-k abc``, an unknown option or command) is one line too, with exit code 1
+    and where to look; ``--help`` prints the help; Ctrl-C exits with 130.
     """
+    # Typer ships its own click: its exception classes, found from a public one (not the `click` package's)
+    usage_error = typer.BadParameter.__mro__[1]
+    click_exception = typer.BadParameter.__mro__[2]
     try:
-        app()
+        code = app(standalone_mode=False)
+    except usage_error as exc:
+        where = f"`{exc.ctx.command_path} --help`" if exc.ctx is not None else "`vecbox --help`"
+        err_console.print(f"[bold red]error:[/] {escape(exc.format_message())} (see {where})", highlight=False,
+                          soft_wrap=True)
+        sys.exit(1)
+    except click_exception as exc:
+        err_console.print(f"[bold red]error:[/] {escape(exc.format_message())}", highlight=False, soft_wrap=True)
+        sys.exit(1)
+    except (typer.Abort, KeyboardInterrupt):
+        sys.exit(130)
     except VecboxError as exc:
         err_console.print(f"[bold red]error:[/] {escape(str(exc))}", highlight=False, soft_wrap=True)
         for note in getattr(exc, "__notes__", ()):  # e.g. how many rows an interrupted ingest already stored
             err_console.print(escape(note), highlight=False, soft_wrap=True)
         sys.exit(1)
+    sys.exit(code if isinstance(code, int) else 0)
 
 
 __all__ = ["JsonOpt", "PathArg", "console", "count_cell", "emit", "err_console", "float_cell", "kv_table",
