@@ -139,7 +139,7 @@ def bench_readers(tmp: Path, seconds: float) -> dict[str, Any]:
             [{"g": int(g)} for g in rng.integers(0, 10, 5000)])
     col.build_index("hnsw", M=8, ef_construction=40, target_recall=None, ef_search=32)
     col.close()
-    ctx = mp.get_context("spawn")
+    ctx = mp.get_context("fork")  # run_all loads this file under another name: spawn could not find its functions
     out = ctx.Queue()
     stop_at = time.time() + seconds
     procs = [ctx.Process(target=_writer, args=(str(path), stop_at, out))]
@@ -168,7 +168,7 @@ def bench_small_commits(tmp: Path, n_adds: int) -> dict[str, Any]:
     path = tmp / "small"
     col = Collection.create(path, dim=DIM)
     col.add(["seed"], np.ones((1, DIM)))
-    ctx = mp.get_context("spawn")
+    ctx = mp.get_context("fork")  # run_all loads this file under another name: spawn could not find its functions
     out, stop = ctx.Queue(), ctx.Event()
     readers = [ctx.Process(target=_small_reader, args=(str(path), stop, out)) for _ in range(2)]
     for p in readers:
