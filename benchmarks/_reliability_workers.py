@@ -37,7 +37,7 @@ def _writer(path: str, stop_at: float, out: Any) -> None:
                        [{"g": 1}] * len(set(ids)))
             ops["upsert"] += 1
         elif r < 0.85:
-            col.delete([f"s{int(i)}" for i in rng.integers(0, 5000, 30)], missing_ok=True)
+            col.delete(sorted({f"s{int(i)}" for i in rng.integers(0, 5000, 30)}), missing_ok=True)
             ops["delete"] += 1
         elif r < 0.95:
             col.compact()
