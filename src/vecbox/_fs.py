@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import mmap
 import os
 from pathlib import Path
 
@@ -18,9 +19,13 @@ def fsync_dir(path: Path) -> None:
 
 
 def file_checksum(path: Path) -> int:
-    """XXH3-64 of a whole file, read in 8 MiB blocks (xxhash: ~10x faster than CRC-32, as strong for damage)."""
-    h = xxhash.xxh3_64()
+    """XXH3-64 of a whole file (xxhash: ~10x faster than CRC-32, as strong for damage).
+
+    The file is hashed through a read-only memory map: no copy into Python buffers, and the
+    pages it faults in are the ones a caller memory-mapping the same file reads next.
+    """
     with open(path, "rb") as fh:
-        while block := fh.read(8 << 20):
-            h.update(block)
-    return h.intdigest()
+        if os.fstat(fh.fileno()).st_size == 0:
+            return xxhash.xxh3_64_intdigest(b"")
+        with mmap.mmap(fh.fileno(), 0, access=mmap.ACCESS_READ) as mm:
+            return xxhash.xxh3_64_intdigest(mm)

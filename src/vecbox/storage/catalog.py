@@ -11,6 +11,7 @@ from __future__ import annotations
 import functools
 import itertools
 import json
+import os
 import sqlite3
 import time
 from collections.abc import Iterator, Sequence
@@ -55,6 +56,13 @@ CREATE INDEX rows_deleted ON rows(deleted) WHERE deleted IS NOT NULL;
 """
 
 
+class _CatalogConnection(sqlite3.Connection):
+    """A catalog connection that knows its WAL file, so a writer can keep that file small."""
+
+    wal_path: Path | None = None
+    wal_retry_at: int = 0  # WAL size at which a checkpoint that found readers busy is tried again
+
+
 def connect(root: Path, create: bool = False) -> sqlite3.Connection:
     """Open the catalog of the collection at ``root`` (autocommit mode; transactions are explicit).
 
@@ -79,7 +87,9 @@ def connect(root: Path, create: bool = False) -> sqlite3.Connection:
         )
     conn: sqlite3.Connection | None = None
     try:
-        conn = sqlite3.connect(path, isolation_level=None, check_same_thread=False, timeout=30.0)
+        conn = sqlite3.connect(path, isolation_level=None, check_same_thread=False, timeout=BUSY_TIMEOUT_S,
+                               factory=_CatalogConnection)
+        conn.wal_path = path.with_name(path.name + "-wal")
         if str(conn.execute("PRAGMA journal_mode").fetchone()[0]).lower() != "wal":  # a read: changes nothing
             if not create:
                 try:
@@ -110,11 +120,45 @@ def connect(root: Path, create: bool = False) -> sqlite3.Connection:
 
 
 WAL_LIMIT = 16 << 20  # bytes the WAL file is cut back to when SQLite restarts it
+WAL_TRUNCATE_AT = 8 << 20  # a writer past this WAL size checkpoints it and truncates it to zero
+_TRUNCATE_WAIT_MS = 250  # how long that checkpoint waits for readers still using the WAL
+BUSY_TIMEOUT_S = 30.0
 
 
 def limit_wal(conn: sqlite3.Connection) -> None:
     """Keep the WAL file small: cut it back to :data:`WAL_LIMIT` whenever it restarts (readers stop it shrinking)."""
     conn.execute(f"PRAGMA journal_size_limit={WAL_LIMIT}")
+
+
+def bound_wal(conn: sqlite3.Connection) -> None:
+    """After a commit: once the WAL passes :data:`WAL_TRUNCATE_AT`, checkpoint it whole and truncate it.
+
+    SQLite's automatic checkpoint is passive: it copies frames up to the oldest reader's
+    snapshot and the file restarts from its beginning only when no reader uses it, so under
+    readers that never pause (many small commits, searches between them) it grows past any
+    ``journal_size_limit``. A ``TRUNCATE`` checkpoint waits (briefly) for the readers of old
+    frames to finish - new readers then read the database file - and empties the file. If
+    readers stay busy the wait gives up and is not tried again until the file has grown a
+    quarter of the threshold more, so a long reader costs a writer one short wait, not one per commit.
+    """
+    wal = getattr(conn, "wal_path", None)
+    if wal is None:
+        return
+    try:
+        size = os.stat(wal).st_size
+    except OSError:
+        return
+    if size < max(WAL_TRUNCATE_AT, conn.wal_retry_at):  # type: ignore[attr-defined]
+        return
+    try:
+        conn.execute(f"PRAGMA busy_timeout={_TRUNCATE_WAIT_MS}")
+        try:
+            busy = conn.execute("PRAGMA wal_checkpoint(TRUNCATE)").fetchone()[0]
+        finally:
+            conn.execute(f"PRAGMA busy_timeout={int(BUSY_TIMEOUT_S * 1000)}")
+    except sqlite3.Error:  # the commit stands; a checkpoint that could not run is tried again later
+        busy = 1
+    conn.wal_retry_at = size + WAL_TRUNCATE_AT // 4 if busy else 0  # type: ignore[attr-defined]
 
 
 def initialise(conn: sqlite3.Connection, config: dict[str, Any]) -> None:
@@ -164,6 +208,8 @@ def transaction(conn: sqlite3.Connection, write: bool = True) -> Iterator[sqlite
         raise
     else:
         conn.execute("COMMIT")
+        if write:
+            bound_wal(conn)
 
 
 def read_config(conn: sqlite3.Connection, root: Path) -> dict[str, Any]:
@@ -385,19 +431,14 @@ def counts(conn: sqlite3.Connection) -> dict[str, int]:
             "segments": int(conn.execute("SELECT COUNT(*) FROM segments").fetchone()[0])}
 
 
-def rows_after(conn: sqlite3.Connection, rid: int) -> list[tuple[int, int, int]]:
-    """``(rid, seg_id, pos)`` of every row with a larger rid, ascending (a live view's refresh)."""
-    return conn.execute("SELECT rid, seg_id, pos FROM rows WHERE rid > ? ORDER BY rid", (rid,)).fetchall()
+def rows_after(conn: sqlite3.Connection, rid: int) -> list[tuple[int, int, int, str]]:
+    """``(rid, seg_id, pos, id)`` of every row with a larger rid, ascending (a live view's refresh, in one pass)."""
+    return conn.execute("SELECT rid, seg_id, pos, id FROM rows WHERE rid > ? ORDER BY rid", (rid,)).fetchall()
 
 
 def deleted_since(conn: sqlite3.Connection, version: int) -> list[tuple[int]]:
     """Rids tombstoned by a version after ``version``."""
     return conn.execute("SELECT rid FROM rows WHERE deleted IS NOT NULL AND deleted > ?", (version,)).fetchall()
-
-
-def ids_between(conn: sqlite3.Connection, lo: int, hi: int) -> list[str]:
-    """External ids of the rows ``lo <= rid <= hi``, in rid order."""
-    return [i for (i,) in conn.execute("SELECT id FROM rows WHERE rid >= ? AND rid <= ? ORDER BY rid", (lo, hi))]
 
 
 def repoint_segments(conn: sqlite3.Connection, seg_id: int, moves: Sequence[tuple[int, int]]) -> None:

@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import sqlite3
 from pathlib import Path
+from typing import Sequence
 
 import numpy as np
 
@@ -101,9 +102,10 @@ class LiveVectors:
             return
         self._follow_merges(conn)
         max_rid = int(self.rids[-1]) if self.n else 0
-        new = np.array(catalog.rows_after(conn, max_rid), dtype=np.int64).reshape(-1, 3)
-        if len(new):
-            self._append(conn, new)
+        rows = catalog.rows_after(conn, max_rid)
+        if rows:
+            rids, seg_ids, pos, ids = zip(*rows)
+            self._append(conn, np.array([rids, seg_ids, pos], dtype=np.int64).T, ids)
         dead = np.array(catalog.deleted_since(conn, self.version), dtype=np.int64).ravel()
         if len(dead):
             self._alive[self.positions(dead)] = False
@@ -129,7 +131,7 @@ class LiveVectors:
             self._maps.pop(s, None)
         self._segments.update(segments)
 
-    def _append(self, conn: sqlite3.Connection, new: np.ndarray) -> None:
+    def _append(self, conn: sqlite3.Connection, new: np.ndarray, ids: Sequence[str]) -> None:
         m = len(new)
         self._grow(self.n + m)
         segments = catalog.segment_files(conn)
@@ -151,7 +153,7 @@ class LiveVectors:
             else:
                 out[sel] = seg[pos]
         self._rids[self.n : self.n + m] = new[:, 0]
-        self._ids[self.n : self.n + m] = catalog.ids_between(conn, int(new[0, 0]), int(new[-1, 0]))
+        self._ids[self.n : self.n + m] = ids
         self._alive[self.n : self.n + m] = True
         self._n_alive = None
         self._seg[self.n : self.n + m] = new[:, 1]
