@@ -27,10 +27,12 @@ from vecbox.errors import (
     InvalidInputError,
     UnknownIdError,
 )
+from vecbox.collection_hybrid import HybridMethods
 from vecbox.collection_index import IndexMethods
 from vecbox.collection_ops import OperationsMethods
 from vecbox.collection_text import TextMethods
 from vecbox.index.funnel import check_stages
+from vecbox.lexical.settings import lexical_settings
 from vecbox.query.executor import Executor
 from vecbox.query.fastpath import FastPath
 from vecbox.query.filters import Filter
@@ -51,7 +53,7 @@ if TYPE_CHECKING:
 LOCK_FILE = "LOCK"
 
 
-class Collection(IndexMethods, TextMethods, OperationsMethods):
+class Collection(IndexMethods, TextMethods, HybridMethods, OperationsMethods):
     """A durable set of vectors with string ids, JSON metadata, exact and ANN search.
 
     The index methods come from :class:`~vecbox.collection_index.IndexMethods`, the text and
@@ -119,6 +121,7 @@ class Collection(IndexMethods, TextMethods, OperationsMethods):
         seed: int = 0,
         multivector: "FDEConfig | None" = None,
         token_dim: int | None = None,
+        lexical: bool | Mapping[str, Any] = True,
     ) -> "Collection":
         """Create an empty collection in the directory ``path``.
 
@@ -151,9 +154,16 @@ class Collection(IndexMethods, TextMethods, OperationsMethods):
             and represented by its MUVERA document FDE (so ``dim`` is the FDE width and the metric
             is ``dot``). Add with :meth:`add_multi` (or :meth:`add_texts` with a model), search with
             :meth:`search_multi` / :meth:`search_text`: FDE candidates, then exact Chamfer rerank.
+        lexical : bool or dict
+            Index the documents for BM25 in the same commit as their rows (default ``True``:
+            English, Lucene's stop words, Snowball stemmer, ``k1=1.5``, ``b=0.75``), for
+            :meth:`search_lexical` and hybrid search (``search_text(..., mode="hybrid")``,
+            ``search(vector, text=...)``). A dict sets ``language``, ``stopwords``, ``stem``,
+            ``fold_accents``, ``k1``, ``b`` (:mod:`vecbox.lexical`); ``False``: no lexical index.
         """
         path = Path(path)
         metric = v.check_metric(metric)
+        lexical_cfg = lexical_settings(lexical)
         check_timeout(lock_timeout)
         encoder = None
         if model is not None:
@@ -197,7 +207,8 @@ class Collection(IndexMethods, TextMethods, OperationsMethods):
             raise CollectionExistsError(f"{path} exists and is not an empty directory; choose a new path")
         path.parent.mkdir(parents=True, exist_ok=True)
         writes.create_collection(path, {"dim": dim, "metric": metric, "model": model,
-                                        "codec": codec_cfg.to_json() if codec_cfg else None, "multivector": mv_cfg})
+                                        "codec": codec_cfg.to_json() if codec_cfg else None, "multivector": mv_cfg,
+                                        "lexical": lexical_cfg})
         return cls(path, lock_timeout=lock_timeout, encoder=encoder)
 
     @classmethod
@@ -300,6 +311,8 @@ class Collection(IndexMethods, TextMethods, OperationsMethods):
         x = v.normalise_rows(x, "vectors") if self.metric == "cosine" else v.check_magnitude(x, "vectors")
         codecs = self._reader.codecs
         with self._lock:
+            self._follow_lexical_config(self._conn)  # another handle may have built the index meanwhile
+            terms = self._terms_for(docs)
             existing = catalog.live_rids_for_ids(self._conn, ids)
             if mode == "add" and existing:
                 raise DuplicateIdError(
@@ -313,7 +326,8 @@ class Collection(IndexMethods, TextMethods, OperationsMethods):
                 codes = codec.encode(x) if codec is not None else None
                 keep = keeps_floats(fitted) if fitted is not None else codecs.keeps_floats
                 version = writes.append_batch(self.path, self._conn, mode, ids, metas, docs, x if keep else None,
-                                              codes, replaced=existing, fitted_codec=fitted, tokens=token_sets)
+                                              codes, replaced=existing, fitted_codec=fitted, tokens=token_sets,
+                                              terms=terms)
             except BaseException:
                 codecs.discard(fitted)
                 raise
@@ -445,7 +459,8 @@ class Collection(IndexMethods, TextMethods, OperationsMethods):
     def search(
         self, query: Any, k: int = 10, *, where: Mapping[str, Any] | None = None, include_metadata: bool = True,
         oversample: float = 4.0, explain: bool = False, ef_search: int | None = None, nprobe: int | None = None,
-        exact: bool = False, funnel: Sequence[tuple[int | None, int]] | None = None,
+        exact: bool = False, funnel: Sequence[tuple[int | None, int]] | None = None, text: str | None = None,
+        fusion: Any = None, candidates: int | None = None,
     ) -> "list[Hit] | Explained":
         """The ``k`` stored items nearest to one query vector, best first.
 
@@ -475,7 +490,23 @@ class Collection(IndexMethods, TextMethods, OperationsMethods):
             64 dimensions keeps 400 rows, which are reranked with all dimensions. Needs
             float vectors in RAM in a variance-ordered basis: a Matryoshka-trained model
             (no codec) or a collection created with ``codec="pca+f32"``.
+        text : str, optional
+            Hybrid search: the query's text as well. Its BM25 top ``candidates`` over the
+            stored documents and the vector's top ``candidates`` (both under ``where``) are
+            fused (``fusion``: ``"default"``, ``"rrf"``, ``"minmax"``, ... see
+            :mod:`vecbox.query.fusion`); ``explain`` shows both lists. Scores are fused scores.
         """
+        if text is not None:
+            if funnel is not None or nprobe is not None:
+                raise InvalidInputError("hybrid search (text=) takes ef_search= and exact=, not funnel= or nprobe=")
+            q = v.as_matrix(query, d=self.dim, name="query", allow_1d=True)
+            if len(q) != 1:
+                raise InvalidInputError(f"search() takes one query; got {len(q)}")
+            return self._lexical_or_hybrid("hybrid", q, text, k, where=where, include_metadata=include_metadata,
+                                           explain=explain, fusion=fusion, candidates=candidates,
+                                           ef_search=ef_search, exact=exact, oversample=oversample)
+        if fusion is not None or candidates is not None:
+            raise InvalidInputError("fusion= and candidates= belong to hybrid search; pass text= as well")
         if not (include_metadata or explain or exact or funnel is not None or nprobe is not None):
             hits = self._fast_search(query, k, ef_search, where, one=True)
             if hits is not None:

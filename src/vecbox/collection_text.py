@@ -16,7 +16,7 @@ import numpy as np
 
 from vecbox import _validation as v
 from vecbox.errors import DuplicateIdError, InvalidInputError
-from vecbox.results import Hit
+from vecbox.results import Explained, Hit
 from vecbox.storage import catalog
 from vecbox.storage.tokens import TokenFiles
 
@@ -178,14 +178,32 @@ class TextMethods:
         return version
 
     def search_text(
-        self, text: str, k: int = 10, *, where: Mapping[str, Any] | None = None, oversample: float = 4.0
-    ) -> list[Hit]:
-        """Encode ``text`` as a query with the collection's model and search."""
+        self, text: str, k: int = 10, *, mode: str = "dense", where: Mapping[str, Any] | None = None,
+        oversample: float = 4.0, fusion: Any = None, candidates: int | None = None, explain: bool = False,
+        include_metadata: bool = True,
+    ) -> "list[Hit] | Explained":
+        """Search with a text query: ``mode="dense"`` (the model's embedding), ``"lexical"`` (BM25) or ``"hybrid"``.
+
+        Hybrid fuses the dense and the BM25 top ``candidates`` (default 100), both under
+        ``where`` (``fusion``: see :meth:`search`). Lexical needs no model.
+        """
         if not isinstance(text, str) or not text.strip():
             raise InvalidInputError(f"search_text needs a non-empty string; got {text!r}")
+        if mode not in ("dense", "lexical", "hybrid"):
+            raise InvalidInputError(f"mode must be 'dense', 'lexical' or 'hybrid'; got {mode!r}")
+        if mode == "lexical":
+            return self.search_lexical(text, k, where=where, include_metadata=include_metadata,  # type: ignore[attr-defined]
+                                       explain=explain)
         if self._mv is not None:
+            if mode == "hybrid" or explain:
+                raise InvalidInputError("multi-vector collections search text densely only (mode='dense', no explain)")
             return self.search_multi(self.encoder.token_encoder().encode([text], kind="query"), k, where=where)[0]
-        return self.search(self.encoder.encode([text], kind="query")[0], k, where=where, oversample=oversample)
+        q = self.encoder.encode([text], kind="query")[0]
+        if mode == "hybrid":
+            return self.search(q, k, where=where, oversample=oversample, text=text, fusion=fusion,  # type: ignore[attr-defined]
+                               candidates=candidates, explain=explain, include_metadata=include_metadata)
+        return self.search(q, k, where=where, oversample=oversample, explain=explain,  # type: ignore[attr-defined]
+                           include_metadata=include_metadata)
 
 
 __all__ = ["TextMethods"]

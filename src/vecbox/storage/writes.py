@@ -38,6 +38,7 @@ import numpy as np
 
 from vecbox.storage import catalog
 from vecbox.storage.codec_state import CodecConfig
+from vecbox.storage.terms import drop_dead_terms, insert_terms
 from vecbox._fs import fsync_dir
 from vecbox.errors import CollectionExistsError
 from vecbox.storage.segments import (
@@ -105,13 +106,15 @@ def create_collection(path: Path, config: dict[str, Any]) -> None:
 def append_batch(root: Path, conn: sqlite3.Connection, operation: str, ids: Sequence[str],
                  metadatas: Sequence[str | None], documents: Sequence[str | None],
                  floats: np.ndarray | None, codes: np.ndarray | None, *, replaced: Mapping[str, int],
-                 fitted_codec: CodecConfig | None = None, tokens: _Tokens | None = None) -> int:
+                 fitted_codec: CodecConfig | None = None, tokens: _Tokens | None = None,
+                 terms: Sequence[str | None] | None = None) -> int:
     """Commit one batch of rows; return its version.
 
     ``replaced`` maps ids to the rids of live rows this batch tombstones (an upsert);
     ``fitted_codec`` is the codec config to commit with the batch when the codec was fitted
     on it (its directory is already durable); ``tokens`` are a multi-vector batch's token
-    vectors, written to their own segment. On any error nothing is committed and the files
+    vectors, written to their own segment; ``terms`` the rows' analysed documents for the
+    lexical index (:mod:`vecbox.storage.terms`). On any error nothing is committed and the files
     written for the batch are removed.
     """
     tok_name = None
@@ -135,6 +138,8 @@ def append_batch(root: Path, conn: sqlite3.Connection, operation: str, ids: Sequ
             catalog.insert_rows(c, seg_id, version, ids, metadatas, documents)
             if tokens is not None:
                 catalog.insert_tokens(c, seg_id, tok_name, tokens.offsets)
+            if terms is not None:
+                insert_terms(c, seg_id, terms)
     except BaseException:
         remove_segment(root, name)
         if tok_name is not None:
@@ -230,6 +235,7 @@ def rewrite_all(root: Path, conn: sqlite3.Connection, operation: str, rids: Sequ
             before = catalog.referenced_paths(c)
             version = catalog.log_version(c, operation, 0, 0)
             catalog.drop_tombstones(c)
+            drop_dead_terms(c)
             if tok is not None:
                 catalog.move_tokens(c, *tok)
             seg_id = catalog.insert_segment(c, name, len(rids), version, sums) if name is not None else None

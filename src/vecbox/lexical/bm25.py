@@ -1,0 +1,175 @@
+"""BM25 over analysed documents held in RAM: postings appended in row order, scored with masks.
+
+The scoring is Lucene's BM25 (what bm25s calls ``method="lucene"``, after Kamphuis et al.,
+ECIR 2020), summed over the query's terms, repeats counted::
+
+    idf(t)    = ln(1 + (N - df(t) + 0.5) / (df(t) + 0.5))
+    w(t, d)   = idf(t) * tf(t, d) / (tf(t, d) + k1 * (1 - b + b * len(d) / avglen))
+    score(d)  = sum over query terms t of w(t, d)
+
+with ``k1 = 1.5`` and ``b = 0.75`` by default (bm25s's defaults). ``N``, ``df`` and ``avglen``
+count the documents the caller says are alive (deleted rows drop out of the statistics at
+once), so the scores are those of an index rebuilt from the live documents alone.
+
+Postings live in blocks: each :meth:`BM25Index.append` adds a block, and blocks are merged
+(term-major, CSC-like) when a small one would otherwise be scanned by every query - so a
+stream of small commits costs a query a few extra array slices, not a rebuild.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+
+import numpy as np
+
+K1 = 1.5
+B = 0.75
+
+
+@dataclass
+class _Block:
+    """Postings of a run of rows, term-major: term ``t``'s rows are ``pos[ptr[t]:ptr[t+1]]``."""
+
+    ptr: np.ndarray  # int64 (n_terms_at_build + 1,)
+    pos: np.ndarray  # int64 row positions, ascending within a term
+    tf: np.ndarray  # float32 term frequencies
+
+    @classmethod
+    def build(cls, term_ids: np.ndarray, pos: np.ndarray, tf: np.ndarray, n_terms: int) -> "_Block":
+        order = np.lexsort((pos, term_ids))
+        counts = np.bincount(term_ids, minlength=n_terms)
+        ptr = np.zeros(n_terms + 1, np.int64)
+        np.cumsum(counts, out=ptr[1:])
+        return cls(ptr, pos[order], tf[order])
+
+    def postings(self, t: int) -> tuple[np.ndarray, np.ndarray]:
+        if t + 1 >= len(self.ptr):
+            return self.pos[:0], self.tf[:0]
+        lo, hi = self.ptr[t], self.ptr[t + 1]
+        return self.pos[lo:hi], self.tf[lo:hi]
+
+    def coo(self) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        terms = np.repeat(np.arange(len(self.ptr) - 1, dtype=np.int64), np.diff(self.ptr))
+        return terms, self.pos, self.tf
+
+
+class BM25Index:
+    """Term postings of documents at row positions ``0..n-1`` (rows without a document have none).
+
+    >>> idx = BM25Index()
+    >>> idx.append(np.array([0, 1, 2]), [["cat", "sat"], ["dog", "dog", "ran"], None])
+    >>> scores, pos = idx.top_k(["dog"], 2, alive=np.ones(3, bool))
+    >>> pos.tolist(), round(float(scores[0]), 4)  # ln(2) * 2 / (2 + 1.5 * (0.25 + 0.75 * 3 / 2.5))
+    ([1], 0.3722)
+    """
+
+    def __init__(self, k1: float = K1, b: float = B) -> None:
+        self.k1, self.b = float(k1), float(b)
+        self.vocab: dict[str, int] = {}
+        self.n = 0  # row positions covered (the next append starts at or after n)
+        self._len = np.zeros(0, np.float32)  # document length in terms, per row position (0: no document)
+        self._blocks: list[_Block] = []
+
+    # ------------------------------------------------------------ building
+    def append(self, positions: np.ndarray, docs: Sequence[Sequence[str] | None]) -> None:
+        """Index the documents at ``positions`` (ascending, all >= :attr:`n`); ``None`` means no document."""
+        positions = np.asarray(positions, dtype=np.int64)
+        if len(positions) != len(docs):
+            raise ValueError(f"{len(positions)} positions for {len(docs)} documents")
+        if not len(positions):
+            return
+        if positions[0] < self.n or np.any(np.diff(positions) <= 0):
+            raise ValueError("positions must be ascending and start at or after the rows already indexed")
+        end = int(positions[-1]) + 1
+        if end > len(self._len):
+            grown = np.zeros(max(end, int(len(self._len) * 1.5), 1024), np.float32)
+            grown[: self.n] = self._len[: self.n]
+            self._len = grown
+        vocab = self.vocab
+        term_ids: list[int] = []
+        rows: list[int] = []
+        for p, terms in zip(positions.tolist(), docs):
+            if not terms:
+                continue
+            self._len[p] = len(terms)
+            for term in terms:
+                t = vocab.get(term)
+                if t is None:
+                    t = vocab[term] = len(vocab)
+                term_ids.append(t)
+            rows.extend([p] * len(terms))
+        self.n = end
+        if not term_ids:
+            return
+        # one (term, row) pair per occurrence -> unique pairs with their counts = term frequencies
+        key = np.asarray(rows, np.int64) * len(vocab) + np.asarray(term_ids, np.int64)
+        uniq, tf = np.unique(key, return_counts=True)
+        block = _Block.build(uniq % len(vocab), uniq // len(vocab), tf.astype(np.float32), len(vocab))
+        self._blocks.append(block)
+        self._merge_small()
+
+    def _merge_small(self) -> None:
+        """Keep blocks few: merge the newest ones while the last is no bigger than the one before it."""
+        while len(self._blocks) > 1 and len(self._blocks[-1].pos) * 2 >= len(self._blocks[-2].pos):
+            b2, b1 = self._blocks.pop(), self._blocks.pop()
+            parts = [b1.coo(), b2.coo()]
+            self._blocks.append(_Block.build(*(np.concatenate(c) for c in zip(*parts)), len(self.vocab)))
+
+    # ------------------------------------------------------------- scoring
+    def scores(self, terms: Sequence[str], alive: np.ndarray, allowed: np.ndarray | None = None
+               ) -> tuple[np.ndarray, np.ndarray]:
+        """BM25 of every matching row: ``(positions, scores)``, positions ascending, scores > 0.
+
+        ``alive`` (bool, one per row position, at least :attr:`n` long) defines the corpus the
+        statistics count; ``allowed`` (optional, same length) limits which rows are returned.
+        """
+        n_rows = min(self.n, len(alive))
+        live = alive[:n_rows]
+        lengths = self._len[:n_rows]
+        has_doc = live & (lengths > 0)
+        n_docs = int(np.count_nonzero(has_doc))
+        if n_docs == 0:
+            return np.zeros(0, np.int64), np.zeros(0, np.float64)
+        avg = float(lengths[has_doc].sum()) / n_docs
+        weights: dict[int, int] = {}
+        for term in terms:
+            t = self.vocab.get(term)
+            if t is not None:
+                weights[t] = weights.get(t, 0) + 1
+        acc = np.zeros(n_rows, np.float64)
+        norm = self.k1 * (1.0 - self.b + self.b * lengths / avg)
+        for t, times in weights.items():
+            hits = [blk.postings(t) for blk in self._blocks]
+            pos = np.concatenate([h[0] for h in hits])
+            tf = np.concatenate([h[1] for h in hits])
+            keep = pos < n_rows
+            pos, tf = pos[keep], tf[keep]
+            ok = live[pos]
+            pos, tf = pos[ok], tf[ok]
+            df = len(pos)
+            if df == 0:
+                continue
+            idf = np.log1p((n_docs - df + 0.5) / (df + 0.5))
+            acc[pos] += times * idf * tf / (tf + norm[pos])
+        if allowed is not None:
+            acc[~allowed[:n_rows]] = 0.0
+        found = np.flatnonzero(acc > 0)
+        return found, acc[found]
+
+    def top_k(self, terms: Sequence[str], k: int, alive: np.ndarray, allowed: np.ndarray | None = None
+              ) -> tuple[np.ndarray, np.ndarray]:
+        """The ``k`` best rows ``(scores, positions)``, best first (ties: lower position first); may be fewer."""
+        pos, s = self.scores(terms, alive, allowed)
+        if len(s) > k:
+            part = np.argpartition(-s, k - 1)[:k]
+            pos, s = pos[part], s[part]
+        order = np.lexsort((pos, -s))
+        return s[order], pos[order]
+
+    @property
+    def n_postings(self) -> int:
+        return sum(len(blk.pos) for blk in self._blocks)
+
+
+__all__ = ["B", "BM25Index", "K1"]
