@@ -155,11 +155,9 @@ class Collection(IndexMethods, TextMethods, HybridMethods, OperationsMethods):
             is ``dot``). Add with :meth:`add_multi` (or :meth:`add_texts` with a model), search with
             :meth:`search_multi` / :meth:`search_text`: FDE candidates, then exact Chamfer rerank.
         lexical : bool or dict
-            Index the documents for BM25 in the same commit as their rows (default ``True``:
-            English, Lucene's stop words, Snowball stemmer, ``k1=1.5``, ``b=0.75``), for
-            :meth:`search_lexical` and hybrid search (``search_text(..., mode="hybrid")``,
-            ``search(vector, text=...)``). A dict sets ``language``, ``stopwords``, ``stem``,
-            ``fold_accents``, ``k1``, ``b`` (:mod:`vecbox.lexical`); ``False``: no lexical index.
+            Index documents for BM25 in their rows' commit, for :meth:`search_lexical` and hybrid
+            search (default ``True``: English, Snowball, ``k1=1.5``, ``b=0.75``; a dict sets
+            ``language``, ``stopwords``, ``stem``, ``fold_accents``, ``k1``, ``b``; ``False``: none).
         """
         path = Path(path)
         metric = v.check_metric(metric)
@@ -496,17 +494,10 @@ class Collection(IndexMethods, TextMethods, HybridMethods, OperationsMethods):
             fused (``fusion``: ``"default"``, ``"rrf"``, ``"minmax"``, ... see
             :mod:`vecbox.query.fusion`); ``explain`` shows both lists. Scores are fused scores.
         """
-        if text is not None:
-            if funnel is not None or nprobe is not None:
-                raise InvalidInputError("hybrid search (text=) takes ef_search= and exact=, not funnel= or nprobe=")
-            q = v.as_matrix(query, d=self.dim, name="query", allow_1d=True)
-            if len(q) != 1:
-                raise InvalidInputError(f"search() takes one query; got {len(q)}")
-            return self._lexical_or_hybrid("hybrid", q, text, k, where=where, include_metadata=include_metadata,
-                                           explain=explain, fusion=fusion, candidates=candidates,
-                                           ef_search=ef_search, exact=exact, oversample=oversample)
-        if fusion is not None or candidates is not None:
-            raise InvalidInputError("fusion= and candidates= belong to hybrid search; pass text= as well")
+        if text is not None or fusion is not None or candidates is not None:
+            return self._hybrid_search(query, text, k, where=where, include_metadata=include_metadata, explain=explain,
+                                       fusion=fusion, candidates=candidates, ef_search=ef_search, exact=exact,
+                                       oversample=oversample, funnel=funnel, nprobe=nprobe)
         if not (include_metadata or explain or exact or funnel is not None or nprobe is not None):
             hits = self._fast_search(query, k, ef_search, where, one=True)
             if hits is not None:
@@ -605,20 +596,6 @@ class Collection(IndexMethods, TextMethods, HybridMethods, OperationsMethods):
         else:
             hits = [[Hit(i, float(s)) for i, s in zip(rr, ss) if i is not None] for rr, ss in zip(keys, scores.tolist())]
         return Explained(hits, plan) if explain else hits
-
-    # -------------------------------------------------------------------- info
-    def info(self) -> dict[str, Any]:
-        """Settings and sizes: dim, metric, model, version, counts, segments, bytes on disk."""
-        return {
-            "path": str(self.path), "dim": self.dim, "metric": self.metric, "model": self.model,
-            "version": self.version, **catalog.counts(self._conn),
-            "bytes_on_disk": dir_size(self.path),
-            "codec": self.codec,
-            "keep_float": self._reader.keeps_floats,
-            "bytes_per_vector": self._reader.codecs.code_size(self._reader.codecs.cfg) or 4 * self.dim,
-            "index": self.index_info(),
-            "multivector": self._mv,
-        }
 
 
 __all__ = ["Collection", "Explained", "Hit", "Record"]

@@ -79,6 +79,7 @@ class HybridMethods:
 
         ``settings`` as in :meth:`Collection.create` (``lexical=``). Returns the new version.
 
+        >>> from vecbox import Collection
         >>> col = Collection.create(tmp + "/old", dim=2, lexical=False)
         >>> _ = col.add(["a", "b"], [[1.0, 0.0], [0.0, 1.0]], documents=["red apples", "green pears"])
         >>> col.enable_lexical({"language": "english"})
@@ -110,6 +111,7 @@ class HybridMethods:
                        include_metadata: bool = True, explain: bool = False) -> "list[Hit] | Explained":
         """BM25 search over the stored documents (no vectors involved); scores are BM25 scores.
 
+        >>> from vecbox import Collection
         >>> col = Collection.create(tmp + "/lex", dim=2)
         >>> _ = col.add(["a", "b"], [[1.0, 0.0], [0.0, 1.0]], documents=["The cat sat", "Dogs running"])
         >>> [h.id for h in col.search_lexical("dog runs")]
@@ -117,6 +119,18 @@ class HybridMethods:
         """
         return self._lexical_or_hybrid("lexical", None, text, k, where=where, include_metadata=include_metadata,
                                        explain=explain)
+
+    def _hybrid_search(self, query: Any, text: Any, k: int, *, funnel: Any, nprobe: Any, **options: Any
+                       ) -> "list[Hit] | Explained":
+        """``search(vector, text=...)``: checks the options that only dense search takes, then runs hybrid."""
+        if text is None:
+            raise InvalidInputError("fusion= and candidates= belong to hybrid search; pass text= as well")
+        if funnel is not None or nprobe is not None:
+            raise InvalidInputError("hybrid search (text=) takes ef_search= and exact=, not funnel= or nprobe=")
+        q = v.as_matrix(query, d=self.dim, name="query", allow_1d=True)
+        if len(q) != 1:
+            raise InvalidInputError(f"search() takes one query; got {len(q)}")
+        return self._lexical_or_hybrid("hybrid", q, text, k, **options)
 
     def _lexical_or_hybrid(self, mode: str, q: np.ndarray | None, text: Any, k: int, *,
                            where: Mapping[str, Any] | None, include_metadata: bool = True, explain: bool = False,

@@ -10,13 +10,33 @@ if TYPE_CHECKING:
 
 
 class OperationsMethods:
-    """Operator's tools: a full check, and a consistent copy while the collection stays in use."""
+    """Operator's tools: settings and sizes, a full check, and a consistent copy while the collection stays in use."""
 
     path: Path
     dim: int
+    metric: str
+    model: str | None
     _conn: Any
     _state: Any
     _reader: Any
+    _mv: dict[str, Any] | None
+
+    def info(self) -> dict[str, Any]:
+        """Settings and sizes: dim, metric, model, version, counts, segments, bytes on disk, index, lexical settings."""
+        from vecbox.storage import catalog
+        from vecbox.storage.segments import dir_size
+
+        return {
+            "path": str(self.path), "dim": self.dim, "metric": self.metric, "model": self.model,
+            "version": self.version, **catalog.counts(self._conn),  # type: ignore[attr-defined]
+            "bytes_on_disk": dir_size(self.path),
+            "codec": self.codec,  # type: ignore[attr-defined]
+            "keep_float": self._reader.keeps_floats,
+            "bytes_per_vector": self._reader.codecs.code_size(self._reader.codecs.cfg) or 4 * self.dim,
+            "index": self.index_info(),  # type: ignore[attr-defined]
+            "multivector": self._mv,
+            "lexical": self.lexical,  # type: ignore[attr-defined]
+        }
 
     def verify(self) -> "Report":
         """Read and check everything the collection references; return a report (changes nothing).

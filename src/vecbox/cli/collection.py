@@ -22,11 +22,14 @@ def create(
     dim: Annotated[Optional[int], typer.Option(help="Vector width (taken from --model when omitted).")] = None,
     metric: Annotated[str, typer.Option(help="cosine, dot or l2.")] = "cosine",
     model: Annotated[Optional[str], typer.Option(help="Text model: 'default' or a sentence-transformers path.")] = None,
+    lexical: Annotated[bool, typer.Option(help="Index documents for BM25 (lexical and hybrid search).")] = True,
+    language: Annotated[str, typer.Option(help="Language of the lexical analyzer (a Snowball stemmer name).")] = "english",
 ) -> None:
     """Create an empty collection."""
     from vecbox.collection import Collection
 
-    col = Collection.create(path, dim=dim, metric=metric, model=model)
+    col = Collection.create(path, dim=dim, metric=metric, model=model,
+                            lexical={"language": language} if lexical else False)
     console.print(f"created {path} (dim={col.dim}, metric={col.metric}, model={col.model})")
 
 
@@ -59,8 +62,11 @@ def ingest(
 @commands.command()
 def search(
     path: PathArg,
-    query: Annotated[Optional[str], typer.Argument(help="Query text (needs a collection with a model).")] = None,
-    vector: Annotated[Optional[str], typer.Option(help="Query vector as a JSON list, instead of text.")] = None,
+    query: Annotated[Optional[str], typer.Argument(help="Query text (dense mode needs a collection with a model).")] = None,
+    vector: Annotated[Optional[str], typer.Option(help="Query vector as a JSON list (with QUERY: hybrid).")] = None,
+    mode: Annotated[str, typer.Option(help="dense (embedding), lexical (BM25 over documents) or hybrid (both, fused).")] = "dense",
+    fusion: Annotated[Optional[str], typer.Option(
+        help='Hybrid fusion: default, rrf, minmax, zscore, 3sigma, or JSON such as \'{"method": "rrf", "k": 20}\'.')] = None,
     k: Annotated[int, typer.Option("-k", "--k", help="Number of results.")] = 10,
     where: Annotated[Optional[str], typer.Option(help='Metadata filter as JSON, e.g. \'{"year": {"$gte": 2020}}\'.')] = None,
     explain: Annotated[bool, typer.Option(help="Also print the plan: path taken, filter estimate, reason.")] = False,
@@ -73,10 +79,23 @@ def search(
 
     col = Collection.open(path)
     flt = parse_json(where, "--where")
-    if (query is None) == (vector is None):
-        raise InvalidInputError("give either a QUERY text or --vector '[...]', not both or neither")
-    qvec = col.encoder.encode([query], kind="query")[0] if query is not None else parse_json(vector, "--vector")
-    res = col.search(qvec, k=k, where=flt, explain=True, exact=exact, ef_search=ef_search)
+    if mode not in ("dense", "lexical", "hybrid"):
+        raise InvalidInputError(f"--mode must be dense, lexical or hybrid; got {mode!r}")
+    if query is None and vector is None:
+        raise InvalidInputError("give a QUERY text, --vector '[...]', or both (hybrid)")
+    if query is None and mode != "dense":
+        raise InvalidInputError(f"--mode {mode} needs a QUERY text")
+    if query is not None and vector is not None and mode == "dense":
+        mode = "hybrid"  # a text and a vector: both retrievers
+    if fusion is not None and mode != "hybrid":
+        raise InvalidInputError("--fusion applies to hybrid search; add --mode hybrid")
+    fz = (parse_json(fusion, "--fusion") if fusion.lstrip().startswith("{") else fusion) if fusion else None
+    if mode == "lexical":
+        res = col.search_lexical(query, k=k, where=flt, explain=True)  # type: ignore[arg-type]
+    else:
+        qvec = parse_json(vector, "--vector") if vector is not None else col.encoder.encode([query], kind="query")[0]
+        res = col.search(qvec, k=k, where=flt, explain=True, exact=exact, ef_search=ef_search,
+                         **({"text": query, "fusion": fz} if mode == "hybrid" else {}))
     hits = [{"id": h.id, "score": h.score, "metadata": h.metadata, "document": h.document} for h in res.hits]
     emit({"hits": hits, "plan": res.plan.to_dict()} if explain else hits, as_json,
          lambda: [Text.from_markup(f"[bold]plan[/] {res.plan}") if explain else None, _hits_table(hits)])

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from pathlib import Path
-from typing import TYPE_CHECKING, Annotated
+from typing import TYPE_CHECKING, Annotated, Optional
 
 import typer
 from rich.table import Table
@@ -21,18 +21,22 @@ def eval_beir(
     dataset_dir: Annotated[Path, typer.Argument(help="Folder with corpus.jsonl, queries.jsonl, qrels/.")],
     split: Annotated[str, typer.Option(help="Qrels split.")] = "test",
     model: Annotated[str, typer.Option(help="'default' or a sentence-transformers path.")] = "default",
+    mode: Annotated[str, typer.Option(help="dense (embeddings), lexical (BM25) or hybrid (both, fused).")] = "dense",
+    fusion: Annotated[Optional[str], typer.Option(help="Hybrid fusion: default, rrf, minmax, zscore, 3sigma.")] = None,
     as_json: JsonOpt = False,
 ) -> None:
-    """Ingest a BEIR data set and report nDCG@k, recall@k and MRR@k with exact search."""
+    """Ingest a BEIR data set and report nDCG@k, recall@k and MRR@k (exact dense search, BM25, or both)."""
     from vecbox.jobs.beir import evaluate_beir
 
-    report = evaluate_beir(dataset_dir, split=split, model=model, show_progress=not as_json)
+    report = evaluate_beir(dataset_dir, split=split, model=model, show_progress=not as_json, mode=mode,
+                           fusion=fusion)
     emit(report.as_dict(), as_json, lambda: _metrics_table(report))
 
 
 def _metrics_table(report: BeirReport) -> Table:
     table = Table(title=f"{report.dataset} ({report.split}): {report.n_docs:,} docs, {report.n_queries:,} queries, "
-                        f"model {report.model}", title_justify="left")
+                        f"model {report.model}, mode {report.mode}" + (f" ({report.fusion} fusion)" if report.fusion else ""),
+                  title_justify="left")
     ks = sorted({int(name.split("@")[1]) for name in report.metrics})
     table.add_column("metric")
     for kk in ks:
