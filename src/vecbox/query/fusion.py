@@ -1,0 +1,235 @@
+"""Fusion of ranked lists (dense and lexical) into one hybrid ranking.
+
+Each retriever hands over its top candidates as ``(positions, scores)``, best first.
+:class:`Fusion` turns them into one list. Methods:
+
+* ``"rrf"`` - reciprocal rank fusion, ``sum_i w_i / (k + rank_i)`` (ranks from 1; ``w = 1``).
+* ``"minmax"`` - each list scaled to [0, 1] by its own min and max (Weaviate's relative score);
+  a document a list did not return gets 0 from it.
+* ``"3sigma"`` - each list scaled by ``(s - (mean - 3 std)) / (6 std)`` of its own scores
+  (Qdrant's DBSF); a document a list did not return gets 0 from it.
+* ``"zscore"`` - z-scores over the union of the candidates, equal weights (see below).
+* ``"default"`` - the same z-scores, weighted per query by each list's confidence.
+
+The default, step by step (``n`` = size of the union of candidates):
+
+1. A document missing from a list gets that list's lowest score: a top-N list says only
+   that the others score at most that much. A list whose scores are all equal says only
+   which documents it found, so its hits count 1 and the others 0.
+2. ``z_i`` = list ``i``'s scores standardised over the ``n`` union documents, so both
+   retrievers speak in the same unit whatever their raw scales.
+3. Confidence ``c_i = max(z_i(top hit of i) - e(n), 0.1)``, where ``e(n)`` is the expected
+   largest of ``n`` standard normal draws (Blom's approximation): a list's best hit counts
+   only by how far it clears the best hit pure noise would show. The floor keeps a flat
+   list as a tie-breaker.
+4. Fused score ``sum_i w_i z_i`` with ``w_i = c_i / sum_j c_j`` (times the user's weights).
+
+Gaussian reasoning: if relevant documents sit ``d_i`` standard deviations above the rest,
+the log-likelihood ratio of relevance is ``sum_i d_i z_i`` up to a constant; ``c_i`` is an
+estimate of ``d_i`` from the one hit that is probably relevant, less its selection bias.
+Measured in ``benchmarks/_hybrid/fusion_study.py``.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
+from statistics import NormalDist
+from typing import Any
+
+import numpy as np
+
+from vecbox.errors import InvalidInputError
+
+METHODS = ("default", "rrf", "minmax", "zscore", "3sigma")
+MIN_CONFIDENCE = 0.1
+_SPEC_HELP = ("a fusion spec is None, one of " + ", ".join(repr(m) for m in METHODS)
+              + ", a dict such as {'method': 'rrf', 'k': 20, 'weights': (1.0, 2.0)}, or a Fusion")
+
+
+@dataclass(frozen=True)
+class FusedList:
+    """The fused ranking: ``positions`` best first, their fused ``scores``, and ``details`` for explain."""
+
+    positions: np.ndarray
+    scores: np.ndarray
+    details: dict[str, Any] = field(default_factory=dict)
+
+
+def noise_max(n: int) -> float:
+    """Expected largest of ``n`` independent standard normal draws (Blom's approximation).
+
+    >>> noise_max(1), round(noise_max(100), 3)
+    (0.0, 2.499)
+    """
+    return NormalDist().inv_cdf((n - 0.375) / (n + 0.25)) if n > 1 else 0.0
+
+
+def _clean(pos: np.ndarray, sc: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Drop non-finite scores and repeated positions (the first, best, occurrence stays)."""
+    pos = np.asarray(pos, dtype=np.int64).reshape(-1)
+    sc = np.asarray(sc, dtype=np.float64).reshape(-1)
+    if pos.shape != sc.shape:
+        raise InvalidInputError(f"fusion: a list has {pos.size} positions but {sc.size} scores")
+    keep = np.isfinite(sc)
+    pos, sc = pos[keep], sc[keep]
+    _, first = np.unique(pos, return_index=True)
+    if first.size < pos.size:
+        first.sort()
+        pos, sc = pos[first], sc[first]
+    return pos, sc
+
+
+def _rank_order(pos: np.ndarray, scores: np.ndarray, k: int) -> np.ndarray:
+    """Indices of the best ``k``: higher score first, then lower position (deterministic)."""
+    return np.lexsort((pos, -scores))[:k]
+
+
+@dataclass(frozen=True)
+class Fusion:
+    """How a hybrid search merges its ranked lists (see the module docstring for the methods).
+
+    >>> dense = (np.array([3, 1, 5]), np.array([0.9, 0.8, 0.3]))
+    >>> lexical = (np.array([1, 7]), np.array([5.0, 2.0]))
+    >>> out = Fusion.parse("rrf").fuse([dense, lexical], k=3)
+    >>> out.positions.tolist(), round(float(out.scores[0]), 5)   # 1/62 + 1/61
+    ([1, 3, 7], 0.03252)
+    >>> out = Fusion().fuse([dense, lexical], k=4)   # the lexical list's top stands out more
+    >>> out.positions.tolist(), [round(w, 2) for w in out.details["weights"]]
+    ([1, 3, 5, 7], [0.15, 0.85])
+    """
+
+    method: str = "default"
+    k: int = 60
+    weights: tuple[float, ...] | None = None
+
+    def __post_init__(self) -> None:
+        if self.method not in METHODS:
+            raise InvalidInputError(f"unknown fusion method {self.method!r}; {_SPEC_HELP}")
+        if isinstance(self.k, bool) or not isinstance(self.k, (int, np.integer)) or self.k < 1:
+            raise InvalidInputError(f"fusion k (the RRF constant) must be a positive integer; got {self.k!r}")
+        object.__setattr__(self, "k", int(self.k))
+        if self.weights is not None:
+            w = self.weights
+            ok = isinstance(w, (Sequence, np.ndarray)) and not isinstance(w, str) and len(w) >= 1 and all(
+                isinstance(x, (int, float, np.integer, np.floating)) and not isinstance(x, bool)
+                and np.isfinite(x) and x >= 0 for x in w)
+            if not ok or sum(w) <= 0:
+                raise InvalidInputError(f"fusion weights must be non-negative numbers, one per list "
+                                        f"(dense, lexical), not all zero; got {w!r}")
+            object.__setattr__(self, "weights", tuple(float(x) for x in w))
+
+    @classmethod
+    def parse(cls, spec: Any) -> Fusion:
+        """A :class:`Fusion` from ``None`` (the default), a method name, a dict or a Fusion.
+
+        >>> Fusion.parse({"method": "rrf", "k": 20})
+        Fusion(method='rrf', k=20, weights=None)
+        >>> Fusion.parse(None).method
+        'default'
+        """
+        if spec is None:
+            return cls()
+        if isinstance(spec, Fusion):
+            return spec
+        if isinstance(spec, str):
+            if spec not in METHODS:
+                raise InvalidInputError(f"unknown fusion {spec!r}; {_SPEC_HELP}")
+            return cls(method=spec)
+        if isinstance(spec, Mapping):
+            unknown = sorted(map(str, set(spec) - {"method", "k", "weights"}))
+            if unknown:
+                raise InvalidInputError(f"unknown fusion setting(s) {unknown}; {_SPEC_HELP}")
+            return cls(**spec)
+        raise InvalidInputError(f"cannot read fusion spec {spec!r} ({type(spec).__name__}); {_SPEC_HELP}")
+
+    def fuse(self, lists: Sequence[tuple[np.ndarray, np.ndarray]], k: int) -> FusedList:
+        """Merge ``(positions, scores)`` lists (each best first) into the best ``k`` positions.
+
+        >>> no_match = (np.array([], dtype=np.int64), np.array([]))
+        >>> Fusion("minmax").fuse([(np.array([4, 2]), np.array([0.5, 0.1])), no_match], k=5).positions.tolist()
+        [4, 2]
+        """
+        if isinstance(k, bool) or not isinstance(k, (int, np.integer)) or k < 1:
+            raise InvalidInputError(f"fusion k (results to return) must be a positive integer; got {k!r}")
+        cleaned = [_clean(p, s) for p, s in lists]
+        if self.weights is not None and len(self.weights) != len(cleaned):
+            raise InvalidInputError(f"fusion has {len(self.weights)} weights for {len(cleaned)} lists")
+        user = np.asarray(self.weights if self.weights is not None else [1.0] * len(cleaned))
+        details: dict[str, Any] = {"method": self.method, "candidates": [int(p.size) for p, _ in cleaned]}
+        union = np.unique(np.concatenate([p for p, _ in cleaned] or [np.empty(0, np.int64)]))
+        details["union"] = int(union.size)
+        if union.size == 0:
+            details["weights"] = [0.0] * len(cleaned)
+            return FusedList(np.empty(0, np.int64), np.empty(0), details)
+        if self.method == "rrf":
+            details["k"] = self.k
+            total = np.zeros(union.size)
+            for (p, _), w in zip(cleaned, user):
+                total[np.searchsorted(union, p)] += w / (self.k + 1.0 + np.arange(p.size))
+            details["weights"] = user.tolist()
+        else:
+            total = self._score_fusion(cleaned, union, user, details)
+        top = _rank_order(union, total, int(k))
+        return FusedList(union[top], total[top], details)
+
+    def _score_fusion(self, cleaned: list[tuple[np.ndarray, np.ndarray]], union: np.ndarray,
+                      user: np.ndarray, details: dict[str, Any]) -> np.ndarray:
+        """Normalise each list onto the union, weight and sum; records the parameters in ``details``."""
+        columns, conf, per_list = [], [], []
+        for p, s in cleaned:
+            col, c, info = _column(self.method, np.searchsorted(union, p), s, union.size)
+            columns.append(col)
+            conf.append(c)
+            per_list.append(info)
+        w = user * np.asarray(conf)
+        if w.sum() <= 0:  # the user's weight sits on lists that came back empty
+            w = np.asarray(conf)
+        w = w / w.sum()
+        details["weights"] = w.tolist()
+        details["lists"] = per_list
+        if self.method == "default":
+            details.update(noise_max=noise_max(union.size), min_confidence=MIN_CONFIDENCE)
+        return np.asarray(columns).T @ w
+
+
+def _column(method: str, at: np.ndarray, s: np.ndarray, n: int) -> tuple[np.ndarray, float, dict[str, Any]]:
+    """One list's normalised scores over the ``n`` union documents (its hits at ``at``), its confidence, its stats."""
+    col = np.zeros(n)
+    if s.size == 0:
+        return col, 0.0, {"n": 0}
+    # Every normalisation is scale-free; dividing by max|s| first keeps huge scores from overflowing.
+    scale = float(np.abs(s).max()) or 1.0
+    s = s / scale
+    info: dict[str, Any] = {"n": int(s.size), "min": float(s.min()) * scale, "max": float(s.max()) * scale,
+                            "mean": float(s.mean()) * scale, "std": float(s.std()) * scale}
+    if s.max() == s.min():
+        info["membership_only"] = True
+        s, fill = np.ones(s.size), 0.0
+        if method in ("minmax", "3sigma"):
+            col[at] = 1.0
+            return col, 1.0, info
+    elif method == "minmax":
+        col[at] = (s - s.min()) / (s.max() - s.min())
+        return col, 1.0, info
+    elif method == "3sigma":
+        lo, width = s.mean() - 3 * s.std(), 6 * s.std()
+        col[at] = (s - lo) / width
+        info.update(low=float(lo * scale), high=float((lo + width) * scale))
+        return col, 1.0, info
+    else:
+        fill = float(s.min())
+    x = np.full(n, fill)
+    x[at] = s
+    mu, sd = float(x.mean()), float(x.std())
+    z = (x - mu) / sd if sd > 0 else col
+    top_z = float(z[at[0]])
+    unit = 1.0 if info.get("membership_only") else scale
+    info.update(union_mean=mu * unit, union_std=sd * unit, top_z=top_z)
+    if method != "default":
+        return z, 1.0, info
+    info["confidence"] = c = max(top_z - noise_max(n), MIN_CONFIDENCE)
+    return z, c, info
+
+
+__all__ = ["METHODS", "MIN_CONFIDENCE", "FusedList", "Fusion", "noise_max"]
