@@ -18,6 +18,7 @@ from vecbox.errors import InvalidInputError
 from vecbox.lexical.analyzer import Analyzer
 from vecbox.lexical.settings import lexical_settings
 from vecbox.query import hybrid
+from vecbox.query.fusion import Fusion
 from vecbox.results import Explained, Hit
 from vecbox.storage import catalog, terms as terms_sql
 from vecbox.storage.terms import LexicalView
@@ -140,11 +141,7 @@ class HybridMethods:
             raise InvalidInputError(f"a {mode} search needs a non-empty query string; got {text!r}")
         k = v.check_positive_int(k, "k")
         n_cand = v.check_positive_int(candidates, "candidates") if candidates is not None else DEFAULT_CANDIDATES
-        fz = None
-        if mode == "hybrid":
-            from vecbox.query.fusion import Fusion
-
-            fz = Fusion.parse(fusion)
+        fz = Fusion.parse(fusion) if mode == "hybrid" else None
         effort = v.check_positive_int(ef_search, "ef_search") if ef_search is not None else None
         if q is not None:
             q = v.normalise_rows(q, "queries") if self.metric == "cosine" else v.check_magnitude(q, "queries")

@@ -12,18 +12,16 @@ from __future__ import annotations
 
 import sqlite3
 from dataclasses import asdict, dataclass, field
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 import numpy as np
 
 from vecbox.query.executor import Executor
 from vecbox.query.filters import Filter
+from vecbox.query.fusion import Fusion
 from vecbox.query.planner import Plan
 from vecbox.storage.reader import Reader
 from vecbox.storage.terms import LexicalView
-
-if TYPE_CHECKING:
-    from vecbox.query.fusion import Fusion
 
 MODES = ("dense", "lexical", "hybrid")
 
@@ -80,7 +78,7 @@ def lexical_candidates(view: LexicalView, reader: Reader, terms: list[str], n: i
 
 
 def run(conn: sqlite3.Connection, reader: Reader, executor: Executor, view: LexicalView, mode: str,
-        q: np.ndarray | None, terms: list[str], k: int, flt: Filter, fusion: "Fusion", candidates: int, *,
+        q: np.ndarray | None, terms: list[str], k: int, flt: Filter, fusion: Fusion, candidates: int, *,
         effort: int | None = None, exact: bool = False, oversample: float = 4.0,
         ) -> tuple[np.ndarray, np.ndarray, HybridPlan, tuple[tuple[np.ndarray, np.ndarray], ...]]:
     """One lexical or hybrid search: ``(scores, positions, plan, per-retriever (scores, positions))``."""
