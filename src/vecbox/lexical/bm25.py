@@ -70,6 +70,7 @@ class BM25Index:
         self.n = 0  # row positions covered (the next append starts at or after n)
         self._len = np.zeros(0, np.float32)  # document length in terms, per row position (0: no document)
         self._blocks: list[_Block] = []
+        self._stats: tuple[object, int, int, np.ndarray] | None = None  # (key, rows, docs, length norms)
 
     # ------------------------------------------------------------ building
     def append(self, positions: np.ndarray, docs: Sequence[Sequence[str] | None]) -> None:
@@ -117,28 +118,26 @@ class BM25Index:
             self._blocks.append(_Block.build(*(np.concatenate(c) for c in zip(*parts)), len(self.vocab)))
 
     # ------------------------------------------------------------- scoring
-    def scores(self, terms: Sequence[str], alive: np.ndarray, allowed: np.ndarray | None = None
-               ) -> tuple[np.ndarray, np.ndarray]:
+    def scores(self, terms: Sequence[str], alive: np.ndarray, allowed: np.ndarray | None = None,
+               key: object = None) -> tuple[np.ndarray, np.ndarray]:
         """BM25 of every matching row: ``(positions, scores)``, positions ascending, scores > 0.
 
         ``alive`` (bool, one per row position, at least :attr:`n` long) defines the corpus the
         statistics count; ``allowed`` (optional, same length) limits which rows are returned.
+        ``key`` names ``alive``'s state (e.g. a committed version): while it and :attr:`n`
+        stay the same, the corpus statistics and length norms (an O(rows) pass) are reused.
         """
         n_rows = min(self.n, len(alive))
         live = alive[:n_rows]
-        lengths = self._len[:n_rows]
-        has_doc = live & (lengths > 0)
-        n_docs = int(np.count_nonzero(has_doc))
+        n_docs, norm = self._corpus(live, n_rows, key)
         if n_docs == 0:
             return np.zeros(0, np.int64), np.zeros(0, np.float64)
-        avg = float(lengths[has_doc].sum()) / n_docs
         weights: dict[int, int] = {}
         for term in terms:
             t = self.vocab.get(term)
             if t is not None:
                 weights[t] = weights.get(t, 0) + 1
         acc = np.zeros(n_rows, np.float64)
-        norm = self.k1 * (1.0 - self.b + self.b * lengths / avg)
         for t, times in weights.items():
             hits = [blk.postings(t) for blk in self._blocks]
             pos = np.concatenate([h[0] for h in hits])
@@ -156,6 +155,18 @@ class BM25Index:
             acc[~allowed[:n_rows]] = 0.0
         found = np.flatnonzero(acc > 0)
         return found, acc[found]
+
+    def _corpus(self, live: np.ndarray, n_rows: int, key: object) -> tuple[int, np.ndarray]:
+        """Live documents and each row's length norm ``k1 (1 - b + b len / avglen)``."""
+        if key is not None and self._stats is not None and self._stats[:2] == (key, n_rows):
+            return self._stats[2], self._stats[3]
+        lengths = self._len[:n_rows]
+        has_doc = live & (lengths > 0)
+        n_docs = int(np.count_nonzero(has_doc))
+        avg = float(lengths[has_doc].sum()) / n_docs if n_docs else 1.0
+        norm = self.k1 * (1.0 - self.b + self.b * lengths / avg)
+        self._stats = (key, n_rows, n_docs, norm) if key is not None else None
+        return n_docs, norm
 
     def top_k(self, terms: Sequence[str], k: int, alive: np.ndarray, allowed: np.ndarray | None = None
               ) -> tuple[np.ndarray, np.ndarray]:
