@@ -52,6 +52,21 @@ def test_create_ingest_search_info_delete_with_vectors(tmp_path, rng):
     assert Collection.open(col).count() == 40
 
 
+def test_search_lexical_and_hybrid_modes(tmp_path):
+    col = tmp_path / "c"
+    run("create", col, "--dim", 2)
+    Collection.open(col).add(["a", "b", "c"], [[1.0, 0.0], [0.0, 1.0], [0.7, 0.7]],
+                             documents=["red apples", "green pears", "apple pie recipe"])
+    lexical = json.loads(run("search", col, "apples", "--mode", "lexical", "--json"))
+    assert [h["id"] for h in lexical] == ["a", "c"] and lexical[0]["document"] == "red apples"
+    hybrid = json.loads(run("search", col, "pie", "--vector", "[0.0, 1.0]", "--fusion", "rrf", "--explain", "--json"))
+    assert hybrid["plan"]["mode"] == "hybrid" and hybrid["plan"]["fusion"]["method"] == "rrf"
+    assert {h["id"] for h in hybrid["hits"][:2]} == {"b", "c"}  # nearest vector, and the only "pie"
+    out = run("search", col, "pears", "--mode", "lexical", "--explain")
+    assert "lexical" in out and "pear" in out
+    assert json.loads(run("info", col, "--json"))["lexical"]["language"] == "english"
+
+
 def test_ingest_csv_texts(tmp_path):
     col = tmp_path / "c"
     csv_file = tmp_path / "docs.csv"
@@ -83,6 +98,10 @@ def test_ingest_parquet_vectors(tmp_path, rng):
         (["search", "{tmp}/c", "--vector", "[1, 0, 0, 0]", "--where", '{"a": {"$near": 1}}'], "$near"),
         (["delete", "{tmp}/c", "nope"], "not in the collection"),
         (["create", "{tmp}/c", "--dim", "4"], "already holds a collection"),
+        (["search", "{tmp}/c", "apple", "--mode", "sparse"], "--mode must be dense, lexical or hybrid"),
+        (["search", "{tmp}/c", "--vector", "[1, 0, 0, 0]", "--mode", "lexical"], "needs a QUERY text"),
+        (["search", "{tmp}/c", "apple", "--mode", "lexical", "--fusion", "rrf"], "--fusion applies to hybrid"),
+        (["search", "{tmp}/c", "apple", "--vector", "[1, 0, 0, 0]", "--fusion", "borda"], "fusion spec"),
     ],
 )
 def test_errors_are_one_readable_line(tmp_path, args, fragment):
