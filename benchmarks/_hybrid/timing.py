@@ -1,0 +1,47 @@
+"""Single-query timing: every query once per pass, one at a time, after a warm-up pass.
+
+A query's latency is the fastest of its passes (on a shared 2-core machine the slower ones
+measure the other processes, timeit's rule); the table reports the median and the 95th
+percentile over the queries. QPS is the number of queries over the fastest whole pass.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Any
+
+import _report as R
+import numpy as np
+
+
+@dataclass(frozen=True)
+class Latency:
+    median_s: float
+    p95_s: float
+    qps: float
+    n: int
+
+    def row(self) -> list[str]:
+        return [R.fmt_ms(self.median_s), R.fmt_ms(self.p95_s), R.fmt_rate(self.qps)]
+
+
+def latency(fn: Callable[[int], Any], n: int, passes: int = 2) -> Latency:
+    """Time ``fn(i)`` for ``i < n``, one call at a time: a warm-up pass, then ``passes`` timed passes."""
+    for i in range(min(n, 20)):
+        fn(i)
+    per = np.full(n, np.inf)
+    best_pass = np.inf
+    for _ in range(passes):
+        R.quiet_gc()
+        start = time.perf_counter()
+        for i in range(n):
+            t0 = time.perf_counter()
+            fn(i)
+            per[i] = min(per[i], time.perf_counter() - t0)
+        best_pass = min(best_pass, time.perf_counter() - start)
+    return Latency(float(np.median(per)), float(np.percentile(per, 95)), n / best_pass, n)
+
+
+__all__ = ["Latency", "latency"]
