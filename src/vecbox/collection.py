@@ -99,11 +99,7 @@ class Collection(IndexMethods, TextMethods, HybridMethods, OperationsMethods):
         self._reader = Reader(self.path, self._conn, self.dim, self.metric)
         self._executor = Executor(self.path, self.dim, self.metric)
         self._fast = FastPath(self._executor, self.dim, self.metric)
-        if self._lock.try_acquire():  # collect garbage left by a writer that died before its commit
-            try:
-                writes.collect_garbage(self.path, self._conn)
-            finally:
-                self._lock.release()
+        writes.collect_if_unlocked(self.path, self._conn, self._lock)  # left by a writer that died before its commit
 
     # ----------------------------------------------------------------- lifecycle
     @classmethod
@@ -220,7 +216,9 @@ class Collection(IndexMethods, TextMethods, HybridMethods, OperationsMethods):
         return cls(path, lock_timeout=lock_timeout)
 
     def close(self) -> None:
-        """Release the catalog connection."""
+        """Release the catalog connection (a handle that wrote first deletes the files no reader needs any more)."""
+        if self._conn.total_changes:  # so the next handle's open finds nothing to collect
+            writes.collect_if_unlocked(self.path, self._conn, self._lock, best_effort=True)
         self._conn.close()
         self._reader.close()  # after the connection: see storage.watch._SHM_OPEN
 
@@ -583,7 +581,7 @@ class Collection(IndexMethods, TextMethods, HybridMethods, OperationsMethods):
                                                oversample=oversample)
                 if include_metadata:
                     hit_rids = np.where(pos >= 0, live.rids[np.maximum(pos, 0)], -1)
-                    rows = catalog.fetch_rows(conn, np.unique(hit_rids[hit_rids >= 0]).tolist())
+                    rows = catalog.fetch_rows(conn, sorted(set(hit_rids[hit_rids >= 0].tolist())))
                     keys = hit_rids.tolist()
                 else:
                     ids = live.ids

@@ -171,7 +171,7 @@ class HybridMethods:
                         plan.lexical_hits = named[0]
                 rows = {}
                 if include_metadata and len(pos):
-                    rows = catalog.fetch_rows(conn, np.unique(live.rids[pos]).tolist())
+                    rows = catalog.fetch_rows(conn, sorted(set(live.rids[pos].tolist())))
                 rids = live.rids[pos].tolist() if len(pos) else []
         if include_metadata:
             hits = [Hit(rows[r][0], float(s), rows[r][1], rows[r][2]) for r, s in zip(rids, scores.tolist())]

@@ -325,10 +325,26 @@ def collect_garbage(root: Path, conn: sqlite3.Connection) -> tuple[list[str], li
     return removed, quarantined
 
 
+def collect_if_unlocked(root: Path, conn: sqlite3.Connection, lock: Any, *, best_effort: bool = False) -> None:
+    """:func:`collect_garbage` if no writer holds ``lock`` (never waits for it).
+
+    ``best_effort``: a failure (a full disk, a busy catalog) is left to the next writer instead of raised.
+    """
+    if not lock.try_acquire():
+        return
+    try:
+        collect_garbage(root, conn)
+    except (OSError, sqlite3.Error):
+        if not best_effort:
+            raise
+    finally:
+        lock.release()
+
+
 def retire_dropped(conn: sqlite3.Connection, before: set[str]) -> None:
     """Inside a write transaction: record the paths of ``before`` that the catalog no longer references."""
     catalog.retire(conn, sorted(before - catalog.referenced_paths(conn)))
 
 
-__all__ = ["MERGE_BELOW", "MERGE_FACTOR", "RETIRED_GRACE", "append_batch", "create_collection", "merge_small_segments", "collect_garbage", "commit_index", "delete_rows", "retire_dropped",
+__all__ = ["MERGE_BELOW", "MERGE_FACTOR", "RETIRED_GRACE", "append_batch", "create_collection", "merge_small_segments", "collect_garbage", "collect_if_unlocked", "commit_index", "delete_rows", "retire_dropped",
            "rewrite_all"]
