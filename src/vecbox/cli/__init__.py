@@ -20,7 +20,7 @@ from __future__ import annotations
 
 import typer
 
-from vecbox.cli import collection, demo, index
+from vecbox.cli import collection, demo, index, serve
 from vecbox.cli._render import run
 from vecbox.cli.analyze import analyze_app
 from vecbox.cli.codecs import analyze_quantization
@@ -34,7 +34,7 @@ app = typer.Typer(
     pretty_exceptions_show_locals=False,
     add_completion=False,
 )
-for _commands in (collection.commands, index.commands, demo.commands, codec_commands):
+for _commands in (collection.commands, index.commands, demo.commands, codec_commands, serve.commands):
     app.registered_commands.extend(_commands.registered_commands)  # top-level commands, in help order
 analyze_app.command("quantization")(analyze_quantization)
 app.add_typer(eval_app, name="eval")
