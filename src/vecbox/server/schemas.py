@@ -25,7 +25,8 @@ Fusion = str | dict[str, Any] | None
 
 
 class _Body(BaseModel):
-    model_config = ConfigDict(extra="forbid")  # a misspelt option is an error, not silently ignored
+    # extra="forbid": a misspelt option is an error, not silently ignored; strict: no "10" -> 10 or true -> 1
+    model_config = ConfigDict(extra="forbid", strict=True)
 
 
 class CreateRequest(_Body):
