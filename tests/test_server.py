@@ -388,3 +388,64 @@ def test_text_collection_dense_and_hybrid_search_match_the_local_model(http, tmp
         same_hits(got["hits"], ref.search_text("read csv data", k=4, mode=mode))
     generated = http.post("/collections/t/add", json={"texts": ["a new text"]}).json()["ids"]
     assert len(generated) == 1 and http.get("/collections/t/count").json()["count"] == 7
+
+
+# ----------------------------------------------------------------------------- vecbox serve
+def test_serve_refuses_a_remote_host_without_allow_remote(root, monkeypatch):
+    import uvicorn
+    from typer.testing import CliRunner
+
+    from vecbox.cli import app
+
+    monkeypatch.setattr(uvicorn, "run", lambda *a, **k: pytest.fail("must not start"))
+    result = CliRunner().invoke(app, ["serve", str(root), "--host", "0.0.0.0"])
+    assert isinstance(result.exception, ValueError) and "--allow-remote" in str(result.exception)
+
+
+def test_serve_warns_without_keys_and_takes_keys_from_the_environment(root, monkeypatch):
+    import uvicorn
+    from typer.testing import CliRunner
+
+    from vecbox.cli import app
+    from vecbox.server.app import ENV_KEYS, ENV_LIMITS, ENV_READ_ONLY_KEYS, ENV_ROOT, app_from_env
+
+    for var in (ENV_ROOT, ENV_LIMITS, ENV_KEYS, ENV_READ_ONLY_KEYS):  # serve --workers sets them: restored after
+        monkeypatch.setenv(var, "")
+    started = []
+    monkeypatch.setattr(uvicorn, "run", lambda target, **options: started.append((target, options)))
+    result = CliRunner().invoke(app, ["serve", str(root), "--host", "0.0.0.0", "--allow-remote", "--port", "9"])
+    assert result.exit_code == 0, result.output
+    assert "warning" in result.output + result.stderr and "no API key" in result.output + result.stderr
+    assert started[0][1] == {"host": "0.0.0.0", "port": 9}
+
+    monkeypatch.setenv("VECBOX_API_KEYS", "env-key-1,env-key-2")
+    monkeypatch.setenv("VECBOX_READ_ONLY_KEYS", "env-ro")
+    result = CliRunner().invoke(app, ["serve", str(root), "--api-key", "flag-key", "--max-k", "50"])
+    assert result.exit_code == 0 and "warning" not in result.output + result.stderr
+    with TestClient(started[1][0]) as http:
+        assert http.get("/collections").status_code == 401
+        for key in ("flag-key", "env-key-2", "env-ro"):
+            assert http.get("/collections", headers={"X-API-Key": key}).status_code == 200
+        assert http.post("/collections", json={"name": "c", "dim": 2}, headers={"X-API-Key": "env-ro"}).status_code \
+            == 403
+
+    result = CliRunner().invoke(app, ["serve", str(root), "--workers", "2", "--max-k", "50"])
+    assert result.exit_code == 0, result.output
+    target, options = started[2]
+    assert target == "vecbox.server.app:app_from_env" and options["factory"] and options["workers"] == 2
+    with TestClient(app_from_env()) as http:  # what each worker process builds, from the environment
+        assert http.get("/collections", headers={"X-API-Key": "env-key-1"}).json() == {"collections": []}
+        assert http.get("/collections").status_code == 401
+        http.post("/collections", json={"name": "c", "dim": 2}, headers={"X-API-Key": "env-key-1"})
+        message = error(http.post("/collections/c/search", json={"vector": [1, 0], "k": 51},
+                                  headers={"X-API-Key": "env-key-1"}), 400, "InvalidInputError")
+        assert "limit of 50" in message
+
+
+def test_a_body_that_is_not_a_json_object_says_so(loaded):
+    http, _, _ = loaded
+    for content, ctype in ((b'{"vector": [1, 0]}', "text/plain"), (b"[1, 2]", "application/json"),
+                           (b"", "application/json")):
+        message = error(http.post("/collections/docs/search", content=content, headers={"content-type": ctype}),
+                        422, "InvalidRequest")
+        assert "must be one JSON object" in message

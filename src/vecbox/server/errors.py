@@ -101,6 +101,9 @@ def validation_message(errors: list[dict[str, Any]]) -> tuple[int, str, str]:
             where = f" at position {err['loc'][-1]}" if len(err.get("loc", ())) > 1 else ""
             return 400, "MalformedJSON", (f"the request body is not valid JSON ({ctx.get('error', 'cannot parse')}"
                                           f"{where}); send one JSON object with Content-Type: application/json")
+    if any(tuple(err.get("loc", ())) == ("body",) for err in errors):  # no body, a list, or not sent as JSON
+        return 422, "InvalidRequest", ("the request body must be one JSON object, sent with Content-Type: "
+                                       "application/json (see /docs for its fields)")
     shown = []
     for err in errors[:10]:
         msg = err.get("msg", "invalid")
@@ -147,8 +150,11 @@ def install(app: FastAPI) -> None:
         cause = exc.cause
         if isinstance(cause, HTTPException):
             status, kind, text = cause.status_code, _STATUS_TYPES.get(cause.status_code, "HTTPError"), cause.detail
-        else:
+        elif isinstance(cause, VecboxError):
             status, kind, text = status_of(cause), type(cause).__name__, str(cause)
+        else:  # a bug or a broken stream: its details stay in the log
+            log.error("ingest into %s stopped at line %d", request.url.path, exc.line, exc_info=cause)
+            status, kind, text = 500, "InternalError", "the server failed unexpectedly (the details are in its log)"
         stored = (f"the {exc.batches} batch(es) before it ({exc.rows:,} rows, up to version {exc.version}) are "
                   f"stored; resend the lines from line {exc.resume_line} on" if exc.batches else "nothing was stored")
         return error_response(status, kind, f"line {exc.line}: {text}; {stored}", committed_rows=exc.rows,
