@@ -137,20 +137,19 @@ class BM25Index:
             t = self.vocab.get(term)
             if t is not None:
                 weights[t] = weights.get(t, 0) + 1
-        acc = np.zeros(n_rows, np.float64)
-        for t, times in weights.items():
-            hits = [blk.postings(t) for blk in self._blocks]
-            pos = np.concatenate([h[0] for h in hits])
-            tf = np.concatenate([h[1] for h in hits])
-            keep = pos < n_rows
-            pos, tf = pos[keep], tf[keep]
-            ok = live[pos]
-            pos, tf = pos[ok], tf[ok]
-            df = len(pos)
-            if df == 0:
-                continue
-            idf = np.log1p((n_docs - df + 0.5) / (df + 0.5))
-            acc[pos] += times * idf * tf / (tf + norm[pos])
+        if not weights:
+            return np.zeros(0, np.int64), np.zeros(0, np.float64)
+        # every query term's postings in one array (term index ``tix``), scored in a few vector ops
+        parts = [(i, blk.postings(t)) for i, t in enumerate(weights) for blk in self._blocks]
+        pos = np.concatenate([p for _, (p, _) in parts])
+        tf = np.concatenate([f for _, (_, f) in parts])
+        tix = np.repeat(np.array([i for i, _ in parts], np.int64), [len(p) for _, (p, _) in parts])
+        keep = pos < n_rows
+        keep[keep] = live[pos[keep]]
+        pos, tf, tix = pos[keep], tf[keep], tix[keep]
+        df = np.bincount(tix, minlength=len(weights))
+        idf = np.log1p((n_docs - df + 0.5) / (df + 0.5)) * np.fromiter(weights.values(), np.float64, len(weights))
+        acc = np.bincount(pos, weights=idf[tix] * tf / (tf + norm[pos]), minlength=n_rows)
         if allowed is not None:
             acc[~allowed[:n_rows]] = 0.0
         found = np.flatnonzero(acc > 0)
