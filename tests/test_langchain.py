@@ -241,3 +241,21 @@ def test_import_vecbox_does_not_import_the_frameworks():
     code = "import sys, vecbox, vecbox.integrations; print('langchain_core' in sys.modules, 'llama_index' in sys.modules)"
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout
     assert out.split() == ["False", "False"]
+
+
+def test_a_missing_framework_names_the_pip_command():
+    import subprocess
+    import sys
+
+    code = ("import sys\n"
+            "for m in ('langchain_core', 'llama_index', 'llama_index.core'): sys.modules[m] = None\n"
+            "from vecbox.errors import MissingDependencyError\n"
+            "for mod in ('vecbox.integrations.langchain', 'vecbox.integrations.llamaindex'):\n"
+            "    try:\n"
+            "        __import__(mod)\n"
+            "    except MissingDependencyError as e:\n"
+            "        print(e)\n")
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout.splitlines()
+    assert len(out) == 2
+    assert "pip install 'vecbox[integrations]'" in out[0] and "pip install langchain-core" in out[0]
+    assert "pip install 'vecbox[integrations]'" in out[1] and "pip install llama-index-core" in out[1]

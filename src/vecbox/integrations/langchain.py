@@ -27,10 +27,11 @@ from typing import Any
 
 import numpy as np
 
-from vecbox._optional import require
+from vecbox._optional import PIP_NAMES, require
 from vecbox.errors import InvalidInputError
 from vecbox.integrations import _CollectionRef
 
+PIP_NAMES.setdefault("langchain_core", "langchain-core")  # for the missing-extra message
 require("langchain_core", "integrations", "vecbox.integrations.langchain (the LangChain vector store)")
 
 from langchain_core.documents import Document

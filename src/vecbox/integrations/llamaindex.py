@@ -31,10 +31,11 @@ from typing import Any
 
 import numpy as np
 
-from vecbox._optional import require
+from vecbox._optional import PIP_NAMES, require
 from vecbox.errors import FilterError, InvalidInputError
 from vecbox.integrations import _CollectionRef
 
+PIP_NAMES.setdefault("llama_index", "llama-index-core")  # for the missing-extra message
 require("llama_index.core", "integrations", "vecbox.integrations.llamaindex (the LlamaIndex vector store)")
 
 from llama_index.core.bridge.pydantic import PrivateAttr
