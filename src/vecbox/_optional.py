@@ -14,7 +14,8 @@ from vecbox.errors import MissingDependencyError
 
 #: import name -> PyPI name, where they differ
 PIP_NAMES = {"faiss": "faiss-cpu", "sklearn": "scikit-learn", "sentence_transformers": "sentence-transformers",
-             "pyspark": "pyspark", "Stemmer": "PyStemmer"}
+             "pyspark": "pyspark", "Stemmer": "PyStemmer", "langchain_core": "langchain-core",
+             "llama_index": "llama-index-core", "fastapi": "fastapi", "httpx": "httpx"}
 
 
 def missing(purpose: str, package: str, extra: str, *, alternative: bool = False) -> MissingDependencyError:
