@@ -31,17 +31,25 @@ import sys
 import tempfile
 import time
 from collections import Counter
+from collections.abc import Awaitable, Callable
 from pathlib import Path
-from typing import Any, Awaitable, Callable
+from typing import Any
 
 import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-import _report as R  # noqa: E402
+import _report as R
 
 NAME = "server"
 DIM, K, UPSERT_ROWS, SEED = 384, 10, 10, 0
 SRC = str(Path(__file__).resolve().parents[1] / "src")
+NOTE = ("The clients are a closed loop (each sends its next request when the last one is answered), so the "
+        "latency under load is about clients / throughput: a search p99 under 50 ms with 32 clients needs some "
+        "640 requests/s, 1.5 ms of CPU per request for server and load generator together on these 2 cores. "
+        "On the 10k collection of the quick run one search on the Collection itself takes about 1 ms and an HTTP "
+        "search one at a time about 8 ms (FastAPI, pydantic and the thread pool; `/health` alone about 2 ms); "
+        "at 100k the upserts are answered well before the searches (their p50 above), so the search itself (HNSW with "
+        "ef_search tuned for recall 0.95) is the larger cost there.")
 TEXT_QUERIES = ["solar panels", "heart disease", "machine learning", "river flooding", "vitamin d",
                 "protein folding", "climate change", "stock market", "quantum computing", "gene therapy"]
 
@@ -286,7 +294,7 @@ def _errs(s: dict[str, Any]) -> str:
 def _tables(res: dict[str, Any]) -> list[tuple[str, list[str], list[list[Any]]]]:
     cfg = res["config"]
     v = res["vecbox"]
-    heads = ["server", "search p50", "search p99", "upsert p50", "upsert p99", "searches/s", "upserts/s",
+    heads = ["server", "search p50 ms", "search p99 ms (< 50)", "upsert p50 ms", "upsert p99 ms", "searches/s", "upserts/s",
              "requests/s", "errors"]
     rows = [["vecbox serve", R.fmt_ms(v["search"]["p50"]),
              f"{R.fmt_ms(v['search']['p99'])} {R.verdict(v['search']['p99'] < 0.05)}",
@@ -298,7 +306,7 @@ def _tables(res: dict[str, Any]) -> list[tuple[str, list[str], list[list[Any]]]]
         rows.append(["chroma run", R.fmt_ms(c["search"]["p50"]), R.fmt_ms(c["search"]["p99"]),
                      R.fmt_ms(c["upsert"]["p50"]), R.fmt_ms(c["upsert"]["p99"]), f"{c['search']['per_s']:,.0f}",
                      f"{c['upsert']['per_s']:,.0f}", f"{c['per_s']:,.0f}", _errs(c)])
-        ratio = lambda a, b: R.fmt_ratio(a / b) if b else "-"  # noqa: E731
+        ratio = lambda a, b: R.fmt_ratio(a / b) if b else "-"
         rows.append(["vecbox / chroma", ratio(v["search"]["p50"], c["search"]["p50"]),
                      ratio(v["search"]["p99"], c["search"]["p99"]), ratio(v["upsert"]["p50"], c["upsert"]["p50"]),
                      ratio(v["upsert"]["p99"], c["upsert"]["p99"]), ratio(v["search"]["per_s"], c["search"]["per_s"]),
@@ -316,7 +324,7 @@ def _tables(res: dict[str, Any]) -> list[tuple[str, list[str], list[list[Any]]]]
     t = res.get("text")
     if t:
         out.append((f"Text queries (bundled model, kept loaded), {t['queries']} short queries one at a time",
-                    ["first query (loads the model)", "p50 (< 30 ms)", "p99"],
+                    ["first query (loads the model)", "p50 ms (< 30)", "p99 ms"],
                     [[f"{t['first_s']:.2f} s", f"{R.fmt_ms(t['p50_s'])} {R.verdict(t['p50_s'] < 0.03)}",
                       R.fmt_ms(t["p99_s"])]]))
     return out
@@ -365,9 +373,10 @@ def main(args: argparse.Namespace) -> dict[str, Any]:
     if getattr(args, "write", not quick):
         body = ["## Server: `vecbox serve` under load, and Chroma's server (issue 20)", "",
                 R.environment_markdown(env), "",
-                "The load generator (one asyncio loop: httpx for vecbox, chromadb's `AsyncHttpClient` for Chroma) "
-                "runs on the same cores as the server, for both alike. Latencies are per request, client side. "
-                f"Versions: {R.versions(['chromadb', 'fastapi', 'uvicorn', 'httpx'])}.", ""]
+                ("The load generator (one asyncio loop: httpx for vecbox, chromadb's `AsyncHttpClient` for Chroma) "
+                 "runs on the same cores as the server, for both alike. Latencies are per request, client side. "
+                 f"Versions: {R.versions(['chromadb', 'fastapi', 'uvicorn', 'httpx'])}."), "",
+                NOTE, ""]
         for title, headers, rows in tables:
             body += [f"### {title}", "", R.md_table(headers, rows), ""]
         R.write_section(NAME, "\n".join(body))

@@ -79,6 +79,19 @@ def _stop(proc: subprocess.Popen, sig: int = signal.SIGKILL) -> None:
         proc.stderr.close()
 
 
+def _children(pid: int) -> list[int]:
+    """Processes whose parent is ``pid`` (from /proc)."""
+    out = []
+    for stat in Path("/proc").glob("[0-9]*/stat"):
+        try:
+            fields = stat.read_text().rsplit(")", 1)[1].split()
+        except OSError:
+            continue
+        if int(fields[1]) == pid:
+            out.append(int(stat.parent.name))
+    return out
+
+
 def _batches(path: Path) -> dict[int, int]:
     counts: dict[int, int] = {}
     with Collection.open(path) as col:
@@ -102,7 +115,8 @@ def test_sigkill_during_ingest_keeps_every_acknowledged_batch(tmp_path):
         lock = threading.Lock()
         failures: list[BaseException] = []
 
-        def writer(kind: str) -> None:
+        def writer(kind: str, url: str = url, stop: threading.Event = stop, lock: threading.Lock = lock,
+                   failures: list[BaseException] = failures) -> None:
             nonlocal next_batch
             with Client(url, timeout=30, retries=0) as client:
                 col = RemoteCollection(client, NAME, {"dim": DIM, "metric": "l2"})  # no request: the kill may come first
@@ -169,6 +183,8 @@ def test_two_workers_serve_one_collection_safely(tmp_path):
         col.build_index("hnsw", M=8, ef_construction=40, target_recall=None)
     proc, url = _start(tmp_path, "--workers", "2")
     try:
+        if Path("/proc/self/stat").exists():  # uvicorn's supervisor and its two worker processes
+            assert len(_children(proc.pid)) >= 2, _children(proc.pid)
         acked: set[int] = {0}
         errors: list[str] = []
         locked = [0]
