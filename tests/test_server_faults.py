@@ -6,6 +6,8 @@
 2. ``--workers 2``: two uvicorn worker processes serving one collection; several client threads
    write at once (each write succeeds or gets a clear 503 "locked, retry", never a 500) while
    readers search and count without an error; the final state is exactly the acknowledged writes.
+   With the lock held by another process, a write gets a 503 after the lock timeout while
+   searches go on.
 """
 
 from __future__ import annotations
@@ -250,6 +252,34 @@ def test_two_workers_serve_one_collection_safely(tmp_path):
         assert reads[0] > 0
         print(f"\n--workers 2: {len(acked) - 1} adds + upserts by 4 writers, {locked[0]} answered 503 (retried), "
               f"{reads[0]} reads by 2 readers, 0 errors")
+        # A writer in another process holds the lock: a write waits its lock_timeout (10 s), then a clear 503;
+        # searches go on meanwhile, and the same write succeeds once the lock is free.
+        b = 999
+        outcome: list[BaseException | None] = []
+        with Client(url, timeout=60, retries=0) as client, Collection.open(path) as holder, holder.write_lock():
+            col = client.open(NAME)
+
+            def blocked_add() -> None:
+                try:
+                    col.add(_ids(b), _vectors(b), [{"batch": b}] * ROWS)
+                    outcome.append(None)
+                except BaseException as exc:  # noqa: BLE001 - checked below
+                    outcome.append(exc)
+
+            t = threading.Thread(target=blocked_add)
+            t.start()
+            searched = 0
+            while t.is_alive():
+                assert len(col.search(np.ones(DIM, dtype=np.float32), k=3)) == 3
+                searched += 1
+                time.sleep(0.05)
+            t.join()
+        assert isinstance(outcome[0], CollectionLockedError) and outcome[0].status == 503, outcome
+        assert "lock" in str(outcome[0]) and searched > 10
+        with Client(url, timeout=60, retries=0) as client:
+            client.open(NAME).add(_ids(b), _vectors(b), [{"batch": b}] * ROWS)
+            acked.add(b)
+        print(f"a write behind another process's lock: 503 after the lock timeout; {searched} searches meanwhile")
         # Both workers answered: the final state seen through the server equals the acknowledged writes.
         with Client(url, timeout=30) as client:
             col = client.open(NAME)
