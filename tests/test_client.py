@@ -9,12 +9,10 @@ and raw ``..`` paths on the wire.
 from __future__ import annotations
 
 import socket
-import threading
 import time
 
 import numpy as np
 import pytest
-import uvicorn
 
 import vecbox.client as client_module
 from vecbox import Collection
@@ -25,34 +23,12 @@ from vecbox.query.planner import Plan
 from vecbox.results import Explained, Hit, Record
 from vecbox.server import Limits, create_app
 
+from ._live import free_port, start_server, stop_server
+
 DIM = 8
 RW, RO = "rw-test-key-123456", "ro-test-key-123456"
 INGEST_LIMIT = 20_000
 WORDS = ["apple", "pear", "river", "stone", "cloud", "engine", "violin", "garden", "rocket", "candle"]
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
-def start_server(root, port: int) -> tuple[uvicorn.Server, threading.Thread]:
-    app = create_app(root, api_keys=[RW], read_only_keys=[RO], limits=Limits(max_ingest_bytes=INGEST_LIMIT))
-    server = uvicorn.Server(uvicorn.Config(app, host="127.0.0.1", port=port, log_level="warning", lifespan="on"))
-    thread = threading.Thread(target=server.run, daemon=True)
-    thread.start()
-    deadline = time.monotonic() + 30
-    while not server.started:
-        if not thread.is_alive() or time.monotonic() > deadline:
-            raise RuntimeError(f"uvicorn did not start on port {port}")
-        time.sleep(0.02)
-    return server, thread
-
-
-def stop_server(server: uvicorn.Server, thread: threading.Thread) -> None:
-    server.should_exit = True
-    thread.join(timeout=30)
 
 
 @pytest.fixture(scope="module")
@@ -61,9 +37,14 @@ def root(tmp_path_factory):
 
 
 @pytest.fixture(scope="module")
-def url(root):
+def app(root):
+    return create_app(root, api_keys=[RW], read_only_keys=[RO], limits=Limits(max_ingest_bytes=INGEST_LIMIT))
+
+
+@pytest.fixture(scope="module")
+def url(app):
     port = free_port()
-    server, thread = start_server(root, port)
+    server, thread = start_server(app, port)
     yield f"http://127.0.0.1:{port}"
     stop_server(server, thread)
 
@@ -225,6 +206,7 @@ def test_a_streamed_ingest_cut_off_at_the_limit_keeps_its_earlier_batches(client
 
 
 def test_reads_retry_on_connection_errors_and_writes_do_not(monkeypatch, root):
+    app = create_app(root, api_keys=[RW], read_only_keys=[RO])
     port = free_port()  # nothing listens here (yet)
     pauses = []
     monkeypatch.setattr(client_module, "_sleep", pauses.append)
@@ -242,7 +224,7 @@ def test_reads_retry_on_connection_errors_and_writes_do_not(monkeypatch, root):
     def start_on_first_pause(seconds: float) -> None:
         pauses.append(seconds)
         if not started:
-            started.append(start_server(root, port))
+            started.append(start_server(app, port))
 
     monkeypatch.setattr(client_module, "_sleep", start_on_first_pause)
     try:

@@ -14,9 +14,6 @@ collection's own answers, hits equal to a local Collection's, an existing collec
 
 from __future__ import annotations
 
-import socket
-import threading
-import time
 import uuid
 from collections.abc import Iterator
 
@@ -35,6 +32,8 @@ from vecbox import Collection
 from vecbox.errors import FilterError, InvalidInputError
 from vecbox.integrations.langchain import VecboxVectorStore
 
+from ._live import live_server
+
 # The standard suite's async tests need pytest-asyncio's mark (its default mode is strict); its sync
 # tests, marked too since the mark is per class, would each warn that they are not async.
 STANDARD_SUITE_MARKS = [
@@ -47,32 +46,14 @@ WORDS = ["apple", "pear", "river", "stone", "cloud", "engine", "violin", "garden
 
 
 # ------------------------------------------------------------------ a live server
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
 @pytest.fixture(scope="module")
 def server_url(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
-    uvicorn = pytest.importorskip("uvicorn")
+    pytest.importorskip("uvicorn")
     pytest.importorskip("httpx")
     from vecbox.server import create_app
 
-    root = tmp_path_factory.mktemp("served")
-    port = _free_port()
-    app = create_app(root, api_keys=[KEY])
-    server = uvicorn.Server(uvicorn.Config(app, host="127.0.0.1", port=port, log_level="warning", lifespan="on"))
-    thread = threading.Thread(target=server.run, daemon=True)
-    thread.start()
-    deadline = time.monotonic() + 30
-    while not server.started:
-        if not thread.is_alive() or time.monotonic() > deadline:
-            raise RuntimeError(f"uvicorn did not start on port {port}")
-        time.sleep(0.02)
-    yield f"http://127.0.0.1:{port}"
-    server.should_exit = True
-    thread.join(timeout=30)
+    with live_server(create_app(tmp_path_factory.mktemp("served"), api_keys=[KEY])) as url:
+        yield url
 
 
 @pytest.fixture

@@ -9,9 +9,6 @@ what the Collection gives for the equivalent vecbox call.
 from __future__ import annotations
 
 import hashlib
-import socket
-import threading
-import time
 import uuid
 from collections.abc import Iterator
 
@@ -44,6 +41,8 @@ from vecbox.integrations.llamaindex import (
     metadata_filters_to_where,
 )
 
+from ._live import live_server
+
 DIM = 8
 N = 60
 KEY = "li-test-key-123456"
@@ -51,33 +50,16 @@ WORDS = ["apple", "pear", "river", "stone", "cloud", "engine", "violin", "garden
 
 
 # ------------------------------------------------------------------ a live server
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
 @pytest.fixture(scope="module")
 def client(tmp_path_factory: pytest.TempPathFactory) -> Iterator:
-    uvicorn = pytest.importorskip("uvicorn")
+    pytest.importorskip("uvicorn")
     pytest.importorskip("httpx")
     from vecbox.client import Client
     from vecbox.server import create_app
 
-    port = _free_port()
-    app = create_app(tmp_path_factory.mktemp("served"), api_keys=[KEY])
-    server = uvicorn.Server(uvicorn.Config(app, host="127.0.0.1", port=port, log_level="warning", lifespan="on"))
-    thread = threading.Thread(target=server.run, daemon=True)
-    thread.start()
-    deadline = time.monotonic() + 30
-    while not server.started:
-        if not thread.is_alive() or time.monotonic() > deadline:
-            raise RuntimeError(f"uvicorn did not start on port {port}")
-        time.sleep(0.02)
-    with Client(f"http://127.0.0.1:{port}", api_key=KEY, timeout=30) as c:
+    with live_server(create_app(tmp_path_factory.mktemp("served"), api_keys=[KEY])) as url, \
+            Client(url, api_key=KEY, timeout=30) as c:
         yield c
-    server.should_exit = True
-    thread.join(timeout=30)
 
 
 # ------------------------------------------------------------------------- data

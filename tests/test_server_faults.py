@@ -14,7 +14,6 @@ from __future__ import annotations
 
 import os
 import signal
-import socket
 import subprocess
 import sys
 import threading
@@ -29,18 +28,14 @@ from vecbox import Collection
 from vecbox.client import Client, RemoteCollection, ServerError, ServerUnavailableError
 from vecbox.errors import CollectionLockedError
 
+from ._live import free_port
+
 pytest.importorskip("uvicorn")
 pytest.importorskip("fastapi")
 
 SRC = str(Path(vecbox.__file__).resolve().parents[1])
 DIM, ROWS = 16, 40  # rows per batch (one add, or one ingest batch)
 NAME = "c"
-
-
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
 
 
 def _vectors(batch: int) -> np.ndarray:
@@ -53,7 +48,7 @@ def _ids(batch: int) -> list[str]:
 
 def _start(root: Path, *extra: str) -> tuple[subprocess.Popen, str]:
     """``python -m vecbox.cli serve root`` on a free port; returns once /health answers."""
-    port = _free_port()
+    port = free_port()
     env = {**os.environ, "PYTHONPATH": SRC + os.pathsep + os.environ.get("PYTHONPATH", "")}
     proc = subprocess.Popen([sys.executable, "-m", "vecbox.cli", "serve", str(root), "--port", str(port), *extra],
                             stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, env=env, start_new_session=True)

@@ -3,8 +3,9 @@
 Endpoints are plain ``def`` functions, so FastAPI runs them in its thread pool and a search
 never blocks the event loop; only ``/ingest`` is ``async`` (it reads the body as it streams) and
 hands each batch to the pool. Read endpoints need a read or read-write key, the others a
-read-write key (when keys are configured); ``/health`` and the API documentation (``/docs``,
-``/openapi.json``: the API's description, no data) need none.
+read-write key (when keys are configured); ``/health``, the API documentation (``/docs``,
+``/openapi.json``: the API's description, no data) and the web page (``/`` and its files under
+``/page``: static, it calls the API with the key the user types) need none.
 
 >>> from fastapi.testclient import TestClient
 >>> http = TestClient(create_app(tmp))
@@ -28,12 +29,15 @@ from typing import Annotated, Any
 
 import numpy as np
 from fastapi import APIRouter, Depends, FastAPI, Query, Request
+from fastapi.responses import FileResponse
 from fastapi.security import APIKeyHeader, HTTPBearer
+from fastapi.staticfiles import StaticFiles
 
 from vecbox.errors import InvalidInputError
 from vecbox.results import Explained
 from vecbox.server import schemas as s
 from vecbox.server.errors import install
+from vecbox.server.explore import collection_map, neighbours
 from vecbox.server.middleware import Guard
 from vecbox.server.registry import Entry, Registry
 from vecbox.server.security import ApiKeys, Limits
@@ -41,6 +45,8 @@ from vecbox.server.writing import ingest, write_rows
 
 ENV_ROOT, ENV_KEYS, ENV_READ_ONLY_KEYS = "VECBOX_SERVE_ROOT", "VECBOX_API_KEYS", "VECBOX_READ_ONLY_KEYS"
 ENV_LIMITS = "VECBOX_SERVE_LIMITS"
+#: The web page's files: plain HTML, CSS and one script, served as they are (no build step).
+PAGE_DIR = Path(__file__).with_name("page")
 # Declared for the OpenAPI page (its "Authorize" button); the check itself is ApiKeys.authorize.
 _bearer = HTTPBearer(auto_error=False, description="Authorization: Bearer <key>")
 WhereQuery = Annotated[str | None, Query(description='A filter as JSON, e.g. {"year": {"$gte": 2020}}')]
@@ -167,6 +173,17 @@ def _routes(registry: Registry, keys: ApiKeys, limits: Limits) -> tuple[APIRoute
         """Nearest items: ``vector`` (dense), ``text`` (``mode``: dense, lexical or hybrid), or both (hybrid)."""
         return _hits(search(registry.get(name), req, limits))
 
+    @reads.get("/collections/{name}/map")
+    def map_endpoint(name: str, points: int = 2000, seed: int = 0) -> dict[str, Any]:
+        """A seeded sample of up to ``points`` items on a 2-D PCA map, with metadata, snippets and anomaly scores."""
+        return jsonable(collection_map(registry.get(name).reader, points=points, seed=seed))
+
+    @reads.get("/collections/{name}/neighbors")
+    def neighbors_endpoint(name: str, id: str, k: int = 10, where: WhereQuery = None) -> dict[str, Any]:
+        """The ``k`` nearest other items of the stored item ``id`` (optionally only those matching ``where``)."""
+        limits.check_k(k)
+        return jsonable(neighbours(registry.get(name).reader, id, k=k, where=_where(where)))
+
     @writes.post("/collections", response_model=None, status_code=201)
     def create(req: s.CreateRequest) -> dict[str, Any]:
         """Create a collection (``exist_ok``: or open the existing one with the same settings)."""
@@ -267,6 +284,12 @@ def create_app(root: str | Path, *, api_keys: Iterable[str] = (), read_only_keys
 
         return {"status": "ok", "version": __version__}
 
+    @app.get("/", include_in_schema=False)
+    def page() -> FileResponse:
+        """The web page (static: it holds no data and asks for a key when the API needs one)."""
+        return FileResponse(PAGE_DIR / "index.html")
+
+    app.mount("/page", StaticFiles(directory=PAGE_DIR), name="page")
     reads, writes = _routes(registry, keys, limits)
     app.include_router(reads)
     app.include_router(writes)
