@@ -57,7 +57,7 @@ def serve(
     max_k: Annotated[int, typer.Option(help="Largest k (and candidates, ef_search) a search may ask for.")] = 10_000,
     max_batch_rows: Annotated[int, typer.Option(help="Most rows in one add / upsert / get / delete.")] = 100_000,
 ) -> None:
-    """Serve the collections under ROOT over HTTP (REST + JSON; OpenAPI docs at /docs)."""
+    """Serve the collections under ROOT over HTTP (REST + JSON; a web page at /, OpenAPI docs at /docs)."""
     from vecbox._optional import require
 
     require("fastapi", "server", "vecbox serve")
@@ -81,7 +81,7 @@ def serve(
                               f"port {port} can read and change every collection under {root}; set --api-key")
     limits = Limits(max_body_bytes=max_body_mb * MiB, max_ingest_bytes=max_body_mb * MiB, max_k=max_k,
                     max_batch_rows=max_batch_rows)
-    err_console.print(f"serving {root} on http://{host}:{port} (docs: /docs; "
+    err_console.print(f"serving {root} on http://{host}:{port} (web page: /, API docs: /docs; "
                       f"{'keys required' if keys or ro_keys else 'no API key'})")
     if workers == 1:
         uvicorn.run(create_app(root, api_keys=keys, read_only_keys=ro_keys, limits=limits), host=host, port=port)
