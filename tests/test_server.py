@@ -259,7 +259,7 @@ def test_every_endpoint_but_health_needs_a_key(secured):
             assert response.status_code == 401, (method, path)
             assert response.headers["www-authenticate"] == "Bearer"
             checked += 1
-    assert checked == 14
+    assert checked == 16
     assert secured.get("/health").status_code == 200
 
 

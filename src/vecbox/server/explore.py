@@ -11,8 +11,8 @@ the page can colour the map by a metadata field or by how isolated a point is.
 >>> _ = col.add(["a", "b", "c", "d"], [[1, 0, 0], [0.9, 0.1, 0], [0, 1, 0], [0, 0, 1]],
 ...             metadatas=[{"kind": "x"}, {"kind": "x"}, {"kind": "y"}, {"kind": "z"}])
 >>> m = collection_map(col, points=10)
->>> m["sampled"], len(m["x"]), m["fields"]["kind"]["kind"]
-(4, 4, 'string')
+>>> m["sampled"], len(m["x"]), m["fields"]["kind"]["kind"], m["anomaly"]
+(4, 4, 'string', [None, None, None, None])
 >>> [h["id"] for h in neighbours(col, "a", k=2)["hits"]]
 ['b', 'c']
 """
@@ -36,6 +36,8 @@ SNIPPET_CHARS = 240
 #: Distinct values listed per metadata field (the filter builder's suggestions, the legend).
 TOP_VALUES = 12
 MAX_POINTS = 20_000
+#: Fewest sampled points that get anomaly scores (``None`` below: the kNN detector needs five).
+MIN_ANOMALY_POINTS = 5
 
 
 def _kind(value: Any) -> str:
@@ -118,12 +120,12 @@ def collection_map(col: "Collection", *, points: int = 2000, seed: int = 0, k: i
     x = np.stack([r.vector for r in records]).astype(np.float32)
     xy, out["variance"] = pca_2d(x)
     out["x"], out["y"] = xy[:, 0].round(5).tolist(), xy[:, 1].round(5).tolist()
-    if len(records) > 1:
+    if len(records) >= MIN_ANOMALY_POINTS:
         from vecbox.analysis.anomaly import anomaly_scores
 
         out["anomaly"] = anomaly_scores(x, "knn", k=min(k, len(records) - 1)).round(6).tolist()
-    else:
-        out["anomaly"] = [0.0]
+    else:  # too few points for a neighbour distance to mean anything (the detector refuses them too)
+        out["anomaly"] = [None] * len(records)
     return out
 
 

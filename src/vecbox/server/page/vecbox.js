@@ -244,7 +244,7 @@ function colourer() {
   legend.replaceChildren();
   if (!by) return () => PALETTE[0];
   if (by === "@anomaly" || (m.fields[by] && m.fields[by].kind === "number")) {
-    const values = by === "@anomaly" ? m.anomaly : m.metadata.map((md) => (md && typeof md[by] === "number" ? md[by] : NaN));
+    const values = by === "@anomaly" ? m.anomaly.map((a) => (a === null ? NaN : a)) : m.metadata.map((md) => (md && typeof md[by] === "number" ? md[by] : NaN));
     const finite = values.filter(Number.isFinite).sort((a, b) => a - b);
     const lo = finite[0] ?? 0, hi = finite[Math.floor(0.99 * (finite.length - 1))] ?? 1;  // the top 1 % saturate
     legend.append(el("span", {}, fmtValue(Number(lo.toPrecision(4)))),
@@ -291,7 +291,7 @@ function showTip(evt) {
   const id = pointAt(evt.target), tip = $("#tip");
   if (!id) { tip.hidden = true; return; }
   const i = state.index.get(id), m = state.map, by = $("#color-by").value;
-  const extra = by === "@anomaly" ? `anomaly ${m.anomaly[i].toFixed(4)}` : by && m.metadata[i] && by in m.metadata[i] ? `${by}: ${fmtValue(m.metadata[i][by])}` : null;
+  const extra = by === "@anomaly" ? `anomaly ${m.anomaly[i] === null ? "n/a (too few points)" : m.anomaly[i].toFixed(4)}` : by && m.metadata[i] && by in m.metadata[i] ? `${by}: ${fmtValue(m.metadata[i][by])}` : null;
   tip.replaceChildren(el("b", {}, id), extra ? el("div", {}, extra) : null, m.documents[i] ? el("div", { class: "doc" }, m.documents[i]) : null);
   const wrap = $("#map-wrap").getBoundingClientRect();
   tip.style.left = `${Math.min(evt.clientX - wrap.left + 12, wrap.width - 240)}px`;
