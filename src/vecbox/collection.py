@@ -269,9 +269,13 @@ class Collection(IndexMethods, TextMethods, HybridMethods, OperationsMethods):
         self._executor.index(self._reader.index_cfg)
 
     def _sync(self, conn: Any, *, in_transaction: bool) -> None:
-        """Bring the read state to the latest commit, only if something was committed (holds the state lock)."""
+        """Bring the read state to the latest commit, only if something was committed (holds the state lock).
+
+        That includes the lexical settings: building or rebuilding the lexical index is a commit too.
+        """
         if self._reader.sync(conn, in_transaction=in_transaction):
             self._executor.index(self._reader.index_cfg)
+            self._follow_lexical_config(conn)  # type: ignore[attr-defined]
 
     # ------------------------------------------------------------------ writes
     def add(

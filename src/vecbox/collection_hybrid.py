@@ -50,10 +50,10 @@ class HybridMethods:
     def analyzer(self) -> Analyzer:
         """The analyzer of this collection's lexical index."""
         cfg = self._require_lexical()
-        an = getattr(self, "_analyzer", None)
-        if an is None or an.to_config() != Analyzer.from_config(cfg).to_config():
-            an = self._analyzer = Analyzer.from_config(cfg)
-        return an
+        cached = getattr(self, "_analyzer", None)
+        if cached is None or cached[0] != cfg:  # a dict comparison: building an Analyzer costs a stemmer
+            cached = self._analyzer = (dict(cfg), Analyzer.from_config(cfg))
+        return cached[1]
 
     def _require_lexical(self) -> dict[str, Any]:
         cfg = self.lexical
@@ -150,7 +150,6 @@ class HybridMethods:
             flt = ex.selection.parse(where)
             with catalog.transaction(self._conn, write=False) as conn:
                 self._sync(conn, in_transaction=True)  # type: ignore[attr-defined]
-                self._follow_lexical_config(conn)
                 cfg = self._require_lexical()
                 query_terms = self.analyzer.terms(text)
                 live = self._reader.live

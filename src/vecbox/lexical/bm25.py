@@ -70,7 +70,7 @@ class BM25Index:
         self.n = 0  # row positions covered (the next append starts at or after n)
         self._len = np.zeros(0, np.float32)  # document length in terms, per row position (0: no document)
         self._blocks: list[_Block] = []
-        self._stats: tuple[object, int, int, np.ndarray] | None = None  # (key, rows, docs, length norms)
+        self._stats: tuple[object, int, int, np.ndarray, bool] | None = None  # (key, rows, docs, norms, all live)
 
     # ------------------------------------------------------------ building
     def append(self, positions: np.ndarray, docs: Sequence[Sequence[str] | None]) -> None:
@@ -129,7 +129,7 @@ class BM25Index:
         """
         n_rows = min(self.n, len(alive))
         live = alive[:n_rows]
-        n_docs, norm = self._corpus(live, n_rows, key)
+        n_docs, norm, all_live = self._corpus(live, n_rows, key)
         if n_docs == 0:
             return np.zeros(0, np.int64), np.zeros(0, np.float64)
         weights: dict[int, int] = {}
@@ -144,9 +144,10 @@ class BM25Index:
         pos = np.concatenate([p for _, (p, _) in parts])
         tf = np.concatenate([f for _, (_, f) in parts])
         tix = np.repeat(np.array([i for i, _ in parts], np.int64), [len(p) for _, (p, _) in parts])
-        keep = pos < n_rows
-        keep[keep] = live[pos[keep]]
-        pos, tf, tix = pos[keep], tf[keep], tix[keep]
+        if not (all_live and n_rows == self.n):  # else every posting is of a live row: nothing to drop
+            keep = pos < n_rows
+            keep[keep] = live[pos[keep]]
+            pos, tf, tix = pos[keep], tf[keep], tix[keep]
         df = np.bincount(tix, minlength=len(weights))
         idf = np.log1p((n_docs - df + 0.5) / (df + 0.5)) * np.fromiter(weights.values(), np.float64, len(weights))
         acc = np.bincount(pos, weights=idf[tix] * tf / (tf + norm[pos]), minlength=n_rows)
@@ -155,17 +156,18 @@ class BM25Index:
         found = np.flatnonzero(acc > 0)
         return found, acc[found]
 
-    def _corpus(self, live: np.ndarray, n_rows: int, key: object) -> tuple[int, np.ndarray]:
-        """Live documents and each row's length norm ``k1 (1 - b + b len / avglen)``."""
+    def _corpus(self, live: np.ndarray, n_rows: int, key: object) -> tuple[int, np.ndarray, bool]:
+        """Live documents, each row's length norm ``k1 (1 - b + b len / avglen)``, and whether every row is alive."""
         if key is not None and self._stats is not None and self._stats[:2] == (key, n_rows):
-            return self._stats[2], self._stats[3]
+            return self._stats[2:]  # type: ignore[return-value]
         lengths = self._len[:n_rows]
         has_doc = live & (lengths > 0)
         n_docs = int(np.count_nonzero(has_doc))
         avg = float(lengths[has_doc].sum()) / n_docs if n_docs else 1.0
         norm = self.k1 * (1.0 - self.b + self.b * lengths / avg)
-        self._stats = (key, n_rows, n_docs, norm) if key is not None else None
-        return n_docs, norm
+        all_live = bool(live.all())
+        self._stats = (key, n_rows, n_docs, norm, all_live) if key is not None else None
+        return n_docs, norm, all_live
 
     def top_k(self, terms: Sequence[str], k: int, alive: np.ndarray, allowed: np.ndarray | None = None
               ) -> tuple[np.ndarray, np.ndarray]:

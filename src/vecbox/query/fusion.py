@@ -32,6 +32,8 @@ Measured in ``benchmarks/_hybrid/fusion_study.py``.
 
 from __future__ import annotations
 
+import functools
+import math
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from statistics import NormalDist
@@ -56,6 +58,7 @@ class FusedList:
     details: dict[str, Any] = field(default_factory=dict)
 
 
+@functools.lru_cache(maxsize=4096)  # union sizes repeat (at most 2 x candidates of them); inv_cdf is pure Python
 def noise_max(n: int) -> float:
     """Expected largest of ``n`` independent standard normal draws (Blom's approximation).
 
@@ -72,12 +75,27 @@ def _clean(pos: np.ndarray, sc: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     if pos.shape != sc.shape:
         raise InvalidInputError(f"fusion: a list has {pos.size} positions but {sc.size} scores")
     keep = np.isfinite(sc)
-    pos, sc = pos[keep], sc[keep]
-    _, first = np.unique(pos, return_index=True)
-    if first.size < pos.size:
-        first.sort()
-        pos, sc = pos[first], sc[first]
+    if not keep.all():
+        pos, sc = pos[keep], sc[keep]
+    # a retriever's list has no repeats: check that cheaply (a sort), deduplicate only when it does
+    if pos.size > 1:
+        srt = np.sort(pos)
+        if (srt[1:] == srt[:-1]).any():
+            _, first = np.unique(pos, return_index=True)
+            first.sort()
+            pos, sc = pos[first], sc[first]
     return pos, sc
+
+
+def _mean_std(a: np.ndarray) -> tuple[float, float]:
+    """Mean and population standard deviation of a small 1-d float64 array (``np.std`` without its overhead).
+
+    >>> _mean_std(np.array([1.0, 2.0, 3.0, 4.0]))
+    (2.5, 1.118033988749895)
+    """
+    mu = float(np.add.reduce(a)) / a.size
+    d = a - mu
+    return mu, math.sqrt(float(np.dot(d, d)) / a.size)
 
 
 def _rank_order(pos: np.ndarray, scores: np.ndarray, k: int) -> np.ndarray:
@@ -201,27 +219,29 @@ def _column(method: str, at: np.ndarray, s: np.ndarray, n: int) -> tuple[np.ndar
     # Every normalisation is scale-free; dividing by max|s| first keeps huge scores from overflowing.
     scale = float(np.abs(s).max()) or 1.0
     s = s / scale
-    info: dict[str, Any] = {"n": int(s.size), "min": float(s.min()) * scale, "max": float(s.max()) * scale,
-                            "mean": float(s.mean()) * scale, "std": float(s.std()) * scale}
-    if s.max() == s.min():
+    lo, hi = float(s.min()), float(s.max())
+    mean, std = _mean_std(s)
+    info: dict[str, Any] = {"n": int(s.size), "min": lo * scale, "max": hi * scale, "mean": mean * scale,
+                            "std": std * scale}
+    if hi == lo:
         info["membership_only"] = True
         s, fill = np.ones(s.size), 0.0
         if method in ("minmax", "3sigma"):
             col[at] = 1.0
             return col, 1.0, info
     elif method == "minmax":
-        col[at] = (s - s.min()) / (s.max() - s.min())
+        col[at] = (s - lo) / (hi - lo)
         return col, 1.0, info
     elif method == "3sigma":
-        lo, width = s.mean() - 3 * s.std(), 6 * s.std()
-        col[at] = (s - lo) / width
-        info.update(low=float(lo * scale), high=float((lo + width) * scale))
+        low, width = mean - 3 * std, 6 * std
+        col[at] = (s - low) / width
+        info.update(low=float(low * scale), high=float((low + width) * scale))
         return col, 1.0, info
     else:
-        fill = float(s.min())
+        fill = lo
     x = np.full(n, fill)
     x[at] = s
-    mu, sd = float(x.mean()), float(x.std())
+    mu, sd = _mean_std(x)
     z = (x - mu) / sd if sd > 0 else col
     top_z = float(z[at[0]])
     unit = 1.0 if info.get("membership_only") else scale
