@@ -1,7 +1,8 @@
-"""Builds vecbox's one C extension (the rest of the package is configured in pyproject.toml).
+"""Builds vecbox's C extensions (the rest of the package is configured in pyproject.toml).
 
-``vecbox.index._walk`` is the filtered HNSW walk over FAISS's graph (see its source for why);
-it needs only the Python headers, no numpy ones.
+``vecbox.index._walk`` is the filtered HNSW walk over FAISS's graph, ``vecbox.lexical._bm25`` the
+BM25 top-n of a lexical search (see their sources for why); they need only the Python headers,
+no numpy ones.
 """
 
 from setuptools import Extension, setup
@@ -10,5 +11,7 @@ setup(
     ext_modules=[
         Extension("vecbox.index._walk", ["src/vecbox/index/_walk.c"],
                   extra_compile_args=["-O3", "-std=c11", "-Wall", "-Wno-unknown-pragmas"]),
+        Extension("vecbox.lexical._bm25", ["src/vecbox/lexical/_bm25.c"],
+                  extra_compile_args=["-O3", "-std=c11", "-Wall"]),
     ],
 )

@@ -90,6 +90,51 @@ def test_bm25_index_matches_bm25s_across_blocks_and_deletions():
     assert not np.any(mine[~alive])
 
 
+@pytest.mark.parametrize("seed", [0, 1, 2])
+def test_top_n_in_c_equals_the_numpy_scores(seed):
+    """BM25Index.top_n (one C pass) against BM25Index.scores (numpy) + a full sort: same rows, same scores.
+
+    The arithmetic is the same operation for operation; only the logarithm in idf comes from the C
+    library instead of numpy's own, which can differ in the last bit.
+    """
+    from vecbox.lexical import bm25 as bm25_module
+
+    assert bm25_module._bm25 is not None, "the C extension vecbox.lexical._bm25 is not built"
+    rng = np.random.default_rng(seed)
+    docs = _docs(600, seed=seed)
+    docs[5] = docs[6] = "apple apple"  # equal scores: ties go to the lower position
+    an = Analyzer()
+    idx = BM25Index()
+    for start in range(0, 600, 37):
+        idx.append(np.arange(start, min(start + 37, 600)), [an.terms(d) for d in docs[start:start + 37]])
+    alive = rng.random(600) > 0.2
+    allowed = rng.random(600) > 0.5
+    for q in ("apple running", "apple apple fig", "zzz", "lemon mango olive papaya the", "apple"):
+        terms = an.terms(q)
+        for live_mask, mask in [(np.ones(600, bool), None), (alive, None), (alive, allowed)]:
+            pos, sc = idx.scores(terms, live_mask, mask)
+            order = np.lexsort((pos, -sc))
+            for n in (1, 5, 50, 1000):
+                got_s, got_p, matched = idx.top_n(terms, n, live_mask, mask)
+                assert matched == len(pos)
+                assert got_p.tolist() == pos[order][:n].tolist()
+                np.testing.assert_allclose(got_s, sc[order][:n], rtol=1e-14, atol=0)
+
+
+def test_top_n_refuses_inconsistent_postings():
+    from vecbox.lexical import _bm25
+
+    with pytest.raises(ValueError, match="differ in length"):
+        _bm25.top([np.zeros(3, np.int64)], [np.ones(2, np.float32)], [0], np.ones(1), 3, np.ones(3, np.float32),
+                  None, None, 3, np.empty(2), np.empty(2, np.int64))
+    with pytest.raises(ValueError, match="inconsistent"):
+        _bm25.top([np.array([0, -1], np.int64)], [np.ones(2, np.float32)], [0], np.ones(1), 3,
+                  np.ones(3, np.float32), None, None, 3, np.empty(2), np.empty(2, np.int64))
+    with pytest.raises(ValueError, match="expected items of 4 bytes"):
+        _bm25.top([np.zeros(2, np.int64)], [np.ones(2, np.float64)], [0], np.ones(1), 3, np.ones(3, np.float32),
+                  None, None, 3, np.empty(2), np.empty(2, np.int64))
+
+
 def _lexical_ids(col: Collection, query: str, k: int = 1000, **kw) -> dict[str, float]:
     return {h.id: h.score for h in col.search_lexical(query, k, include_metadata=False, **kw)}
 

@@ -14,6 +14,10 @@ once), so the scores are those of an index rebuilt from the live documents alone
 Postings live in blocks: each :meth:`BM25Index.append` adds a block, and blocks are merged
 (term-major, CSC-like) when a small one would otherwise be scanned by every query - so a
 stream of small commits costs a query a few extra array slices, not a rebuild.
+
+:meth:`BM25Index.top_n` (what searches use) runs the scoring and the top-n selection in one C
+pass (:mod:`vecbox.lexical._bm25`) with the same arithmetic as :meth:`BM25Index.scores`, the
+numpy reference it is tested against; without the built extension it falls back to that.
 """
 
 from __future__ import annotations
@@ -22,6 +26,11 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 
 import numpy as np
+
+try:
+    from vecbox.lexical import _bm25
+except ImportError:  # a source tree without the built extension: the numpy path answers
+    _bm25 = None
 
 K1 = 1.5
 B = 0.75
@@ -59,7 +68,7 @@ class BM25Index:
 
     >>> idx = BM25Index()
     >>> idx.append(np.array([0, 1, 2]), [["cat", "sat"], ["dog", "dog", "ran"], None])
-    >>> scores, pos = idx.top_k(["dog"], 2, alive=np.ones(3, bool))
+    >>> scores, pos, matched = idx.top_n(["dog"], 2, alive=np.ones(3, bool))
     >>> pos.tolist(), round(float(scores[0]), 4)  # ln(2) * 2 / (2 + 1.5 * (0.25 + 0.75 * 3 / 2.5))
     ([1], 0.3722)
     """
@@ -132,11 +141,7 @@ class BM25Index:
         n_docs, norm, all_live = self._corpus(live, n_rows, key)
         if n_docs == 0:
             return np.zeros(0, np.int64), np.zeros(0, np.float64)
-        weights: dict[int, int] = {}
-        for term in terms:
-            t = self.vocab.get(term)
-            if t is not None:
-                weights[t] = weights.get(t, 0) + 1
+        weights = self._query_weights(terms)
         if not weights:
             return np.zeros(0, np.int64), np.zeros(0, np.float64)
         # every query term's postings in one array (term index ``tix``), scored in a few vector ops
@@ -156,6 +161,56 @@ class BM25Index:
         found = np.flatnonzero(acc > 0)
         return found, acc[found]
 
+    def _query_weights(self, terms: Sequence[str]) -> dict[int, int]:
+        """Term id -> its count in the query, for the query terms in the vocabulary (in query order)."""
+        weights: dict[int, int] = {}
+        for term in terms:
+            t = self.vocab.get(term)
+            if t is not None:
+                weights[t] = weights.get(t, 0) + 1
+        return weights
+
+    def top_n(self, terms: Sequence[str], n: int, alive: np.ndarray, allowed: np.ndarray | None = None,
+              key: object = None) -> tuple[np.ndarray, np.ndarray, int]:
+        """The ``n`` best rows ``(scores, positions, rows matched)``: best first, ties by lower position.
+
+        The same scores as :meth:`scores` (arguments as there), selected in one C pass.
+
+        >>> idx = BM25Index()
+        >>> idx.append(np.array([0, 1, 2]), [["cat", "sat"], ["dog", "dog", "ran"], ["dog"]])
+        >>> s, pos, matched = idx.top_n(["dog"], 1, alive=np.ones(3, bool))  # the shorter document wins
+        >>> pos.tolist(), matched
+        ([2], 2)
+        """
+        if _bm25 is None:
+            pos, s = self.scores(terms, alive, allowed, key)
+            matched = len(pos)
+            if matched > n:
+                part = np.argpartition(-s, n - 1)[:n]
+                pos, s = pos[part], s[part]
+            order = np.lexsort((pos, -s))
+            return s[order], pos[order], matched
+        n_rows = min(self.n, len(alive))
+        live = alive[:n_rows]
+        n_docs, norm, all_live = self._corpus(live, n_rows, key)
+        weights = self._query_weights(terms) if n_docs else {}
+        if not weights:
+            return np.zeros(0, np.float64), np.zeros(0, np.int64), 0
+        pos_list, tf_list, tix = [], [], []
+        for i, t in enumerate(weights):
+            for blk in self._blocks:
+                p, f = blk.postings(t)
+                if len(p):
+                    pos_list.append(p)
+                    tf_list.append(f)
+                    tix.append(i)
+        out_s, out_p = np.empty(n, np.float64), np.empty(n, np.int64)
+        qtf = np.fromiter(weights.values(), np.float64, len(weights))
+        written, matched = _bm25.top(pos_list, tf_list, tix, qtf, n_docs, norm, None if all_live else live,
+                                     None if allowed is None else np.ascontiguousarray(allowed[:n_rows]), n_rows,
+                                     out_s, out_p)
+        return out_s[:written], out_p[:written], matched
+
     def _corpus(self, live: np.ndarray, n_rows: int, key: object) -> tuple[int, np.ndarray, bool]:
         """Live documents, each row's length norm ``k1 (1 - b + b len / avglen)``, and whether every row is alive."""
         if key is not None and self._stats is not None and self._stats[:2] == (key, n_rows):
@@ -168,16 +223,6 @@ class BM25Index:
         all_live = bool(live.all())
         self._stats = (key, n_rows, n_docs, norm, all_live) if key is not None else None
         return n_docs, norm, all_live
-
-    def top_k(self, terms: Sequence[str], k: int, alive: np.ndarray, allowed: np.ndarray | None = None
-              ) -> tuple[np.ndarray, np.ndarray]:
-        """The ``k`` best rows ``(scores, positions)``, best first (ties: lower position first); may be fewer."""
-        pos, s = self.scores(terms, alive, allowed)
-        if len(s) > k:
-            part = np.argpartition(-s, k - 1)[:k]
-            pos, s = pos[part], s[part]
-        order = np.lexsort((pos, -s))
-        return s[order], pos[order]
 
     @property
     def n_postings(self) -> int:

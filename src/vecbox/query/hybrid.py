@@ -68,13 +68,7 @@ def lexical_candidates(view: LexicalView, reader: Reader, terms: list[str], n: i
                        ) -> tuple[np.ndarray, np.ndarray, int]:
     """BM25 top ``n`` among the allowed live rows: ``(scores, positions, rows matched)``."""
     live = reader.live
-    pos, scores = view.index.scores(terms, live.alive, mask, key=(id(live), live.epoch, live.version))
-    matched = len(pos)
-    if matched > n:
-        part = np.argpartition(-scores, n - 1)[:n]
-        pos, scores = pos[part], scores[part]
-    order = np.lexsort((pos, -scores))
-    return scores[order], pos[order], matched
+    return view.index.top_n(terms, n, live.alive, mask, key=(id(live), live.epoch, live.version))
 
 
 def run(conn: sqlite3.Connection, reader: Reader, executor: Executor, view: LexicalView, mode: str,
