@@ -242,3 +242,17 @@ def test_fuse_rejects_bad_arguments():
         Fusion().fuse(lists, k=0)
     with pytest.raises(InvalidInputError, match="positions"):
         Fusion().fuse([(np.array([1, 2]), np.array([1.0])), EMPTY], k=3)
+
+
+@pytest.mark.parametrize("method", METHODS)
+def test_checked_lists_skip_cleaning_with_the_same_answer(method):
+    """fuse(checked=True), for a retriever's own output (unique positions, finite scores), equals fuse()."""
+    rng = np.random.default_rng(3)
+    for _ in range(20):
+        dense = (rng.choice(500, 100, replace=False).astype(np.int64), np.sort(rng.random(100))[::-1].copy())
+        pos = rng.choice(500, int(rng.integers(0, 60)), replace=False).astype(np.int64)
+        lexical = (pos, np.sort(rng.gamma(2.0, 3.0, pos.size))[::-1].copy())
+        a = Fusion(method).fuse([dense, lexical], k=10)
+        b = Fusion(method).fuse([dense, lexical], k=10, checked=True)
+        assert a.positions.tolist() == b.positions.tolist() and a.scores.tolist() == b.scores.tolist()
+        assert a.details == b.details

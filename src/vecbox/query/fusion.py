@@ -87,15 +87,18 @@ def _clean(pos: np.ndarray, sc: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     return pos, sc
 
 
-def _mean_std(a: np.ndarray) -> tuple[float, float]:
-    """Mean and population standard deviation of a small 1-d float64 array (``np.std`` without its overhead).
+def _mean_std_dev(a: np.ndarray) -> tuple[float, float, np.ndarray]:
+    """Mean, population standard deviation and deviations ``a - mean`` of a small 1-d float64 array.
 
-    >>> _mean_std(np.array([1.0, 2.0, 3.0, 4.0]))
-    (2.5, 1.118033988749895)
+    ``np.mean`` / ``np.std`` without their per-call overhead (fusion runs on every hybrid query).
+
+    >>> mu, sd, dev = _mean_std_dev(np.array([1.0, 2.0, 3.0, 4.0]))
+    >>> mu, sd, dev.tolist()
+    (2.5, 1.118033988749895, [-1.5, -0.5, 0.5, 1.5])
     """
     mu = float(np.add.reduce(a)) / a.size
     d = a - mu
-    return mu, math.sqrt(float(np.dot(d, d)) / a.size)
+    return mu, math.sqrt(float(np.dot(d, d)) / a.size), d
 
 
 def _rank_order(pos: np.ndarray, scores: np.ndarray, k: int) -> np.ndarray:
@@ -161,8 +164,11 @@ class Fusion:
             return cls(**spec)
         raise InvalidInputError(f"cannot read fusion spec {spec!r} ({type(spec).__name__}); {_SPEC_HELP}")
 
-    def fuse(self, lists: Sequence[tuple[np.ndarray, np.ndarray]], k: int) -> FusedList:
+    def fuse(self, lists: Sequence[tuple[np.ndarray, np.ndarray]], k: int, *, checked: bool = False) -> FusedList:
         """Merge ``(positions, scores)`` lists (each best first) into the best ``k`` positions.
+
+        ``checked``: the lists are already 1-d int64 positions without repeats and finite float64
+        scores (a retriever's own output), so the cleaning pass is skipped.
 
         >>> no_match = (np.array([], dtype=np.int64), np.array([]))
         >>> Fusion("minmax").fuse([(np.array([4, 2]), np.array([0.5, 0.1])), no_match], k=5).positions.tolist()
@@ -170,7 +176,7 @@ class Fusion:
         """
         if isinstance(k, bool) or not isinstance(k, (int, np.integer)) or k < 1:
             raise InvalidInputError(f"fusion k (results to return) must be a positive integer; got {k!r}")
-        cleaned = [_clean(p, s) for p, s in lists]
+        cleaned = list(lists) if checked else [_clean(p, s) for p, s in lists]
         if self.weights is not None and len(self.weights) != len(cleaned):
             raise InvalidInputError(f"fusion has {len(self.weights)} weights for {len(cleaned)} lists")
         user = np.asarray(self.weights if self.weights is not None else [1.0] * len(cleaned))
@@ -213,27 +219,30 @@ class Fusion:
 
 def _column(method: str, at: np.ndarray, s: np.ndarray, n: int) -> tuple[np.ndarray, float, dict[str, Any]]:
     """One list's normalised scores over the ``n`` union documents (its hits at ``at``), its confidence, its stats."""
-    col = np.zeros(n)
     if s.size == 0:
-        return col, 0.0, {"n": 0}
+        return np.zeros(n), 0.0, {"n": 0}
     # Every normalisation is scale-free; dividing by max|s| first keeps huge scores from overflowing.
-    scale = float(np.abs(s).max()) or 1.0
+    raw_lo, raw_hi = float(s.min()), float(s.max())
+    scale = max(abs(raw_lo), abs(raw_hi)) or 1.0
     s = s / scale
-    lo, hi = float(s.min()), float(s.max())
-    mean, std = _mean_std(s)
+    lo, hi = raw_lo / scale, raw_hi / scale  # = s.min(), s.max(): division by a positive number keeps the order
+    mean, std, _ = _mean_std_dev(s)
     info: dict[str, Any] = {"n": int(s.size), "min": lo * scale, "max": hi * scale, "mean": mean * scale,
                             "std": std * scale}
     if hi == lo:
         info["membership_only"] = True
         s, fill = np.ones(s.size), 0.0
         if method in ("minmax", "3sigma"):
+            col = np.zeros(n)
             col[at] = 1.0
             return col, 1.0, info
     elif method == "minmax":
+        col = np.zeros(n)
         col[at] = (s - lo) / (hi - lo)
         return col, 1.0, info
     elif method == "3sigma":
         low, width = mean - 3 * std, 6 * std
+        col = np.zeros(n)
         col[at] = (s - low) / width
         info.update(low=float(low * scale), high=float((low + width) * scale))
         return col, 1.0, info
@@ -241,8 +250,8 @@ def _column(method: str, at: np.ndarray, s: np.ndarray, n: int) -> tuple[np.ndar
         fill = lo
     x = np.full(n, fill)
     x[at] = s
-    mu, sd = _mean_std(x)
-    z = (x - mu) / sd if sd > 0 else col
+    mu, sd, dev = _mean_std_dev(x)
+    z = dev / sd if sd > 0 else np.zeros(n)
     top_z = float(z[at[0]])
     unit = 1.0 if info.get("membership_only") else scale
     info.update(union_mean=mu * unit, union_std=sd * unit, top_z=top_z)

@@ -90,7 +90,7 @@ def run(conn: sqlite3.Connection, reader: Reader, executor: Executor, view: Lexi
     keep = dp >= 0
     ds, dp = ds[keep].astype(np.float64), dp[keep]
     plan.dense = dplan
-    fused = fusion.fuse([(dp, ds), (lp, ls)], k)
+    fused = fusion.fuse([(dp, ds), (lp, ls)], k, checked=True)  # unique positions, finite scores
     plan.fusion = fused.details
     return fused.scores, fused.positions, plan, ((ds, dp), (ls, lp))
 
