@@ -9,6 +9,7 @@ Execution - both retrievers under one filter mask, then fusion - is :mod:`vecbox
 from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
+from contextlib import nullcontext
 from typing import Any
 
 import numpy as np
@@ -148,8 +149,13 @@ class HybridMethods:
         ex = self._executor
         with self._state:
             flt = ex.selection.parse(where)
-            with catalog.transaction(self._conn, write=False) as conn:
-                self._sync(conn, in_transaction=True)  # type: ignore[attr-defined]
+            # As in dense search: without metadata to fetch or a filter mask to compute, nothing needs
+            # a read transaction - the commit watch says whether to refresh, and the postings' own
+            # refresh skips terms of rows newer than the live view it follows.
+            live = self._live  # type: ignore[attr-defined]
+            need_sql = include_metadata or not flt.empty and ex.selection.cached(flt, live) is None
+            with (catalog.transaction(self._conn, write=False) if need_sql else nullcontext(self._conn)) as conn:
+                self._sync(conn, in_transaction=need_sql)  # type: ignore[attr-defined]
                 cfg = self._require_lexical()
                 query_terms = self.analyzer.terms(text)
                 live = self._reader.live
