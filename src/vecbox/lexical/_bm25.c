@@ -162,10 +162,14 @@ static PyObject *bm25_top(PyObject *mod, PyObject *const *args, Py_ssize_t nargs
         for (Py_ssize_t i = 0; i < L && !bad; i++) {
             const int64_t *pos = pb[2 * i].buf;
             Py_ssize_t m = pb[2 * i].len / 8, c = 0;
-            for (Py_ssize_t j = 0; j < m; j++) {
-                int64_t p = pos[j];
-                if (p < 0) bad = 1;
-                if (p >= 0 && p < n_rows && (!live || live[p])) c++;
+            if (!live && m > 0 && pos[0] >= 0 && pos[m - 1] < n_rows) {
+                c = m; /* every row alive and positions ascending within a block: all of them count */
+            } else {
+                for (Py_ssize_t j = 0; j < m; j++) {
+                    int64_t p = pos[j];
+                    if (p < 0) bad = 1;
+                    if (p >= 0 && p < n_rows && (!live || live[p])) c++;
+                }
             }
             df[tix[i]] += (double)c;
         }
