@@ -163,7 +163,8 @@ static PyObject *bm25_top(PyObject *mod, PyObject *const *args, Py_ssize_t nargs
             const int64_t *pos = pb[2 * i].buf;
             Py_ssize_t m = pb[2 * i].len / 8, c = 0;
             if (!live && m > 0 && pos[0] >= 0 && pos[m - 1] < n_rows) {
-                c = m; /* every row alive and positions ascending within a block: all of them count */
+                c = m; /* every row alive and positions ascending within a block: all of them count
+                          (a negative position is still refused by the accumulation below) */
             } else {
                 for (Py_ssize_t j = 0; j < m; j++) {
                     int64_t p = pos[j];
@@ -183,6 +184,10 @@ static PyObject *bm25_top(PyObject *mod, PyObject *const *args, Py_ssize_t nargs
             Py_ssize_t m = pb[2 * i].len / 8;
             for (Py_ssize_t j = 0; j < m; j++) {
                 int64_t p = pos[j];
+                if (p < 0) { /* never from BM25Index; checked here so no input can write outside acc */
+                    bad = 1;
+                    break;
+                }
                 if (p >= n_rows || (live && !live[p])) continue;
                 float denom = tf[j] + norm[p]; /* float32, as numpy adds the two float32 arrays */
                 if (acc[p] == 0.0) touched[nt++] = p; /* every weight is > 0: 0 means not seen yet */
