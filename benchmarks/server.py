@@ -1,10 +1,13 @@
 """Server benchmark: ``vecbox serve`` under load on loopback, and Chroma's own server side by side (issue 20).
 
-1. **Load.** A 100k x 384 collection of unit vectors (``--quick``: 10k) with an HNSW index
-   (``build_index("hnsw")``), served by ``vecbox serve`` started as a subprocess. 32 concurrent
-   clients (one asyncio loop, httpx) run for 30 s, each request a search (k=10; most of them)
-   or an upsert of 10 rows (``--server-upsert-fraction``, default 0.1). Reported: p50 / p99
-   latency per kind, throughput, and every error by status. Targets: zero 5xx, search p99 < 50 ms.
+1. **Load.** A 100k x 384 collection (``--quick``: 10k) of the search benchmark's SYNTHETIC
+   mixture (see :func:`dataset`) with an HNSW index (``build_index("hnsw")``), served by
+   ``vecbox serve`` started as a subprocess. First 200 of the queries one at a time: recall@10
+   against exact search and unloaded latency, for each server at its default index settings.
+   Then 32 concurrent clients (one asyncio loop, httpx) run for 30 s, each request a search
+   (k=10; most of them) or an upsert of 10 rows (``--server-upsert-fraction``, default 0.1).
+   Reported: p50 / p99 latency per kind, throughput, and every error by status. Targets: zero
+   5xx, search p99 < 50 ms.
 2. **Text queries.** A small collection with the bundled model; after a first query (which
    loads the model), short text queries one at a time: p50. Target: < 30 ms.
 3. **Chroma.** ``chroma run --path DIR --port P`` on the same vectors, the same query mix and
@@ -42,6 +45,7 @@ import _report as R
 
 NAME = "server"
 DIM, K, UPSERT_ROWS, SEED = 384, 10, 10, 0
+RECALL_QUERIES = 200  # of the load's queries, sent one at a time before the load (recall@K, unloaded latency)
 SRC = str(Path(__file__).resolve().parents[1] / "src")
 NOTE = ("The clients are a closed loop (each sends its next request when the last one is answered), so the "
         "latency under load is about clients / throughput: a search p99 under 50 ms with 32 clients needs some "
@@ -120,9 +124,32 @@ def start_chroma(path: Path) -> tuple[subprocess.Popen, int]:
 
 
 # --------------------------------------------------------------------------- data
-def unit_vectors(n: int, seed: int) -> np.ndarray:
-    x = np.random.default_rng(seed).standard_normal((n, DIM)).astype(np.float32)
-    return x / np.linalg.norm(x, axis=1, keepdims=True)
+N_QUERIES, N_UPSERT_BODIES = 512, 256
+
+
+def dataset(n: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """``n`` collection vectors, the load's queries and the upserts' new vectors, all from one distribution.
+
+    The search benchmark's SYNTHETIC mixture (unit vectors: cluster centres plus a shared 48-d
+    latent factor plus noise), because real embeddings have that kind of structure; isotropic
+    random vectors are the one case where no ANN index beats a scan (every point is about equally
+    far from every other), which measures the index's worst case rather than a service.
+    """
+    from _search.data import synthetic_dataset
+
+    extra = N_QUERIES + N_UPSERT_BODIES * UPSERT_ROWS
+    ds = synthetic_dataset(n, extra)
+    return ds.x, ds.q[:N_QUERIES], ds.q[N_QUERIES:]
+
+
+def upsert_rows(n: int, fresh: np.ndarray) -> list[tuple[list[str], np.ndarray]]:
+    """The upserts of the load: each replaces up to UPSERT_ROWS random stored ids with new vectors."""
+    rng = np.random.default_rng(SEED + 2)
+    out = []
+    for j in range(N_UPSERT_BODIES):
+        ids = list(dict.fromkeys(str(int(i)) for i in rng.integers(0, n, UPSERT_ROWS)))
+        out.append((ids, fresh[j * UPSERT_ROWS: j * UPSERT_ROWS + len(ids)]))
+    return out
 
 
 def build_vecbox(root: Path, x: np.ndarray) -> dict[str, float]:
@@ -151,6 +178,43 @@ def build_chroma(port: int, x: np.ndarray) -> dict[str, float]:
         col.add(ids=[str(i) for i in range(start, stop)], embeddings=x[start:stop])
     col.query(query_embeddings=x[:1], n_results=K)  # the index is usable
     return {"ingest_s": time.perf_counter() - t0}
+
+
+def exact_top(x: np.ndarray, queries: np.ndarray) -> list[set[str]]:
+    """The true top-K ids of each query (unit vectors: inner product = cosine)."""
+    scores = queries @ x.T
+    return [set(map(str, np.argpartition(-row, K)[:K].tolist())) for row in scores]
+
+
+def recall_vecbox(url: str, x: np.ndarray, queries: np.ndarray) -> dict[str, float]:
+    """recall@K of the served search against exact search, and one-at-a-time latency, before the load."""
+    import httpx
+
+    queries = queries[:RECALL_QUERIES]
+    truth, found, times = exact_top(x, queries), [], []
+    with httpx.Client(base_url=url, timeout=60) as http:
+        for q in queries:
+            t0 = time.perf_counter()
+            r = http.post("/collections/bench/search", json={"vector": q.tolist(), "k": K, "include_metadata": False})
+            times.append(time.perf_counter() - t0)
+            r.raise_for_status()
+            found.append({h["id"] for h in r.json()["hits"]})
+    return {"recall": float(np.mean([len(f & t) / K for f, t in zip(found, truth)])), "p50": float(np.median(times))}
+
+
+def recall_chroma(port: int, x: np.ndarray, queries: np.ndarray) -> dict[str, float]:
+    """The same for Chroma's server (its default HNSW settings)."""
+    import chromadb
+
+    col = chromadb.HttpClient(host="127.0.0.1", port=port).get_collection("bench")
+    queries = queries[:RECALL_QUERIES]
+    truth, found, times = exact_top(x, queries), [], []
+    for q in queries:
+        t0 = time.perf_counter()
+        r = col.query(query_embeddings=[q.tolist()], n_results=K, include=["distances"])
+        times.append(time.perf_counter() - t0)
+        found.append(set(r["ids"][0]))
+    return {"recall": float(np.mean([len(f & t) / K for f, t in zip(found, truth)])), "p50": float(np.median(times))}
 
 
 # --------------------------------------------------------------------------- load
@@ -189,17 +253,11 @@ class _HTTPStatus(Exception):
         self.status = status
 
 
-def load_vecbox(url: str, n: int, args: dict[str, Any]) -> dict[str, Any]:
+def load_vecbox(url: str, n: int, queries: np.ndarray, fresh: np.ndarray, args: dict[str, Any]) -> dict[str, Any]:
     import httpx
 
-    queries = unit_vectors(512, SEED + 1)
     search_bodies = [json.dumps({"vector": q.tolist(), "k": K, "include_metadata": False}).encode() for q in queries]
-    rng = np.random.default_rng(SEED + 2)
-    upsert_bodies = []
-    for j in range(256):
-        ids = [str(int(i)) for i in rng.integers(0, n, UPSERT_ROWS)]
-        ids = list(dict.fromkeys(ids))
-        upsert_bodies.append(json.dumps({"ids": ids, "vectors": unit_vectors(len(ids), 10_000 + j).tolist()}).encode())
+    upsert_bodies = [json.dumps({"ids": ids, "vectors": vecs.tolist()}).encode() for ids, vecs in upsert_rows(n, fresh)]
 
     async def run() -> dict[str, Any]:
         limits = httpx.Limits(max_connections=args["clients"], max_keepalive_connections=args["clients"])
@@ -221,15 +279,11 @@ def load_vecbox(url: str, n: int, args: dict[str, Any]) -> dict[str, Any]:
     return asyncio.run(run())
 
 
-def load_chroma(port: int, n: int, args: dict[str, Any]) -> dict[str, Any]:
+def load_chroma(port: int, n: int, queries: np.ndarray, fresh: np.ndarray, args: dict[str, Any]) -> dict[str, Any]:
     import chromadb
 
-    queries = [q.tolist() for q in unit_vectors(512, SEED + 1)]
-    rng = np.random.default_rng(SEED + 2)
-    upserts = []
-    for j in range(256):
-        ids = list(dict.fromkeys(str(int(i)) for i in rng.integers(0, n, UPSERT_ROWS)))
-        upserts.append((ids, unit_vectors(len(ids), 10_000 + j).tolist()))
+    queries = [q.tolist() for q in queries]
+    upserts = [(ids, vecs.tolist()) for ids, vecs in upsert_rows(n, fresh)]
 
     async def run() -> dict[str, Any]:
         client = await chromadb.AsyncHttpClient(host="127.0.0.1", port=port)
@@ -311,8 +365,8 @@ def _tables(res: dict[str, Any]) -> list[tuple[str, list[str], list[list[Any]]]]
                      ratio(v["search"]["p99"], c["search"]["p99"]), ratio(v["upsert"]["p50"], c["upsert"]["p50"]),
                      ratio(v["upsert"]["p99"], c["upsert"]["p99"]), ratio(v["search"]["per_s"], c["search"]["per_s"]),
                      ratio(v["upsert"]["per_s"], c["upsert"]["per_s"]), ratio(v["per_s"], c["per_s"]), ""])
-    title = (f"{cfg['clients']} concurrent clients for {cfg['seconds']:.0f} s on loopback: {cfg['n']:,} x {DIM} unit "
-             f"vectors, HNSW; {100 * (1 - cfg['upsert_fraction']):.0f} % searches (k={K}), "
+    title = (f"{cfg['clients']} concurrent clients for {cfg['seconds']:.0f} s on loopback: {cfg['n']:,} x {DIM} "
+             f"SYNTHETIC mixture, HNSW; {100 * (1 - cfg['upsert_fraction']):.0f} % searches (k={K}), "
              f"{100 * cfg['upsert_fraction']:.0f} % upserts of {UPSERT_ROWS} rows; vecbox --workers {cfg['workers']}")
     out = [(title, heads, rows)]
     b = res["build"]
@@ -321,6 +375,13 @@ def _tables(res: dict[str, Any]) -> list[tuple[str, list[str], list[list[Any]]]]
     if "chroma" in b:
         build_rows.append(["chroma (HttpClient adds, index built on add)", f"{b['chroma']['ingest_s']:.1f}", "-"])
     out.append(("Setup (not part of the load)", ["", "ingest s", "index s"], build_rows))
+    rec = res.get("recall", {})
+    if rec:
+        out.append((f"What a search returns: recall@{K} against exact search and latency one query at a time "
+                    f"({RECALL_QUERIES} of the load's queries, before the load; each server's default index settings)",
+                    ["server", f"recall@{K}", "p50 ms"],
+                    [[name, f"{r['recall']:.3f}", R.fmt_ms(r["p50"])] for name, r in
+                     (("vecbox serve", rec.get("vecbox")), ("chroma run", rec.get("chroma"))) if r]))
     t = res.get("text")
     if t:
         out.append((f"Text queries (bundled model, kept loaded), {t['queries']} short queries one at a time",
@@ -341,15 +402,17 @@ def main(args: argparse.Namespace) -> dict[str, Any]:
     tmp = Path(tempfile.mkdtemp(prefix="vecbox-bench-server-"))
     res: dict[str, Any] = {"config": {**load_args, "n": n, "workers": workers}, "build": {}}
     try:
-        x = unit_vectors(n, SEED)
+        x, queries, fresh = dataset(n)
         R.log(f"server: building the vecbox collection ({n:,} x {DIM}, HNSW)")
         root = tmp / "vecbox"
         root.mkdir()
         res["build"]["vecbox"] = build_vecbox(root, x)
         proc, url = start_vecbox(root, workers)
         try:
+            R.log("server: vecbox recall and one-at-a-time latency")
+            res["recall"] = {"vecbox": recall_vecbox(url, x, queries)}
             R.log(f"server: vecbox load, {load_args['clients']} clients, {seconds:.0f} s")
-            res["vecbox"] = summary(load_vecbox(url, n, load_args))
+            res["vecbox"] = summary(load_vecbox(url, n, queries, fresh, load_args))
             if not R.opt(args, "server_no_text", False):
                 R.log("server: text queries")
                 res["text"] = text_queries(root, url)
@@ -360,8 +423,9 @@ def main(args: argparse.Namespace) -> dict[str, Any]:
             cproc, port = start_chroma(tmp / "chroma")
             try:
                 res["build"]["chroma"] = build_chroma(port, x)
+                res.setdefault("recall", {})["chroma"] = recall_chroma(port, x, queries)
                 R.log(f"server: chroma load, {load_args['clients']} clients, {seconds:.0f} s")
-                res["chroma"] = summary(load_chroma(port, n, load_args))
+                res["chroma"] = summary(load_chroma(port, n, queries, fresh, load_args))
             finally:
                 _stop(cproc)
     finally:

@@ -117,7 +117,8 @@ def search(entry: Entry, req: s.SearchRequest, limits: Limits) -> Any:
         entry.text_encoder(loaded=True)
         return col.search_text(req.text, req.k, mode=mode or "dense", oversample=req.oversample, fusion=req.fusion,
                                candidates=req.candidates, **common)
-    query = req.vector if req.vector is not None else entry.encode([req.text], "query")[0]
+    # an array, not the parsed list: an id-only search then takes the collection's one-C-call fast path
+    query = np.asarray(req.vector, dtype=np.float64) if req.vector is not None else entry.encode([req.text], "query")[0]
     if hybrid:
         return col.search(query, req.k, text=req.text, fusion=req.fusion, candidates=req.candidates, **dense, **common)
     return col.search(query, req.k, nprobe=req.nprobe, fusion=req.fusion, candidates=req.candidates, **dense, **common)
