@@ -244,15 +244,70 @@ def test_fuse_rejects_bad_arguments():
         Fusion().fuse([(np.array([1, 2]), np.array([1.0])), EMPTY], k=3)
 
 
+def _same_details(a, b) -> None:
+    """Equal details, floats to 1e-12 (the C z-score fusion sums in another order than numpy)."""
+    if isinstance(a, dict):
+        assert a.keys() == b.keys()
+        for key in a:
+            _same_details(a[key], b[key])
+    elif isinstance(a, list):
+        assert len(a) == len(b)
+        for x, y in zip(a, b):
+            _same_details(x, y)
+    elif isinstance(a, float):
+        assert a == pytest.approx(b, rel=1e-12, abs=1e-12)
+    else:
+        assert a == b
+
+
+def _random_lists(rng: np.random.Generator, n_rows: int = 500) -> list[tuple[np.ndarray, np.ndarray]]:
+    dense = (rng.choice(n_rows, 100, replace=False).astype(np.int64), np.sort(rng.random(100))[::-1].copy())
+    pos = rng.choice(n_rows, int(rng.integers(0, 60)), replace=False).astype(np.int64)
+    return [dense, (pos, np.sort(rng.gamma(2.0, 3.0, pos.size))[::-1].copy())]
+
+
 @pytest.mark.parametrize("method", METHODS)
 def test_checked_lists_skip_cleaning_with_the_same_answer(method):
-    """fuse(checked=True), for a retriever's own output (unique positions, finite scores), equals fuse()."""
+    """fuse(checked=True), for a retriever's own output (unique positions, finite scores), equals fuse().
+
+    For the z-score methods the checked path is the C pass (vecbox.query._fusion): the same
+    positions, scores and details as the numpy path to 1e-12.
+    """
     rng = np.random.default_rng(3)
-    for _ in range(20):
-        dense = (rng.choice(500, 100, replace=False).astype(np.int64), np.sort(rng.random(100))[::-1].copy())
-        pos = rng.choice(500, int(rng.integers(0, 60)), replace=False).astype(np.int64)
-        lexical = (pos, np.sort(rng.gamma(2.0, 3.0, pos.size))[::-1].copy())
-        a = Fusion(method).fuse([dense, lexical], k=10)
-        b = Fusion(method).fuse([dense, lexical], k=10, checked=True)
-        assert a.positions.tolist() == b.positions.tolist() and a.scores.tolist() == b.scores.tolist()
-        assert a.details == b.details
+    for _ in range(30):
+        lists = _random_lists(rng)
+        a = Fusion(method).fuse(lists, k=10)
+        b = Fusion(method).fuse(lists, k=10, checked=True)
+        assert a.positions.tolist() == b.positions.tolist()
+        np.testing.assert_allclose(a.scores, b.scores, rtol=1e-12, atol=1e-12)
+        _same_details(a.details, b.details)
+
+
+@pytest.mark.parametrize("method", ["default", "zscore"])
+def test_the_c_z_fusion_matches_numpy_on_edge_cases(method):
+    """Membership-only and empty lists, one list, three lists, user weights, k above the union, huge scores."""
+    from vecbox.query import fusion as fusion_module
+
+    assert fusion_module._fusion is not None, "the C extension vecbox.query._fusion is not built"
+    flat = (np.array([7, 3, 9], np.int64), np.array([2.0, 2.0, 2.0]))
+    cases = [
+        [DENSE_EX := (np.array([1, 2, 3, 4], np.int64), np.array([0.9, 0.5, 0.4, 0.1])), flat],
+        [DENSE_EX, EMPTY],
+        [EMPTY, flat],
+        [DENSE_EX],
+        [DENSE_EX, flat, (np.array([3, 11], np.int64), np.array([5.0, -1.0]))],
+        [(np.array([1, 2], np.int64), np.array([1e300, -1e300])), (np.array([2, 5], np.int64), np.array([3.0, 2.0]))],
+        [flat, (np.array([7, 3, 9], np.int64), np.array([1.0, 1.0, 1.0]))],  # every union member in both: sd 0
+    ]
+    for lists in cases:
+        for weights in (None, tuple([2.0] + [1.0] * (len(lists) - 1)), tuple([0.0] * (len(lists) - 1) + [1.0])):
+            fz = Fusion(method, weights=weights)
+            for k in (1, 3, 50):
+                a, b = fz.fuse(lists, k), fz.fuse(lists, k, checked=True)
+                assert a.positions.tolist() == b.positions.tolist(), (lists, weights, k)
+                np.testing.assert_allclose(a.scores, b.scores, rtol=1e-12, atol=1e-12)
+                _same_details(a.details, b.details)
+    big = _random_lists(np.random.default_rng(5), n_rows=100_000)
+    big = [(np.arange(5000, dtype=np.int64) * 7, np.linspace(9.0, 1.0, 5000)), big[1]]  # a union past 4,096
+    a, b = Fusion(method).fuse(big, 20), Fusion(method).fuse(big, 20, checked=True)
+    assert a.positions.tolist() == b.positions.tolist() and b.details["union"] > 4096

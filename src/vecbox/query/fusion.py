@@ -43,6 +43,11 @@ import numpy as np
 
 from vecbox.errors import InvalidInputError
 
+try:
+    from vecbox.query import _fusion
+except ImportError:  # a source tree without the built extension: the numpy path answers
+    _fusion = None
+
 METHODS = ("default", "rrf", "minmax", "zscore", "3sigma")
 MIN_CONFIDENCE = 0.1
 _SPEC_HELP = ("a fusion spec is None, one of " + ", ".join(repr(m) for m in METHODS)
@@ -99,6 +104,17 @@ def _mean_std_dev(a: np.ndarray) -> tuple[float, float, np.ndarray]:
     mu = float(np.add.reduce(a)) / a.size
     d = a - mu
     return mu, math.sqrt(float(np.dot(d, d)) / a.size), d
+
+
+_NOISE: list[np.ndarray] = []
+
+
+def _noise_table(grow: bool = False) -> np.ndarray:
+    """``noise_max(n)`` for ``n = 0, 1, ...`` (4,096 of them at first, doubled when a union outgrows them)."""
+    if not _NOISE or grow:
+        size = 2 * len(_NOISE[0]) if _NOISE else 4096
+        _NOISE[:] = [np.array([noise_max(n) for n in range(size)])]
+    return _NOISE[0]
 
 
 def _sorted_union(parts: list[np.ndarray]) -> np.ndarray:
@@ -202,6 +218,8 @@ class Fusion:
         if union.size == 0:
             details["weights"] = [0.0] * len(cleaned)
             return FusedList(np.empty(0, np.int64), np.empty(0), details)
+        if checked and _fusion is not None and self.method in ("default", "zscore"):
+            return self._z_fusion_c(cleaned, user, int(k), details)
         if self.method == "rrf":
             details["k"] = self.k
             total = np.zeros(union.size)
@@ -212,6 +230,38 @@ class Fusion:
             total = self._score_fusion(cleaned, union, user, details)
         top = _rank_order(union, total, int(k))
         return FusedList(union[top], total[top], details)
+
+    def _z_fusion_c(self, cleaned: list[tuple[np.ndarray, np.ndarray]], user: np.ndarray, k: int,
+                    details: dict[str, Any]) -> FusedList:
+        """The z-score fusions ("default", "zscore") in one C pass (:mod:`vecbox.query._fusion`), same details."""
+        n_lists = len(cleaned)
+        out_p, out_s = np.empty(k, np.int64), np.empty(k)
+        weights, stats = np.empty(n_lists), np.empty((n_lists, 9))
+        default = self.method == "default"
+        args = ([np.ascontiguousarray(p, np.int64) for p, _ in cleaned],
+                [np.ascontiguousarray(s, np.float64) for _, s in cleaned], np.ascontiguousarray(user, np.float64),
+                default)
+        while (got := _fusion.fuse(*args, _noise_table(), k, out_p, out_s, weights, stats)) is None:
+            _noise_table(grow=True)  # a union larger than the table
+        written, union = got
+        details["union"] = union
+        details["weights"] = weights.tolist()
+        per_list = []
+        for n, lo, hi, mean, std, member, u_mean, u_std, top_z in stats.tolist():
+            if n == 0:
+                per_list.append({"n": 0})
+                continue
+            info: dict[str, Any] = {"n": int(n), "min": lo, "max": hi, "mean": mean, "std": std}
+            if member:
+                info["membership_only"] = True
+            info.update(union_mean=u_mean, union_std=u_std, top_z=top_z)
+            if default:
+                info["confidence"] = max(top_z - noise_max(union), MIN_CONFIDENCE)
+            per_list.append(info)
+        details["lists"] = per_list
+        if default:
+            details.update(noise_max=noise_max(union), min_confidence=MIN_CONFIDENCE)
+        return FusedList(out_p[:written], out_s[:written], details)
 
     def _score_fusion(self, cleaned: list[tuple[np.ndarray, np.ndarray]], union: np.ndarray,
                       user: np.ndarray, details: dict[str, Any]) -> np.ndarray:
