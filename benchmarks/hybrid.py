@@ -41,7 +41,7 @@ from _hybrid import engines as E  # noqa: E402
 from _hybrid.modes import FUSIONS, VecboxModes, hybrid_available  # noqa: E402
 from _hybrid.peers import Lance, lance_missing  # noqa: E402
 from _hybrid.report import publish  # noqa: E402
-from _hybrid.timing import latency  # noqa: E402
+from _hybrid.timing import latency, paired  # noqa: E402
 
 NAME = "hybrid"
 DEPTH = 100  # hits kept per query for the quality metrics (recall@100)
@@ -121,6 +121,7 @@ def _timings(c: D.Corpus, vb: VecboxModes, lance: Lance | None, engines: dict[st
 
     search: dict[str, Any] = {}
     with_enc: dict[str, Any] = {}
+    pairs: dict[str, Any] = {}
     R.log("hybrid: latency, search only")
     search["vecbox dense"] = latency(lambda i: vb.dense(i, 10), n, passes)
     search["vecbox lexical (BM25)"] = latency(lambda i: vb.lexical(i, 10), n, passes)
@@ -133,7 +134,10 @@ def _timings(c: D.Corpus, vb: VecboxModes, lance: Lance | None, engines: dict[st
             search[f"vecbox hybrid {label}"] = latency(lambda i, s=spec: vb.hybrid(i, 10, s), n, passes)
         lists = [vb.fusion_inputs(i) for i in range(n)]
         fz = Fusion.parse("default")
-        parts["fusion alone (default, of the two lists)"] = latency(lambda i: fz.fuse(lists[i], 10), n, passes)
+        parts["fusion alone (default, of the two lists)"] = latency(lambda i: fz.fuse(lists[i], 10, checked=True), n,
+                                                                    passes)
+        pair = paired(lambda i: vb.dense(i, 10), lambda i: vb.hybrid(i, 10, "default"), n, max(passes, 4))
+        pairs = {"vecbox dense": pair[0], "vecbox hybrid default": pair[1]}
         # inside a hybrid search the dense scan follows the BM25 scoring, which pushes the vectors out of cache
         parts["vecbox dense, k 100, each right after a lexical search (untimed)"] = latency(
             lambda i: vb.dense(i, 100), n, passes, before=lambda i: vb.lexical(i, 100))
@@ -154,7 +158,7 @@ def _timings(c: D.Corpus, vb: VecboxModes, lance: Lance | None, engines: dict[st
     if lance is not None:
         with_enc["LanceDB hybrid RRF, limit 100"] = latency(lambda i: lance.hybrid(i, 100, encode(i)), n, passes)
         with_enc["LanceDB hybrid RRF, limit 10"] = latency(lambda i: lance.hybrid(i, 10, encode(i)), n, passes)
-    return {"search": search, "parts": parts, "with_encoding": with_enc, "n_encode": n,
+    return {"search": search, "parts": parts, "paired": pairs, "with_encoding": with_enc, "n_encode": n,
             "torch_threads": torch.get_num_threads()}
 
 

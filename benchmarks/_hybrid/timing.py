@@ -53,4 +53,27 @@ def latency(fn: Callable[[int], Any], n: int, passes: int = 2, before: Callable[
     return Latency(float(np.median(per)), float(np.percentile(per, 95)), n / best_pass, n)
 
 
-__all__ = ["Latency", "latency"]
+def paired(fa: Callable[[int], Any], fb: Callable[[int], Any], n: int, passes: int = 4) -> tuple[Latency, Latency]:
+    """Time ``fa(i)`` and ``fb(i)`` back to back for every query, the order alternating by pass.
+
+    Measured one after the other, two modes see different moments of a machine whose speed drifts
+    (on these VMs by 20-30 % over minutes) and different cache states (a mode timed alone keeps its
+    own data warm). Paired, each query's two timings share both; per query the best of ``passes``.
+    """
+    for i in range(min(n, 20)):
+        fa(i)
+        fb(i)
+    per = np.full((2, n), np.inf)
+    for p in range(passes):
+        R.quiet_gc()
+        order = ((0, fa), (1, fb)) if p % 2 == 0 else ((1, fb), (0, fa))
+        for i in range(n):
+            for j, fn in order:
+                t0 = time.perf_counter()
+                fn(i)
+                per[j, i] = min(per[j, i], time.perf_counter() - t0)
+    return tuple(Latency(float(np.median(row)), float(np.percentile(row, 95)), n / float(row.sum()), n)
+                 for row in per)  # type: ignore[return-value]
+
+
+__all__ = ["Latency", "latency", "paired"]
