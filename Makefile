@@ -11,7 +11,7 @@ $(BIN)/python:
 	$(BIN)/pip install --quiet --upgrade pip
 
 # torch is pinned first, on its own, so nothing can pull a multi-gigabyte CUDA build.
-$(STAMP): $(BIN)/python pyproject.toml setup.py src/vecbox/index/_walk.c src/vecbox/lexical/_bm25.c src/vecbox/query/_fusion.c
+$(STAMP): $(BIN)/python pyproject.toml setup.py src/vecbox/index/_walk.c src/vecbox/lexical/_bm25.c src/vecbox/query/_fusion.c src/vecbox/_topheap.h
 	$(BIN)/pip install --quiet torch==2.13.0
 	$(BIN)/pip install --quiet -e '.[all]'
 	touch $(STAMP)

@@ -11,9 +11,9 @@ setup(
     ext_modules=[
         Extension("vecbox.index._walk", ["src/vecbox/index/_walk.c"],
                   extra_compile_args=["-O3", "-std=c11", "-Wall", "-Wno-unknown-pragmas"]),
-        Extension("vecbox.lexical._bm25", ["src/vecbox/lexical/_bm25.c"],
+        Extension("vecbox.lexical._bm25", ["src/vecbox/lexical/_bm25.c"], depends=["src/vecbox/_topheap.h"],
                   extra_compile_args=["-O3", "-std=c11", "-Wall"]),
-        Extension("vecbox.query._fusion", ["src/vecbox/query/_fusion.c"],
+        Extension("vecbox.query._fusion", ["src/vecbox/query/_fusion.c"], depends=["src/vecbox/_topheap.h"],
                   extra_compile_args=["-O3", "-std=c11", "-Wall"]),
     ],
 )

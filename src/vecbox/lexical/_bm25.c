@@ -22,54 +22,7 @@
 #include <stdlib.h>
 #include <string.h>
 
-typedef struct {
-    double s;
-    int64_t p;
-} Hit;
-
-/* a is worse than b: lower score, or the same score at a higher position */
-static inline int worse(const Hit *a, const Hit *b) { return a->s < b->s || (a->s == b->s && a->p > b->p); }
-
-static void sift_down(Hit *h, Py_ssize_t n, Py_ssize_t i) {
-    for (;;) {
-        Py_ssize_t l = 2 * i + 1, r = l + 1, w = i;
-        if (l < n && worse(&h[l], &h[w])) w = l;
-        if (r < n && worse(&h[r], &h[w])) w = r;
-        if (w == i) return;
-        Hit t = h[i];
-        h[i] = h[w];
-        h[w] = t;
-        i = w;
-    }
-}
-
-static void sift_up(Hit *h, Py_ssize_t i) {
-    while (i > 0) {
-        Py_ssize_t parent = (i - 1) / 2;
-        if (!worse(&h[i], &h[parent])) return;
-        Hit t = h[i];
-        h[i] = h[parent];
-        h[parent] = t;
-        i = parent;
-    }
-}
-
-static int better_first(const void *x, const void *y) {
-    const Hit *a = x, *b = y;
-    if (worse(b, a)) return -1;
-    if (worse(a, b)) return 1;
-    return 0;
-}
-
-static int get_buffer(PyObject *obj, Py_buffer *view, Py_ssize_t itemsize, int writable, const char *what) {
-    if (PyObject_GetBuffer(obj, view, PyBUF_C_CONTIGUOUS | (writable ? PyBUF_WRITABLE : 0)) != 0) return -1;
-    if (view->itemsize != itemsize) {
-        PyErr_Format(PyExc_ValueError, "%s: expected items of %zd bytes, got %zd", what, itemsize, view->itemsize);
-        PyBuffer_Release(view);
-        return -1;
-    }
-    return 0;
-}
+#include "../_topheap.h"
 
 static PyObject *bm25_top(PyObject *mod, PyObject *const *args, Py_ssize_t nargs) {
     if (nargs != 11) {
@@ -93,7 +46,7 @@ static PyObject *bm25_top(PyObject *mod, PyObject *const *args, Py_ssize_t nargs
     PyObject *result = NULL;
     double *acc = NULL, *df = NULL, *idf = NULL;
     int64_t *touched = NULL;
-    Hit *heap = NULL;
+    TopItem *heap = NULL;
     if (!pb || !tix) {
         PyErr_NoMemory();
         goto done;
@@ -103,9 +56,9 @@ static PyObject *bm25_top(PyObject *mod, PyObject *const *args, Py_ssize_t nargs
     Py_buffer op_b;
     int have_live = args[6] != Py_None, have_allowed = args[7] != Py_None, have_op = 0;
     for (Py_ssize_t i = 0; i < L; i++) {
-        if (get_buffer(PyList_GET_ITEM(pos_list, i), &pb[got], 8, 0, "positions") != 0) goto done;
+        if (top_get_buffer(PyList_GET_ITEM(pos_list, i), &pb[got], 8, 0, "positions") != 0) goto done;
         got++;
-        if (get_buffer(PyList_GET_ITEM(tf_list, i), &pb[got], 4, 0, "term frequencies") != 0) goto done;
+        if (top_get_buffer(PyList_GET_ITEM(tf_list, i), &pb[got], 4, 0, "term frequencies") != 0) goto done;
         got++;
         if (pb[got - 1].len / 4 != pb[got - 2].len / 8) {
             PyErr_SetString(PyExc_ValueError, "top: a block's positions and term frequencies differ in length");
@@ -115,16 +68,16 @@ static PyObject *bm25_top(PyObject *mod, PyObject *const *args, Py_ssize_t nargs
         if (PyErr_Occurred()) goto done;
     }
     /* the fixed buffers: get each, counting it in `got` only through the flags below */
-    if (get_buffer(args[3], qb, 8, 0, "qtf") != 0) goto done;
+    if (top_get_buffer(args[3], qb, 8, 0, "qtf") != 0) goto done;
     Py_ssize_t T = qb->len / 8;
-    if (get_buffer(args[5], nb, 4, 0, "norm") != 0) {
+    if (top_get_buffer(args[5], nb, 4, 0, "norm") != 0) {
         PyBuffer_Release(qb);
         goto done;
     }
-    if (have_live && get_buffer(args[6], lb, 1, 0, "live") != 0) have_live = -1;
-    if (have_live >= 0 && have_allowed && get_buffer(args[7], ab, 1, 0, "allowed") != 0) have_allowed = -1;
-    if (have_live >= 0 && have_allowed >= 0 && get_buffer(args[9], os_b, 8, 1, "out_scores") == 0) {
-        if (get_buffer(args[10], &op_b, 8, 1, "out_pos") == 0)
+    if (have_live && top_get_buffer(args[6], lb, 1, 0, "live") != 0) have_live = -1;
+    if (have_live >= 0 && have_allowed && top_get_buffer(args[7], ab, 1, 0, "allowed") != 0) have_allowed = -1;
+    if (have_live >= 0 && have_allowed >= 0 && top_get_buffer(args[9], os_b, 8, 1, "out_scores") == 0) {
+        if (top_get_buffer(args[10], &op_b, 8, 1, "out_pos") == 0)
             have_op = 1;
         else
             PyBuffer_Release(os_b);
@@ -147,7 +100,7 @@ static PyObject *bm25_top(PyObject *mod, PyObject *const *args, Py_ssize_t nargs
         df = calloc((size_t)(T ? T : 1), sizeof(double));
         idf = calloc((size_t)(T ? T : 1), sizeof(double));
         touched = malloc((size_t)(total ? total : 1) * sizeof(int64_t));
-        heap = malloc((size_t)(n ? n : 1) * sizeof(Hit));
+        heap = malloc((size_t)(n ? n : 1) * sizeof(TopItem));
     }
     Py_ssize_t written = 0, matched = 0;
     int oom = !bad && (!acc || !df || !idf || !touched || !heap);
@@ -198,17 +151,10 @@ static PyObject *bm25_top(PyObject *mod, PyObject *const *args, Py_ssize_t nargs
             int64_t p = touched[i];
             if ((allowed && !allowed[p]) || !(acc[p] > 0.0)) continue;
             matched++;
-            Hit h = {acc[p], p};
-            if (written < n) {
-                heap[written++] = h;
-                sift_up(heap, written - 1);
-            } else if (n > 0 && worse(&heap[0], &h)) {
-                heap[0] = h;
-                sift_down(heap, n, 0);
-            }
+            top_offer(heap, n, &written, (TopItem){acc[p], p});
         }
         if (!bad) {
-            qsort(heap, (size_t)written, sizeof(Hit), better_first);
+            top_sort(heap, written);
             for (Py_ssize_t i = 0; i < written; i++) {
                 out_s[i] = heap[i].s;
                 out_p[i] = heap[i].p;

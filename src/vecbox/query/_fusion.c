@@ -23,54 +23,10 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "../_topheap.h"
+
 #define NSTAT 9
 #define MIN_CONFIDENCE 0.1
-
-typedef struct {
-    double s;
-    int64_t p;
-} Item;
-
-static inline int worse(const Item *a, const Item *b) { return a->s < b->s || (a->s == b->s && a->p > b->p); }
-
-static void sift_down(Item *h, Py_ssize_t n, Py_ssize_t i) {
-    for (;;) {
-        Py_ssize_t l = 2 * i + 1, r = l + 1, w = i;
-        if (l < n && worse(&h[l], &h[w])) w = l;
-        if (r < n && worse(&h[r], &h[w])) w = r;
-        if (w == i) return;
-        Item t = h[i];
-        h[i] = h[w];
-        h[w] = t;
-        i = w;
-    }
-}
-
-static void sift_up(Item *h, Py_ssize_t i) {
-    while (i > 0) {
-        Py_ssize_t parent = (i - 1) / 2;
-        if (!worse(&h[i], &h[parent])) return;
-        Item t = h[i];
-        h[i] = h[parent];
-        h[parent] = t;
-        i = parent;
-    }
-}
-
-static int better_first(const void *x, const void *y) {
-    const Item *a = x, *b = y;
-    return worse(b, a) ? -1 : worse(a, b) ? 1 : 0;
-}
-
-static int get_buffer(PyObject *obj, Py_buffer *view, Py_ssize_t itemsize, int writable, const char *what) {
-    if (PyObject_GetBuffer(obj, view, PyBUF_C_CONTIGUOUS | (writable ? PyBUF_WRITABLE : 0)) != 0) return -1;
-    if (view->itemsize != itemsize) {
-        PyErr_Format(PyExc_ValueError, "%s: expected items of %zd bytes, got %zd", what, itemsize, view->itemsize);
-        PyBuffer_Release(view);
-        return -1;
-    }
-    return 0;
-}
 
 /* the union index of each list's positions, by open addressing (the union in first-seen order) */
 static Py_ssize_t build_union(Py_buffer *pb, Py_ssize_t L, Py_ssize_t total, int64_t *uni, Py_ssize_t *at) {
@@ -125,16 +81,16 @@ static PyObject *zfuse(PyObject *mod, PyObject *const *args, Py_ssize_t nargs) {
     int64_t *uni = NULL;
     Py_ssize_t *at = NULL;
     double *total = NULL, *mu = NULL, *sd = NULL, *fill = NULL, *conf = NULL, *scl = NULL;
-    Item *heap = NULL;
+    TopItem *heap = NULL;
     if (!pb) {
         PyErr_NoMemory();
         return NULL;
     }
     Py_ssize_t sum = 0;
     for (Py_ssize_t i = 0; i < L; i++) {
-        if (get_buffer(PyList_GET_ITEM(pl, i), &pb[got], 8, 0, "positions") != 0) goto done;
+        if (top_get_buffer(PyList_GET_ITEM(pl, i), &pb[got], 8, 0, "positions") != 0) goto done;
         got++;
-        if (get_buffer(PyList_GET_ITEM(sl, i), &pb[got], 8, 0, "scores") != 0) goto done;
+        if (top_get_buffer(PyList_GET_ITEM(sl, i), &pb[got], 8, 0, "scores") != 0) goto done;
         got++;
         if (pb[got - 1].len != pb[got - 2].len) {
             PyErr_SetString(PyExc_ValueError, "fuse: a list's positions and scores differ in length");
@@ -145,7 +101,7 @@ static PyObject *zfuse(PyObject *mod, PyObject *const *args, Py_ssize_t nargs) {
     static const char *names[6] = {"user_w", "noise", "out_pos", "out_score", "out_w", "stats"};
     static const int argi[6] = {2, 4, 6, 7, 8, 9};
     for (int f = 0; f < 6; f++) {
-        if (get_buffer(args[argi[f]], &fb[f], 8, f >= 2, names[f]) != 0) goto done;
+        if (top_get_buffer(args[argi[f]], &fb[f], 8, f >= 2, names[f]) != 0) goto done;
         nfixed++;
     }
     const double *user = fb[0].buf, *noise = fb[1].buf;
@@ -179,7 +135,7 @@ static PyObject *zfuse(PyObject *mod, PyObject *const *args, Py_ssize_t nargs) {
         goto done;
     }
     total = calloc((size_t)(U ? U : 1), sizeof(double));
-    heap = malloc((size_t)k * sizeof(Item));
+    heap = malloc((size_t)k * sizeof(TopItem));
     if (!total || !heap) {
         PyErr_NoMemory();
         goto done;
@@ -256,17 +212,8 @@ static PyObject *zfuse(PyObject *mod, PyObject *const *args, Py_ssize_t nargs) {
         }
     }
     Py_ssize_t written = 0;
-    for (Py_ssize_t u = 0; u < U; u++) {
-        Item it = {total[u], uni[u]};
-        if (written < k) {
-            heap[written++] = it;
-            sift_up(heap, written - 1);
-        } else if (worse(&heap[0], &it)) {
-            heap[0] = it;
-            sift_down(heap, k, 0);
-        }
-    }
-    qsort(heap, (size_t)written, sizeof(Item), better_first);
+    for (Py_ssize_t u = 0; u < U; u++) top_offer(heap, k, &written, (TopItem){total[u], uni[u]});
+    top_sort(heap, written);
     for (Py_ssize_t i = 0; i < written; i++) {
         out_pos[i] = heap[i].p;
         out_score[i] = heap[i].s;
