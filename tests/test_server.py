@@ -449,3 +449,43 @@ def test_a_body_that_is_not_a_json_object_says_so(loaded):
         message = error(http.post("/collections/docs/search", content=content, headers={"content-type": ctype}),
                         422, "InvalidRequest")
         assert "must be one JSON object" in message
+
+
+def test_a_burst_of_first_requests_opens_a_collection_once(tmp_path, monkeypatch):
+    """16 threads asking for the same unopened collection share one handle (one open, one index load)."""
+    import threading
+
+    import vecbox.collection as collection_module
+    from vecbox.server.registry import Registry
+
+    col = Collection.create(tmp_path / "c", dim=4)
+    col.add([str(i) for i in range(300)], np.random.default_rng(0).standard_normal((300, 4)))
+    col.build_index("hnsw")
+    col.close()
+    opened = []
+    real_init = collection_module.Collection.__init__
+
+    def counting_init(self, *args, **kwargs):  # the real constructor, counted
+        opened.append(args[0] if args else kwargs.get("path"))
+        real_init(self, *args, **kwargs)
+
+    monkeypatch.setattr(collection_module.Collection, "__init__", counting_init)
+    registry = Registry(tmp_path)
+    start, entries = threading.Barrier(16), []
+
+    def first_request():
+        start.wait()
+        entries.append(registry.get("c"))
+
+    threads = [threading.Thread(target=first_request) for _ in range(16)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    try:
+        assert len(entries) == 16 and len({id(e) for e in entries}) == 1
+        assert len(opened) == 1, opened
+        assert [h.id for h in entries[0].reader.search(np.ones(4), 1)] == [
+            h.id for h in Collection.open(tmp_path / "c").search(np.ones(4), 1)]
+    finally:
+        registry.close()

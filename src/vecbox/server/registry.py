@@ -96,32 +96,41 @@ class Registry:
         self.lock_timeout = lock_timeout
         self._entries: dict[str, Entry] = {}
         self._lock = threading.Lock()
+        self._opening: dict[str, threading.Lock] = {}  # one lock per name: a collection is opened once
 
     def path(self, name: str) -> Path:
         """The checked directory of ``name`` (see :func:`~vecbox.server.security.collection_path`)."""
         return collection_path(self.root, name)
 
     def get(self, name: str) -> Entry:
-        """The open entry of ``name``, opening it on first use; :class:`CollectionNotFoundError` if there is none."""
+        """The open entry of ``name``, opening it on first use; :class:`CollectionNotFoundError` if there is none.
+
+        A burst of first requests opens the collection once: the others wait for that open (which
+        loads the ANN index) instead of each opening, and loading, a handle of their own.
+        """
         path = self.path(name)
         with self._lock:
             entry = self._entries.get(name)
             if entry is not None:
                 return entry
-        if not (path / CATALOG_FILE).is_file():
-            raise CollectionNotFoundError(f"there is no collection {name!r} on this server; create it with "
-                                          "POST /collections, or list them with GET /collections")
-        from vecbox.collection import Collection
-
-        handle = Collection(path, lock_timeout=self.lock_timeout)
-        with self._lock:
-            entry = self._entries.get(name)
-            if entry is None:
-                entry = self._entries[name] = Entry(name, path, handle, self.lock_timeout,
-                                                    multivector=handle.info()["multivector"] is not None)
+            opening = self._opening.setdefault(name, threading.Lock())
+        with opening:
+            with self._lock:
+                entry = self._entries.get(name)
+            if entry is not None:  # opened by the request this one waited for
                 return entry
-        handle.close()  # another request opened it meanwhile
-        return entry
+            if not (path / CATALOG_FILE).is_file():
+                raise CollectionNotFoundError(f"there is no collection {name!r} on this server; create it with "
+                                              "POST /collections, or list them with GET /collections")
+            from vecbox.collection import Collection
+
+            handle = Collection(path, lock_timeout=self.lock_timeout)
+            entry = Entry(name, path, handle, self.lock_timeout, multivector=handle.info()["multivector"] is not None)
+            with self._lock:
+                kept = self._entries.setdefault(name, entry)
+            if kept is not entry:  # a create() of the same name registered its own meanwhile
+                handle.close()
+            return kept
 
     def create(self, name: str, options: dict[str, Any]) -> Entry:
         """Create collection ``name`` with ``Collection.create`` options (``exist_ok``: or open it)."""
