@@ -37,11 +37,16 @@ NEVER = 1e3  # the two-hop walk's time ratio when it never reaches the recall: t
 
 def calibration_queries(x: np.ndarray, metric: str, n_queries: int, rng: np.random.Generator, k: int = 10,
                         sq_norms: np.ndarray | None = None) -> np.ndarray:
-    """``n_queries`` sampled rows of ``x``, each moved by a random offset as long as its distance to its k-th neighbour.
+    """``n_queries`` sampled rows of ``x``, each moved as far off as it lies from its nearest other row.
 
-    A stored row is an easy query (the walk ends on the row itself, whose graph links
-    are its neighbours); moved off the data at the neighbourhood's scale, it is like a
-    real query.
+    A stored row is an easy query (the walk ends on the row itself, whose graph links are its
+    neighbours). A real query is a point the index has never seen: as far from its nearest
+    stored row as a stored row is from its nearest other one. So each sampled row moves that
+    distance in a random direction (on the unit sphere for cosine, so the normalised query keeps
+    it); a row with an exact duplicate moves by its k-th neighbour's distance instead. Measured on
+    a 10k mixture of the search benchmark: fresh queries from the mixture had recall@10 0.892 at
+    ef 32; these queries 0.893, the earlier ones (moved by the k-th neighbour's distance, then
+    normalised: 20 % closer to the data than a real query) 0.960.
 
     >>> x = np.random.default_rng(0).standard_normal((100, 8)).astype(np.float32)
     >>> calibration_queries(x, "l2", 5, np.random.default_rng(1)).shape
@@ -49,14 +54,21 @@ def calibration_queries(x: np.ndarray, metric: str, n_queries: int, rng: np.rand
     """
     n = len(x)
     sample = np.sort(rng.choice(n, min(n_queries, n), replace=False))
-    base = x[sample]
+    base = x[sample].astype(np.float64)
     sq_all = np.einsum("ij,ij->i", x, x) if sq_norms is None else sq_norms
-    _, nn = exact_topk(x, base, min(k + 1, n), "l2", sq_norms=sq_all)
-    radius = np.linalg.norm(x[nn[:, -1]] - base, axis=1, keepdims=True)
-    noise = rng.standard_normal(base.shape).astype(np.float32)
-    q = base + noise / np.linalg.norm(noise, axis=1, keepdims=True) * radius
-    if metric == "cosine":
-        q /= np.linalg.norm(q, axis=1, keepdims=True)
+    _, nn = exact_topk(x, x[sample], min(k + 1, n), "l2", sq_norms=sq_all)
+    dist = np.linalg.norm(x[nn] - base[:, None, :], axis=2)  # column 0: the row itself (or a duplicate)
+    radius = dist[:, min(1, dist.shape[1] - 1)]
+    radius = np.where(radius > 0, radius, dist[:, -1])
+    noise = rng.standard_normal(base.shape)
+    if metric == "cosine":  # a point of the sphere at chord distance `radius` from the (unit) row
+        b = base / np.linalg.norm(base, axis=1, keepdims=True)
+        u = noise - np.einsum("ij,ij->i", noise, b)[:, None] * b
+        u /= np.linalg.norm(u, axis=1, keepdims=True)
+        theta = 2 * np.arcsin(np.clip(radius / 2, 0.0, 1.0))
+        q = np.cos(theta)[:, None] * b + np.sin(theta)[:, None] * u
+    else:
+        q = base + noise / np.linalg.norm(noise, axis=1, keepdims=True) * radius[:, None]
     return np.ascontiguousarray(q, dtype=np.float32)
 
 
