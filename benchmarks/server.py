@@ -43,6 +43,8 @@ import numpy as np
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 import _report as R
 
+from vecbox.evaluation.metrics import knn_recall
+
 NAME = "server"
 DIM, K, UPSERT_ROWS, SEED = 384, 10, 10, 0
 RECALL_QUERIES = 200  # of the load's queries, sent one at a time before the load (recall@K, unloaded latency)
@@ -182,10 +184,12 @@ def build_chroma(port: int, x: np.ndarray) -> dict[str, float]:
     return {"ingest_s": time.perf_counter() - t0}
 
 
-def exact_top(x: np.ndarray, queries: np.ndarray) -> list[set[str]]:
+def exact_top(x: np.ndarray, queries: np.ndarray) -> list[list[str]]:
     """The true top-K ids of each query (unit vectors: inner product = cosine)."""
-    scores = queries @ x.T
-    return [set(map(str, np.argpartition(-row, K)[:K].tolist())) for row in scores]
+    from vecbox.index.flat import exact_topk
+
+    _, idx = exact_topk(x, queries, K, "cosine")
+    return [[str(i) for i in row] for row in idx.tolist()]
 
 
 def recall_vecbox(url: str, x: np.ndarray, queries: np.ndarray) -> dict[str, float]:
@@ -200,8 +204,8 @@ def recall_vecbox(url: str, x: np.ndarray, queries: np.ndarray) -> dict[str, flo
             r = http.post("/collections/bench/search", json={"vector": q.tolist(), "k": K, "include_metadata": False})
             times.append(time.perf_counter() - t0)
             r.raise_for_status()
-            found.append({h["id"] for h in r.json()["hits"]})
-    return {"recall": float(np.mean([len(f & t) / K for f, t in zip(found, truth)])), "p50": float(np.median(times))}
+            found.append([h["id"] for h in r.json()["hits"]])
+    return {"recall": float(knn_recall(found, truth, K)), "p50": float(np.median(times))}
 
 
 def recall_chroma(port: int, x: np.ndarray, queries: np.ndarray) -> dict[str, float]:
@@ -215,8 +219,8 @@ def recall_chroma(port: int, x: np.ndarray, queries: np.ndarray) -> dict[str, fl
         t0 = time.perf_counter()
         r = col.query(query_embeddings=[q.tolist()], n_results=K, include=["distances"])
         times.append(time.perf_counter() - t0)
-        found.append(set(r["ids"][0]))
-    return {"recall": float(np.mean([len(f & t) / K for f, t in zip(found, truth)])), "p50": float(np.median(times))}
+        found.append(r["ids"][0])
+    return {"recall": float(knn_recall(found, truth, K)), "p50": float(np.median(times))}
 
 
 # --------------------------------------------------------------------------- load

@@ -106,15 +106,15 @@ def _mean_std_dev(a: np.ndarray) -> tuple[float, float, np.ndarray]:
     return mu, math.sqrt(float(np.dot(d, d)) / a.size), d
 
 
-_NOISE: list[np.ndarray] = []
+_noise = np.empty(0)  # noise_max(n) for n = 0, 1, ... (the C fusion reads it)
 
 
 def _noise_table(grow: bool = False) -> np.ndarray:
-    """``noise_max(n)`` for ``n = 0, 1, ...`` (4,096 of them at first, doubled when a union outgrows them)."""
-    if not _NOISE or grow:
-        size = 2 * len(_NOISE[0]) if _NOISE else 4096
-        _NOISE[:] = [np.array([noise_max(n) for n in range(size)])]
-    return _NOISE[0]
+    """``noise_max(n)`` for ``n = 0, 1, ...``: 4,096 of them at first, twice as many each time a union outgrows them."""
+    global _noise
+    if grow or not len(_noise):
+        _noise = np.array([noise_max(n) for n in range(max(4096, 2 * len(_noise)))])
+    return _noise
 
 
 def _sorted_union(parts: list[np.ndarray]) -> np.ndarray:
