@@ -126,3 +126,24 @@ def test_read_edges_file(spark, tmp_path):
     csv.write_text("source,target,weight\n1,2,0.5\n")
     df = read_edges(spark, csv)
     assert df.columns == ["src", "dst", "weight"] and df.first()["weight"] == 0.5
+
+
+def test_spark_equals_local_and_the_paper_on_an_asymmetric_matrix(spark):
+    """Issue 24's awkward input on Spark: .mat-style entries (one-way and two-way with different
+    weights), self-loops (one node has nothing else), nodes with no entry; self_loops='drop'."""
+    from tests.test_fastrp_reference import awkward_matrix, ref, vecbox_projection
+    from vecbox.spark import fastrp
+
+    a = awkward_matrix(np.random.default_rng(24)).tocoo()
+    kw = dict(dim=16, weights=[0.0, 1.0, 6.67], beta=-0.64, seed=4, self_loops="drop")
+    df = spark.createDataFrame([(int(u), int(v), float(w)) for u, v, w in zip(a.row, a.col, a.data)],
+                               "src long, dst long, weight double")
+    nodes_df = spark.createDataFrame([(i,) for i in range(a.shape[0])], "id long")
+    got = as_dict(fastrp(df, nodes_df=nodes_df, num_blocks=2, **kw).collect())
+    local = FastRP(**kw).fit(a.tocsr())
+    assert sorted(got) == local.nodes_.tolist()
+    x = np.stack([got[i] for i in range(a.shape[0])])
+    assert np.isfinite(x).all()
+    assert np.abs(x - local.embedding_).max() <= 1e-4
+    expected = ref.fastrp(ref.prepare(a), vecbox_projection(local), kw["weights"], kw["beta"])
+    assert np.abs(x - expected).max() <= 1e-4
