@@ -101,3 +101,24 @@ def test_vector_collection_refuses_text_with_a_clear_message(tmp_path):
     col = Collection.create(tmp_path / "c", dim=8)
     with pytest.raises(InvalidInputError, match="without a text model"):
         col.search_text("hello")
+
+
+def test_elastic_layers_and_dims_on_the_bundled_model(encoder):
+    """layers=3, dims=128 on MiniLM: its hidden state after layer 3, mean-pooled, first 128 dims, renormalised."""
+    import torch
+
+    enc = TextEncoder(layers=3, dims=128)
+    enc._model = encoder.model  # share the loaded weights
+    assert (enc.name, enc.dim) == (f"{DEFAULT_MODEL}@layers=3,dims=128", 128)
+    x = enc.encode(TEXTS)
+    f = encoder.model.preprocess(TEXTS) if hasattr(encoder.model, "preprocess") else encoder.model.tokenize(TEXTS)
+    with torch.inference_mode():
+        hs = encoder.model[0].auto_model(**{k: f[k] for k in ("input_ids", "attention_mask", "token_type_ids")},
+                                         output_hidden_states=True).hidden_states[3]
+    m = f["attention_mask"].unsqueeze(-1).float()
+    ref = ((hs * m).sum(1) / m.sum(1)).numpy()[:, :128]
+    np.testing.assert_allclose(x, ref / np.linalg.norm(ref, axis=1, keepdims=True), atol=2e-5)
+    with pytest.raises(InvalidInputError, match="pick layers from 1 to 6"):
+        TextEncoder(layers=7)
+    with pytest.raises(InvalidInputError, match="pick dims from 1 to 384"):
+        TextEncoder(dims=385)

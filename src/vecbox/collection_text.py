@@ -133,6 +133,8 @@ class TextMethods:
             from vecbox.encoders.text import TextEncoder
 
             self._encoder = TextEncoder(self.model)
+        elif self.model is not None and hasattr(self._encoder, "check_matches"):  # one handed in: same model,
+            self._encoder.check_matches(self.model, f"collection {self.path}")  # same layers/dims as the vectors
         return self._encoder
 
     def add_texts(

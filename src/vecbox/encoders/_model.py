@@ -7,8 +7,11 @@ and neither imports the other's internals.
 
 from __future__ import annotations
 
+import copy
 import hashlib
+import json
 import os
+import re
 from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
@@ -46,6 +49,124 @@ def resolve_model(model: str) -> tuple[str, Path]:
     return str(path.resolve()), path.resolve()
 
 
+_REF = re.compile(r"^(?P<base>.+)@(?P<opts>(?:layers|dims)=\d+(?:,(?:layers|dims)=\d+)?)$")
+
+
+def parse_model_ref(model: str) -> tuple[str, int | None, int | None]:
+    """Split a model reference into (model, layers, dims).
+
+    A reference is a model alias or directory, optionally followed by ``@layers=N``,
+    ``@dims=D`` or ``@layers=N,dims=D``: the elastic settings a collection records with
+    its model (``TextEncoder(...).name``). An existing directory is never split.
+
+    >>> parse_model_ref("all-MiniLM-L6-v2@layers=3,dims=128")
+    ('all-MiniLM-L6-v2', 3, 128)
+    >>> parse_model_ref("default")
+    ('default', None, None)
+    """
+    m = _REF.match(model) if isinstance(model, str) and not Path(model).expanduser().is_dir() else None
+    if m is None:
+        return model, None, None
+    opts = dict(kv.split("=") for kv in m["opts"].split(","))
+    return m["base"], _opt_int(opts.get("layers")), _opt_int(opts.get("dims"))
+
+
+def _opt_int(s: str | None) -> int | None:
+    return None if s is None else int(s)
+
+
+def model_ref(name: str, layers: int | None, dims: int | None) -> str:
+    """The reference string of a model at an elastic setting (inverse of :func:`parse_model_ref`).
+
+    >>> model_ref("all-MiniLM-L6-v2", 3, None)
+    'all-MiniLM-L6-v2@layers=3'
+    """
+    opts = [f"{k}={v}" for k, v in (("layers", layers), ("dims", dims)) if v is not None]
+    return f"{name}@{','.join(opts)}" if opts else name
+
+
+def transformer_layers(model_dir: Path) -> int | None:
+    """Number of transformer layers of a local sentence-transformers model, read from its
+    ``config.json`` (no weights loaded); ``None`` when the config does not say."""
+    sub = ""
+    modules = model_dir / "modules.json"
+    if modules.is_file():  # the Transformer module may live in a sub-folder
+        for entry in json.loads(modules.read_text(encoding="utf-8")):
+            if str(entry.get("type", "")).endswith("Transformer"):
+                sub = entry.get("path", "")
+                break
+    cfg = model_dir / sub / "config.json"
+    if not cfg.is_file():
+        return None
+    conf = json.loads(cfg.read_text(encoding="utf-8"))
+    n = conf.get("num_hidden_layers", conf.get("n_layers"))
+    return int(n) if isinstance(n, int) else None
+
+
+# where BERT-family models keep their layer stack, below the sentence-transformers Transformer module
+_LAYER_PATHS = (("encoder", "layer"), ("transformer", "layer"), ("encoder", "layers"), ("layers",))
+
+
+def _layer_path(st_model: Any) -> list[str]:
+    """Module names from a SentenceTransformer down to its ``ModuleList`` of transformer layers."""
+    import torch
+
+    first = next(iter(st_model._modules))
+    auto = getattr(st_model[0], "auto_model", None)
+    for path in _LAYER_PATHS:
+        node = auto
+        for name in path:
+            node = getattr(node, name, None) if node is not None else None
+        if isinstance(node, torch.nn.ModuleList):
+            auto_name = next(k for k, mod in st_model[0]._modules.items() if mod is auto)
+            return [first, auto_name, *path]
+    raise InvalidInputError(
+        f"layers= needs a BERT-family model (its layers in encoder.layer or transformer.layer); "
+        f"{type(auto).__name__} keeps them elsewhere - leave layers unset for this model"
+    )
+
+
+def truncate_layers(st_model: Any, n: int) -> Any:
+    """A view of a SentenceTransformer that runs only its first ``n`` transformer layers.
+
+    Pooling and normalisation then apply to layer ``n``'s token states (2D Matryoshka's early
+    exit). Every weight is shared with ``st_model`` (nothing is copied, nothing is changed):
+    only the modules on the path down to the layer list are shallow copies, so the view and
+    the full model can be used side by side, from several threads.
+    """
+    import torch
+
+    path = _layer_path(st_model)
+
+    def shallow(module: Any) -> Any:
+        out = copy.copy(module)
+        object.__setattr__(out, "_modules", dict(module._modules))  # the copy's own child table
+        return out
+
+    root = node = shallow(st_model)
+    for name in path[:-1]:
+        node._modules[name] = shallow(node._modules[name])
+        node = node._modules[name]
+    node._modules[path[-1]] = torch.nn.ModuleList(list(node._modules[path[-1]])[:n])
+    return root
+
+
+def check_layers(layers: Any, model_dir: Path, model: str) -> int | None:
+    """Checked ``layers``: ``None`` or ``1..`` the model's number of layers (the full depth becomes
+    ``None``: it is the model itself)."""
+    if layers is None:
+        return None
+    layers = check_positive_int(layers, "layers")
+    n_layers = transformer_layers(model_dir)
+    if n_layers is None:
+        raise InvalidInputError(f"layers={layers}: the config.json of {model} does not give its number of "
+                                "layers (num_hidden_layers); leave layers unset for this model")
+    if layers > n_layers:
+        raise InvalidInputError(f"layers={layers}, but {model} has {n_layers} transformer layers; "
+                                f"pick layers from 1 to {n_layers}")
+    return None if layers == n_layers else layers
+
+
 def load_sentence_transformer(model_dir: Path, device: str = "cpu") -> Any:
     """Load a sentence-transformers model from a local directory, offline (never downloads)."""
     os.environ.setdefault("HF_HUB_OFFLINE", "1")
@@ -72,14 +193,23 @@ class SentenceModel:
     share: a local sentence-transformers model (loaded offline on first use), batching, prompts, a cache.
 
     Subclasses define ``dim`` and ``fingerprint`` (the cache key's model part).
+    ``layers`` (elastic depth) runs only the first ``layers`` transformer layers; it may also
+    come in the model reference (``"default@layers=3"``). ``name`` is the model's reference
+    with its elastic settings, ``base_name`` the model's alone.
     """
 
     dim: int
     fingerprint: str
 
     def __init__(self, model: str, *, batch_size: int, normalize: bool, query_prompt: str, document_prompt: str,
-                 cache_dir: str | Path | None, device: str) -> None:
-        self.name, self.model_dir = resolve_model(model)
+                 cache_dir: str | Path | None, device: str, layers: int | None = None) -> None:
+        base, ref_layers, self._ref_dims = parse_model_ref(model)
+        if ref_layers is not None and layers is not None and ref_layers != layers:
+            raise InvalidInputError(f"model {model!r} says layers={ref_layers} but layers={layers} was passed; "
+                                    "give it once")
+        self.base_name, self.model_dir = resolve_model(base)
+        self.layers = check_layers(layers if layers is not None else ref_layers, self.model_dir, self.base_name)
+        self.name = model_ref(self.base_name, self.layers, None)
         self.batch_size = check_positive_int(batch_size, "batch_size")
         self.normalize = bool(normalize)
         self.query_prompt = query_prompt
@@ -90,20 +220,32 @@ class SentenceModel:
         self._cache_dir = cache_dir
         self._cache: EmbeddingCache | None = None
         self._weights_of: SentenceModel | None = None  # another encoder whose loaded model this one uses
+        self._view: tuple[Any, Any] | None = None  # (full model, its first-`layers` view)
 
     @property
     def model(self) -> Any:
-        """The underlying ``SentenceTransformer`` (loaded on first use, offline)."""
+        """The ``SentenceTransformer`` this encoder runs (loaded on first use, offline); with
+        ``layers``, a view of it that runs only the first ``layers`` transformer layers."""
+        full = self.full_model
+        if self.layers is None:
+            return full
+        if self._view is None or self._view[0] is not full:
+            self._view = (full, truncate_layers(full, self.layers))
+        return self._view[1]
+
+    @property
+    def full_model(self) -> Any:
+        """The underlying ``SentenceTransformer`` with all its layers (loaded on first use, offline)."""
         if self._model is None:
             if self._weights_of is not None:
-                self._model = self._weights_of.model  # loaded once, by the encoder that shares it
+                self._model = self._weights_of.full_model  # loaded once, by the encoder that shares it
             else:
                 self._model = load_sentence_transformer(self.model_dir, self.device)
         return self._model
 
     def _model_arg(self) -> str:
-        """The ``model`` argument that makes another encoder of this model."""
-        return "default" if self.name == DEFAULT_MODEL else str(self.model_dir)
+        """The ``model`` argument that makes another encoder of this model (without elastic settings)."""
+        return "default" if self.base_name == DEFAULT_MODEL else str(self.model_dir)
 
     # ------------------------------------------------------------------ the encode loop
     def _prepare(self, texts: Sequence[str], kind: str) -> tuple[list[str], str]:

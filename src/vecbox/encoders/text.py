@@ -12,11 +12,14 @@ from typing import Literal
 
 import numpy as np
 
+from vecbox._validation import check_positive_int
 from vecbox.encoders._model import (
     DEFAULT_MODEL,
     SentenceModel,
     load_sentence_transformer,
     model_fingerprint,
+    model_ref,
+    parse_model_ref,
     resolve_model,
 )
 from vecbox.encoders.tokens import TokenEncoder
@@ -45,6 +48,15 @@ class TextEncoder(SentenceModel):
         ``"vectors"``: one pooled vector per text. ``"tokens"``: :meth:`encode` returns per-token
         vectors ``(x, offsets)`` instead, as :meth:`token_encoder`'s ``encode`` does. For
         multi-vector retrieval prefer :meth:`token_encoder`: one encoder then gives both outputs.
+    layers : int, optional
+        Elastic depth (2D Matryoshka early exit): run only the first ``layers`` transformer layers
+        (1 to the model's depth), then pool and normalise as the model does. Fewer layers encode
+        faster; models trained for it (:mod:`vecbox.train`, Starbucks/2DMSE losses) lose little.
+        BERT-family models (their layers in ``encoder.layer``).
+    dims : int, optional
+        Elastic width (Matryoshka): keep the first ``dims`` dimensions, renormalised (with
+        ``normalize``). Both settings are part of :attr:`name` (``"all-MiniLM-L6-v2@layers=3,dims=128"``),
+        which a collection records as its model; the same string as ``model`` restores them.
 
     Examples
     --------
@@ -67,29 +79,52 @@ class TextEncoder(SentenceModel):
         cache_dir: str | Path | None = None,
         device: str = "cpu",
         output: Literal["vectors", "tokens"] = "vectors",
+        layers: int | None = None,
+        dims: int | None = None,
     ) -> None:
         if output not in ("vectors", "tokens"):
             raise InvalidInputError(f"output must be 'vectors' or 'tokens'; got {output!r}")
         self.output = output
         self._token_encoder: TokenEncoder | None = None
         super().__init__(model, batch_size=batch_size, normalize=normalize, query_prompt=query_prompt,
-                         document_prompt=document_prompt, cache_dir=cache_dir, device=device)
+                         document_prompt=document_prompt, cache_dir=cache_dir, device=device, layers=layers)
+        if self._ref_dims is not None and dims is not None and self._ref_dims != dims:
+            raise InvalidInputError(f"model {model!r} says dims={self._ref_dims} but dims={dims} was passed; "
+                                    "give it once")
+        self.dims = self._check_dims(dims if dims is not None else self._ref_dims)
+        self.name = model_ref(self.base_name, self.layers, self.dims)
+
+    def _check_dims(self, dims: int | None) -> int | None:
+        """``None`` or ``1..`` the model's width (the full width becomes ``None``)."""
+        if dims is None:
+            return None
+        dims = check_positive_int(dims, "dims")
+        full = self.full_dim
+        if dims > full:
+            raise InvalidInputError(f"dims={dims}, but {self.base_name} gives {full}-d vectors; "
+                                    f"pick dims from 1 to {full}")
+        return None if dims == full else dims
 
     @property
-    def dim(self) -> int:
-        """Output width of the model."""
+    def full_dim(self) -> int:
+        """Width of the model's own vectors (before ``dims``)."""
         if self._dim is None:
-            if self.name == DEFAULT_MODEL:
+            if self.base_name == DEFAULT_MODEL:
                 self._dim = 384  # known without loading the weights
             else:
-                model = self.model
+                model = self.full_model
                 get_dim = getattr(model, "get_embedding_dimension", None) or model.get_sentence_embedding_dimension
                 self._dim = int(get_dim())
         return self._dim
 
     @property
+    def dim(self) -> int:
+        """Output width: ``dims`` if set, else the model's."""
+        return self.dims if self.dims is not None else self.full_dim
+
+    @property
     def fingerprint(self) -> str:
-        """Identifies the model's weights and settings, for cache keys."""
+        """Identifies the model's weights and settings (``layers``, ``dims`` included), for cache keys."""
         return model_fingerprint(self.name, self.model_dir, f"normalize={self.normalize}")
 
     def encode(
@@ -119,9 +154,14 @@ class TextEncoder(SentenceModel):
 
         def step(idx: list[int]) -> None:
             vecs = self.model.encode(
-                [prompt + texts[i] for i in idx], batch_size=len(idx), normalize_embeddings=self.normalize,
-                convert_to_numpy=True, show_progress_bar=False,
+                [prompt + texts[i] for i in idx], batch_size=len(idx),
+                normalize_embeddings=self.normalize and self.dims is None, convert_to_numpy=True,
+                show_progress_bar=False,
             )
+            if self.dims is not None:  # Matryoshka: the first dims, renormalised
+                vecs = vecs[:, : self.dims]
+                if self.normalize:
+                    vecs = vecs / np.maximum(np.linalg.norm(vecs, axis=1, keepdims=True), np.float32(1e-12))
             out[idx] = vecs
             if keys:
                 self._cache.put_many([keys[i] for i in idx], vecs)  # type: ignore[union-attr]
@@ -150,7 +190,7 @@ class TextEncoder(SentenceModel):
         if self._token_encoder is None:
             enc = TokenEncoder(self._model_arg(), batch_size=self.batch_size, normalize=self.normalize,
                                query_prompt=self.query_prompt, document_prompt=self.document_prompt,
-                               cache_dir=self._cache_dir, device=self.device)
+                               cache_dir=self._cache_dir, device=self.device, layers=self.layers)
             enc._weights_of = self
             self._token_encoder = enc
         return self._token_encoder
@@ -163,6 +203,30 @@ class TextEncoder(SentenceModel):
         out = "" if self.output == "vectors" else f", output={self.output!r}"
         return f"TextEncoder({self.name!r}, batch_size={self.batch_size}, normalize={self.normalize}{out})"
 
+    def check_matches(self, model: str | None, where: str = "the collection") -> None:
+        """Raise :class:`~vecbox.errors.InvalidInputError` unless this encoder is the model (and elastic
+        setting) ``model`` names, e.g. the model a collection recorded its vectors with.
+
+        >>> TextEncoder("default", layers=3).check_matches("all-MiniLM-L6-v2@layers=2")
+        Traceback (most recent call last):
+        ...
+        vecbox.errors.InvalidInputError: the collection's vectors were encoded with 'all-MiniLM-L6-v2@layers=2' but this encoder is 'all-MiniLM-L6-v2@layers=3' (layers 3, not 2); encode with TextEncoder('all-MiniLM-L6-v2@layers=2') - the setting recorded with the vectors
+        """
+        if model is None or model == self.name:
+            return
+        base, layers, dims = parse_model_ref(model)
+        diff = []
+        if base == self.base_name:
+            if layers != self.layers:
+                diff.append(f"layers {self.layers or 'all'}, not {layers or 'all'}")
+            if dims != self.dims:
+                diff.append(f"dims {self.dims or self.full_dim}, not {dims or self.full_dim}")
+        why = f" ({'; '.join(diff)})" if diff else ""
+        raise InvalidInputError(
+            f"{where}'s vectors were encoded with {model!r} but this encoder is {self.name!r}{why}; "
+            f"encode with TextEncoder({model!r}) - the setting recorded with the vectors"
+        )
+
 
 __all__ = ["DEFAULT_MODEL", "SentenceModel", "TextEncoder", "load_sentence_transformer", "model_fingerprint",
-           "resolve_model"]
+           "model_ref", "parse_model_ref", "resolve_model"]

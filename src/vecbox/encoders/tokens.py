@@ -23,6 +23,7 @@ import numpy as np
 
 from vecbox.encoders._model import DEFAULT_MODEL, SentenceModel, model_fingerprint
 from vecbox.encoders.cache import TokenCache
+from vecbox.errors import InvalidInputError
 
 
 class TokenEncoder(SentenceModel):
@@ -43,6 +44,9 @@ class TokenEncoder(SentenceModel):
         model fingerprint, prompt and text hash.
     device : str
         Torch device; ``"cpu"`` by default.
+    layers : int, optional
+        Token vectors of the first ``layers`` transformer layers instead of the last (elastic
+        depth, as :class:`~vecbox.encoders.text.TextEncoder`'s ``layers``); part of :attr:`name`.
 
     Examples
     --------
@@ -65,9 +69,13 @@ class TokenEncoder(SentenceModel):
         document_prompt: str = "",
         cache_dir: str | Path | None = None,
         device: str = "cpu",
+        layers: int | None = None,
     ) -> None:
         super().__init__(model, batch_size=batch_size, normalize=normalize, query_prompt=query_prompt,
-                         document_prompt=document_prompt, cache_dir=cache_dir, device=device)
+                         document_prompt=document_prompt, cache_dir=cache_dir, device=device, layers=layers)
+        if self._ref_dims is not None:
+            raise InvalidInputError(f"model {model!r} sets dims, which applies to pooled vectors; token vectors "
+                                    "keep the transformer's width - drop the dims part")
 
     # ------------------------------------------------------------------ model
 
@@ -75,7 +83,7 @@ class TokenEncoder(SentenceModel):
     def dim(self) -> int:
         """Width of the token vectors (the transformer's hidden size)."""
         if self._dim is None:
-            if self.name == DEFAULT_MODEL:
+            if self.base_name == DEFAULT_MODEL:
                 self._dim = 384
             else:
                 self._dim = int(self.model[0].auto_model.config.hidden_size)
@@ -170,7 +178,6 @@ class TokenEncoder(SentenceModel):
 
     def __repr__(self) -> str:
         return f"TokenEncoder({self.name!r}, batch_size={self.batch_size}, normalize={self.normalize})"
-
 
 
 __all__ = ["TokenEncoder", "TokenCache"]
