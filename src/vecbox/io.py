@@ -23,6 +23,7 @@ from vecbox.records import (  # noqa: F401 - read_records, IngestError: public h
     FORMATS,
     IngestError,
     _open_rows,
+    _Rows,
     read_records,
 )
 
@@ -40,8 +41,17 @@ def ingest_file(
     show_progress: bool = False,
     schema: Mapping[str, Any] | None = None,
     skip_rows: int = 0,
+    document_field: str | None = None,
+    metadata_field: str | None = None,
 ) -> dict[str, Any]:
     """Add every row of ``file`` to the collection at ``path``; each batch is one atomic commit.
+
+    ``file`` may also be a directory of Parquet files (what Spark's ``.write.parquet`` or
+    :func:`to_parquet` writes: ``part-*.parquet``), read in name order as one stream of rows.
+    With ``vector_field``, ``document_field`` names a column stored as each row's document, and
+    ``metadata_field`` a column holding each row's metadata as a JSON object (text) or a map:
+    ``to_parquet``'s output comes back with ``vector_field="vector", document_field="document",
+    metadata_field="metadata"``.
 
     Exactly one of ``text_field`` (encoded with the collection's model, kept as the
     document) or ``vector_field`` (a list of numbers, or a JSON list in CSV) is used.
@@ -80,18 +90,21 @@ def ingest_file(
     if isinstance(metadata_fields, str):
         raise InvalidInputError(f"metadata_fields must be a list of field names; got the string {metadata_fields!r}")
     keep = None if metadata_fields is None else set(metadata_fields)
+    if document_field is not None and text_field is not None:
+        raise InvalidInputError("document_field is for ready vectors; with text_field the text is the document")
     col = Collection.open(path)
     file = Path(file)
     field = text_field if text_field is not None else vector_field
     role = "text" if text_field is not None else "vector"
-    source = _open_rows(file, schema, {id_field: "id", field: role})  # type: ignore[dict-item]
+    source = _open_source(file, schema, {id_field: "id", field: role})  # type: ignore[dict-item]
+    extra = [(f, what) for f, what in ((document_field, "document_field"), (metadata_field, "metadata_field")) if f]
     if source.columns is not None:
-        for name, what in [(id_field, "id_field"), (field, f"{role}_field"),
+        for name, what in [(id_field, "id_field"), (field, f"{role}_field"), *extra,
                            *((m, "metadata_fields") for m in (metadata_fields or ()))]:
             if name not in source.columns:
                 raise InvalidInputError(f"{what} {name!r} is not a column of {file.name} "
                                         f"(columns: {', '.join(source.columns)}); choose the right field name")
-    skip = {id_field, text_field, vector_field}
+    skip = {id_field, text_field, vector_field, document_field, metadata_field}
     version, rows, batches, t0 = col.version, 0, 0, time.perf_counter()
     batch: list[tuple[int, dict[str, Any]]] = []
     where = source.where
@@ -105,6 +118,9 @@ def ingest_file(
                                   "be unique - fix one of them")
             first[id_] = n
         metas = [{k: v for k, v in r.items() if k not in skip and (keep is None or k in keep)} for _, r in batch]
+        if metadata_field is not None:
+            for (n, r), meta in zip(batch, metas):
+                meta.update(_metadata_cell(r.get(metadata_field), metadata_field, file, where, n))
         if text_field is not None:
             texts = [_text(r, text_field, file, where, n) for n, r in batch]
             x: Any = col.encoder.encode(texts, kind="document", show_progress=show_progress)
@@ -112,7 +128,7 @@ def ingest_file(
         else:
             x = np.stack([_vector(r, vector_field, col.dim, file, where, n)  # type: ignore[arg-type]
                           for n, r in batch])
-            docs = None
+            docs = None if document_field is None else [r.get(document_field) for _, r in batch]
         try:
             return (col.upsert if upsert else col.add)(ids, x, metas, docs)
         except (InvalidInputError, DatasetError) as exc:
@@ -150,6 +166,99 @@ def ingest_file(
         raise DatasetError(f"{file} holds no rows{after}; nothing was ingested")
     elapsed = time.perf_counter() - t0
     return {"rows": rows, "version": version, "seconds": elapsed, "rows_per_s": rows / elapsed if elapsed else 0.0}
+
+
+def _open_source(file: Path, schema: Mapping[str, Any] | None, text_columns: Mapping[str, str]) -> _Rows:
+    """The rows of a file, or of every Parquet file of a directory in name order (Spark's part files)."""
+    if not file.is_dir():
+        return _open_rows(file, schema, text_columns)
+    parts = sorted(p for p in file.iterdir() if p.is_file() and p.suffix.lower() in (".parquet", ".pq")
+                   and not p.name.startswith(("_", ".")))
+    if not parts:
+        raise DatasetError(f"{file} is a directory without .parquet files; give a JSONL, CSV or Parquet file, or a "
+                           "directory of Parquet part files (as Spark's .write.parquet writes)")
+    opened = [_open_rows(p, schema, text_columns) for p in parts]
+    for p, rows in zip(parts[1:], opened[1:]):
+        if rows.columns != opened[0].columns:
+            raise IngestError(f"{p} has columns {rows.columns}, but {parts[0].name} has {opened[0].columns}; "
+                              "every part file of a directory needs the same columns")
+    starts: list[int] = []
+
+    def rows() -> Any:
+        n = 0
+        for rows_of_part in opened:
+            starts.append(n)
+            for _, row in rows_of_part:
+                n += 1
+                yield n, row
+
+    def where(n: int) -> str:
+        i = max(j for j, s0 in enumerate(starts) if s0 < n) if starts else 0
+        return f"{parts[i].name}, row {n - starts[i]}"
+
+    return _Rows(rows(), where, opened[0].columns)
+
+
+def _metadata_cell(value: Any, name: str, file: Path, where: Callable[[int], str], n: int) -> dict[str, Any]:
+    """A metadata column's value (JSON object text, a dict, or a list of key-value pairs) as a dict."""
+    if value is None:
+        return {}
+    if isinstance(value, str):
+        try:
+            value = json.loads(value) if value.strip() else {}
+        except json.JSONDecodeError as exc:
+            raise IngestError(f"{file}, {where(n)}: the {name!r} value is not JSON ({exc.msg}); write the metadata "
+                              'as a JSON object such as {"year": 2024}') from None
+    if isinstance(value, list) and all(isinstance(p, tuple) and len(p) == 2 for p in value):
+        value = dict(value)  # an Arrow map column
+    if not isinstance(value, dict):
+        raise IngestError(f"{file}, {where(n)}: the {name!r} value is {type(value).__name__}, not a JSON object; "
+                          'write the metadata as an object such as {"year": 2024}')
+    return value
+
+
+def to_parquet(path: str | Path, out_dir: str | Path, *, batch_size: int = 10_000) -> dict[str, Any]:
+    """Write every item of the collection at ``path`` to a directory of Parquet files (for Spark and others).
+
+    One ``part-NNNNN.parquet`` per ``batch_size`` items, with the columns ``id`` (string),
+    ``vector`` (list<float>; unit length under cosine, as :meth:`Collection.get` returns them),
+    ``document`` (string or null) and ``metadata`` (the metadata as JSON text, or null): any
+    metadata fits one column. ``out_dir`` must not exist or be empty. Read it back with
+    ``spark.read.parquet(out_dir)``, or into a collection with :func:`ingest_file` (``vector_field=
+    "vector", document_field="document", metadata_field="metadata"``).
+
+    Returns ``{"rows", "files", "out"}``.
+
+    >>> col = Collection.create(tmp + "/c", dim=2)
+    >>> _ = col.add(["a", "b"], np.array([[1.0, 0.0], [0.0, 1.0]]), [{"year": 2024}, None], ["x", None])
+    >>> to_parquet(tmp + "/c", tmp + "/out")["rows"]
+    2
+    """
+    pa = require("pyarrow", "io", "writing Parquet")
+    pq = require("pyarrow.parquet", "io", "writing Parquet")
+    batch_size = check_positive_int(batch_size, "batch_size")
+    out = Path(out_dir)
+    if out.exists() and (not out.is_dir() or any(out.iterdir())):
+        raise InvalidInputError(f"{out} already exists and is not an empty directory; choose a new output directory")
+    col = Collection.open(path)
+    ids = col.ids()
+    out.mkdir(parents=True, exist_ok=True)
+    schema = pa.schema([("id", pa.string()), ("vector", pa.list_(pa.float32())), ("document", pa.string()),
+                        ("metadata", pa.string())])
+    files = 0
+    for files, start in enumerate(range(0, len(ids), batch_size), 1):
+        recs = col.get(ids[start:start + batch_size])
+        x = np.stack([r.vector for r in recs]).astype(np.float32, copy=False)
+        vectors = pa.ListArray.from_arrays(pa.array(np.arange(0, x.size + 1, col.dim, dtype=np.int32)),
+                                           pa.array(x.reshape(-1)))
+        table = pa.Table.from_arrays(
+            [pa.array([r.id for r in recs], pa.string()), vectors, pa.array([r.document for r in recs], pa.string()),
+             pa.array([None if r.metadata is None else json.dumps(r.metadata, ensure_ascii=False) for r in recs],
+                      pa.string())], schema=schema)
+        tmp = out / f".part-{files - 1:05d}.parquet.tmp"
+        pq.write_table(table, tmp)
+        tmp.rename(out / f"part-{files - 1:05d}.parquet")  # a reader never sees a half-written part
+    return {"rows": len(ids), "files": files, "out": str(out)}
 
 
 def _committed(rows: int, batches: int, resume_at: int) -> str:
