@@ -41,6 +41,9 @@ def make_tiny_model(path: str | Path, *, layers: int = 4, hidden: int = 32, head
     from sentence_transformers.base.modules import Normalize, Transformer
     from sentence_transformers.sentence_transformer.modules import Pooling
     from transformers import BertConfig, BertModel, BertTokenizerFast
+    from transformers.utils import logging as hf_logging
+
+    hf_logging.disable_progress_bar()
 
     path = Path(path)
     raw = path / "_bert"
