@@ -254,3 +254,37 @@ def test_spark_parquet_into_a_collection(spark, tmp_path):
     rec = col.get(["r5"])[0]
     assert rec.document == "text 5" and rec.metadata == {"year": 2}
     np.testing.assert_allclose(rec.vector, x[5] / np.linalg.norm(x[5]), atol=1e-6)
+
+
+def test_cli_knn_dedup_anomalies(spark, tmp_path):
+    import json
+
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+    from typer.testing import CliRunner
+
+    from vecbox.cli import app
+
+    rng = np.random.default_rng(7)
+    x = rng.normal(size=(30, 6)).astype(np.float32)
+    x[29] = x[3] * 2.0  # a cosine duplicate of row 3
+    data = tmp_path / "vectors.parquet"
+    pq.write_table(pa.table({"key": pa.array([f"k{i:02d}" for i in range(30)]),
+                             "emb": pa.array(x.tolist(), pa.list_(pa.float32()))}), data)
+    common = ["--id-col", "key", "--vector-col", "emb", "--master", "local[2]", "--json"]
+
+    def run(*args):
+        res = CliRunner().invoke(app, [str(a) for a in args])
+        assert res.exit_code == 0, res.output
+        return json.loads(res.stdout)
+
+    out = run("spark", "knn", data, "--out", tmp_path / "knn", "-k", 3, *common)
+    assert out["rows"] == 90 and out["exact"] is True
+    got = spark.read.parquet(str(tmp_path / "knn")).filter("query_id = 'k03' and rank = 1").first()
+    assert got["neighbor_id"] == "k29" and abs(got["score"] - 1.0) < 1e-6
+    out = run("spark", "dedup", data, "--out", tmp_path / "dup", "--threshold", 0.999, *common)
+    assert out["pairs"] == 1 and out["largest"] == [{"group": "k03", "size": 2}]
+    out = run("spark", "anomalies", data, "--out", tmp_path / "an", "-k", 2, "--top", 1, *common)
+    assert out["rows"] == 30 and out["top"][0]["id"] in ("k03", "k29")  # the far-out copy and its source
+    res = CliRunner().invoke(app, ["spark", "knn", str(data), "--out", str(tmp_path / "bad"), "--master", "local[2]"])
+    assert isinstance(res.exception, DatasetError) and "no column 'id'" in str(res.exception)

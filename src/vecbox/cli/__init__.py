@@ -7,6 +7,7 @@ One module per noun, each holding its commands (a Typer app):
 - :mod:`~vecbox.cli.codecs` - ``recompress``, ``analyze quantization``
 - :mod:`~vecbox.cli.analyze` - ``analyze anomalies | geometry | compare | capacity``
 - :mod:`~vecbox.cli.graph` - ``graph fastrp | eval``
+- :mod:`~vecbox.cli.spark` - ``spark encode | knn | dedup | anomalies | export``
 - :mod:`~vecbox.cli.eval` - ``eval beir``
 - :mod:`~vecbox.cli.demo` - ``demo``
 
@@ -27,6 +28,7 @@ from vecbox.cli.codecs import analyze_quantization
 from vecbox.cli.codecs import commands as codec_commands
 from vecbox.cli.eval import eval_app
 from vecbox.cli.graph import graph_app
+from vecbox.cli.spark import spark_app
 
 app = typer.Typer(
     help="vecbox: store, search and evaluate vector embeddings on one machine.",
@@ -40,6 +42,7 @@ analyze_app.command("quantization")(analyze_quantization)
 app.add_typer(eval_app, name="eval")
 app.add_typer(analyze_app, name="analyze")
 app.add_typer(graph_app, name="graph")
+app.add_typer(spark_app, name="spark")
 
 
 def main() -> None:

@@ -36,7 +36,7 @@ def create(
 @commands.command()
 def ingest(
     path: PathArg,
-    file: Annotated[Path, typer.Argument(help="JSONL, CSV or Parquet file.")],
+    file: Annotated[Path, typer.Argument(help="JSONL, CSV or Parquet file, or a directory of Parquet part files.")],
     text_field: Annotated[Optional[str], typer.Option(help="Field holding text to encode.")] = None,
     vector_field: Annotated[Optional[str], typer.Option(help="Field holding a ready vector.")] = None,
     id_field: Annotated[str, typer.Option(help="Field holding the id.")] = "id",
@@ -46,15 +46,18 @@ def ingest(
     schema: Annotated[Optional[str], typer.Option(
         help='CSV column types as JSON, e.g. \'{"zip": "str", "year": "int"}\' (default: inferred).')] = None,
     skip_rows: Annotated[int, typer.Option(help="Skip the first N rows (resume after a failed ingest).")] = 0,
+    document_field: Annotated[Optional[str], typer.Option(help="With --vector-field: field stored as the document.")] = None,
+    metadata_field: Annotated[Optional[str], typer.Option(help="Field holding the metadata as a JSON object.")] = None,
     as_json: JsonOpt = False,
 ) -> None:
-    """Add records from a file (a text field to encode, or a vector field)."""
+    """Add records from a file or a Parquet directory (a text field to encode, or a vector field)."""
     from vecbox.io import ingest_file
 
     result = ingest_file(path, file, text_field=text_field, vector_field=vector_field, id_field=id_field,
                          metadata_fields=metadata_fields.split(",") if metadata_fields else None,
                          batch_size=batch_size, upsert=upsert, show_progress=not as_json,
-                         schema=parse_json(schema, "--schema") if schema else None, skip_rows=skip_rows)
+                         schema=parse_json(schema, "--schema") if schema else None, skip_rows=skip_rows,
+                         document_field=document_field, metadata_field=metadata_field)
     emit(result, as_json, lambda: f"ingested {result['rows']:,} rows into {path} (version {result['version']}, "
                                   f"{result['rows_per_s']:,.0f} rows/s)")
 
