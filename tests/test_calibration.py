@@ -104,3 +104,73 @@ def test_planner_prices_two_hops_from_the_calibration(sel, time_ratio, two_hop, 
     assert plan.path == "hnsw+filter" and plan.two_hop is two_hop and plan.effort == effort
     one, two = 1.5 * 32 * 64 / sel, 1.5 * 32 * 64 * 10 * time_ratio * max(1, 0.1 / sel) ** 0.7
     assert math.isclose(plan.costs["filter"], two if two_hop else one)
+
+
+# ---------------------------------------------------------------- the default effort: recall with its interval
+def _mixture(n, d=32, seed=0):
+    rng = np.random.default_rng(seed)
+    centres = rng.standard_normal((40, d)).astype(np.float32) * 1.5
+    return (centres[rng.integers(0, 40, n)] + rng.standard_normal((n, d)).astype(np.float32)).astype(np.float32)
+
+
+def test_calibrated_recall_and_interval_are_those_of_exact_search_at_the_chosen_effort():
+    x = _mixture(4000)
+    idx = AnnIndex.build(x, np.arange(1, 4001), "l2", IndexParams("hnsw", M=8, ef_construction=40))
+    cal = calibration.calibrate(idx, x, "l2", 0.9, seed=5)
+    # the same queries (its seed), scored independently: per-query recall against exact search at the chosen ef
+    q = calibration.calibration_queries(x, "l2", 200, np.random.default_rng(5), K)
+    _, truth = exact_topk(x, q, K, "l2")
+    _, lab = idx.search(q, K, effort=cal.effort)
+    per = np.array([len(set(a) & set(b)) / K for a, b in zip(lab.tolist(), truth.tolist())])
+    half = per.std(ddof=1) / math.sqrt(len(per))
+    assert cal.source == "moved rows" and cal.queries == 200 and cal.reached
+    assert cal.recall == pytest.approx(per.mean(), abs=1e-12)
+    assert cal.ci95 == pytest.approx((per.mean() - 1.96 * half, min(1.0, per.mean() + 1.96 * half)), abs=1e-12)
+    assert per.mean() - 1.645 * half >= 0.9  # the lower bound clears the target ...
+    below = calibration.EF_GRID[calibration.EF_GRID.index(cal.effort) - 1] if cal.effort > calibration.EF_GRID[0] else None
+    if below is not None:  # ... and one grid step lower it did not
+        _, lab = idx.search(q, K, effort=below)
+        per = np.array([len(set(a) & set(b)) / K for a, b in zip(lab.tolist(), truth.tolist())])
+        assert per.mean() - 1.645 * per.std(ddof=1) / math.sqrt(len(per)) < 0.9
+
+
+def test_supplied_queries_far_from_the_data_need_a_larger_effort(tmp_path):
+    from vecbox import Collection
+
+    x = _mixture(6000, seed=1)
+    col = Collection.create(tmp_path / "c", dim=x.shape[1], metric="l2")
+    col.add([str(i) for i in range(len(x))], x)
+    moved = col.build_index("hnsw", M=6, ef_construction=32, target_recall=0.97)
+    # past queries between the clusters: harder than any query near the data
+    rng = np.random.default_rng(9)
+    past = (x[rng.integers(0, len(x), 300)] + x[rng.integers(0, len(x), 300)]) / 2
+    past += rng.standard_normal(past.shape).astype(np.float32)
+    info = col.build_index("hnsw", M=6, ef_construction=32, target_recall=0.97, calibration_queries=past)
+    cal = info["calibration"]
+    assert moved["calibration"]["source"] == "moved rows"
+    assert cal["source"] == "supplied" and cal["queries"] == 300 and info["ef_search"] == cal["effort"]
+    assert info["ef_search"] >= moved["ef_search"]
+    # the recall it reports is what the collection's own searches get on those queries (exact numpy reference)
+    d2 = ((past[:, None, :] - x[None, :, :]) ** 2).sum(-1)
+    truth = np.argsort(d2, axis=1, kind="stable")[:, :K]
+    got = np.array([[int(h.id) for h in col.search(qq, k=K)] for qq in past])
+    assert knn_recall(got, truth) == pytest.approx(cal["recall"], abs=0.01)
+    assert cal["ci95"][0] <= cal["recall"] <= cal["ci95"][1] and cal["ci95"][0] >= 0.97 - 0.1
+    with Collection.open(tmp_path / "c") as again:  # saved with the index
+        assert again.index_info()["calibration"] == cal
+
+
+@pytest.mark.parametrize("bad, error", [
+    (lambda x: x[:5, :7], "DimensionMismatchError"),
+    (lambda x: np.where(np.arange(x.shape[1]) == 0, np.nan, x[:5]), "InvalidInputError"),
+])
+def test_bad_calibration_queries_are_refused_and_the_index_is_kept(tmp_path, bad, error):
+    from vecbox import Collection, errors
+
+    x = _mixture(1000, seed=2)
+    col = Collection.create(tmp_path / "c", dim=x.shape[1])
+    col.add([str(i) for i in range(len(x))], x)
+    before = col.build_index("hnsw", M=8)
+    with pytest.raises(getattr(errors, error), match="calibration_queries"):
+        col.build_index("hnsw", M=8, calibration_queries=bad(x).astype(np.float32))
+    assert col.index_info() == before

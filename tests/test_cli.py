@@ -131,3 +131,20 @@ def test_usage_errors_are_one_line_and_exit_code_1(tmp_path, args, fragment):
     assert proc.returncode == 1, proc.stderr
     assert "Traceback" not in proc.stderr and proc.stderr.strip().startswith("error:")
     assert fragment in proc.stderr and "--help" in proc.stderr and len(proc.stderr.strip().splitlines()) == 1
+
+
+def test_index_calibrates_on_past_queries_from_a_npy_file(tmp_path, rng):
+    col_path = tmp_path / "c"
+    x = rng.standard_normal((1500, 8)).astype(np.float32)
+    with Collection.create(col_path, dim=8) as col:
+        col.add([str(i) for i in range(len(x))], x)
+    past = tmp_path / "past.npy"
+    np.save(past, x[:40] + 0.1 * rng.standard_normal((40, 8)).astype(np.float32))
+    out = json.loads(run("index", col_path, "--M", 8, "--calibration-queries", past, "--json"))
+    assert out["calibration"]["source"] == "supplied" and out["calibration"]["queries"] == 40
+    np.save(tmp_path / "objects.npy", np.array([{"a": 1}], dtype=object), allow_pickle=True)  # a pickle inside
+    result = runner.invoke(app, ["index", str(col_path), "--calibration-queries", str(tmp_path / "objects.npy")])
+    assert isinstance(result.exception, vecbox.errors.InvalidInputError)  # `vecbox` prints it as one error: line
+    assert "cannot read it as a .npy array" in str(result.exception)
+    with Collection.open(col_path) as col:  # the index built before is untouched
+        assert col.index_info()["calibration"] == out["calibration"]

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from pathlib import Path
 from typing import Annotated, Optional
 
 import typer
@@ -22,6 +23,8 @@ def index(
     nprobe: Annotated[Optional[int], typer.Option(help="IVF lists scanned per query (default: calibrated).")] = None,
     storage: Annotated[str, typer.Option(help="Vectors in the index: flat (float32) or sq8.")] = "flat",
     target_recall: Annotated[float, typer.Option(help="Calibrate the search effort to this recall@10.")] = 0.95,
+    calibration_queries: Annotated[Optional[Path], typer.Option(
+        help="A .npy file of past queries (m x d) to calibrate the effort on, instead of moved stored rows.")] = None,
     drop: Annotated[bool, typer.Option("--drop", help="Remove the index instead (searches become exact).")] = False,
     as_json: JsonOpt = False,
 ) -> None:
@@ -33,8 +36,23 @@ def index(
         col.drop_index()
         console.print(f"dropped the index of {path}; searches are exact")
         return
+    queries = _past_queries(calibration_queries) if calibration_queries is not None else None
     with console.status(f"building a {kind} index over {col.count():,} rows ...", spinner="dots"):
         data = col.build_index(kind, M=m, ef_construction=ef_construction, ef_search=ef_search, nlist=nlist,
-                               nprobe=nprobe, storage=storage, target_recall=target_recall)
+                               nprobe=nprobe, storage=storage, target_recall=target_recall,
+                               calibration_queries=queries)
     emit(data, as_json,
          lambda: kv_table(f"{kind} index of {path}", {key: value for key, value in data.items() if value is not None}))
+
+
+def _past_queries(path: Path) -> object:
+    """The float array in a ``.npy`` file (never a pickle), or a vecbox error naming the file."""
+    import numpy as np
+
+    from vecbox.errors import InvalidInputError
+
+    try:
+        return np.load(path, allow_pickle=False)
+    except (OSError, ValueError) as exc:
+        raise InvalidInputError(f"--calibration-queries {path}: cannot read it as a .npy array of queries ({exc}); "
+                                "save them with numpy.save(path, queries)") from None

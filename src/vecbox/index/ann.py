@@ -172,6 +172,7 @@ class AnnIndex:
     # the two filtered walks measured against each other (vecbox.index.calibration.calibrate_walks); saved
     walk_calibration: dict[str, Any] | None = None
     calibrated_recall: float | None = None  # recall@10 at the effort target_recall chose (saved)
+    calibration: dict[str, Any] | None = None  # calibration.Calibration.as_dict(): recall, ci95, queries, source
 
     @property
     def n(self) -> int:
@@ -331,7 +332,7 @@ class AnnIndex:
             os.fsync(fh.fileno())
         meta = {"format": _FORMAT, "metric": self.metric, "n": self.n, "version": self.version,
                 "build_seconds": self.build_seconds, "params": self.params.__dict__, "walks": self.walk_calibration,
-                "calibrated_recall": self.calibrated_recall,
+                "calibrated_recall": self.calibrated_recall, "calibration": self.calibration,
                 "checksums": {name: file_checksum(directory / name) for name in (_INDEX_FILE, _RIDS)}}
         with open(directory / _META, "w", encoding="utf-8") as fh:
             json.dump(meta, fh)
@@ -365,6 +366,9 @@ class AnnIndex:
             recall = meta.get("calibrated_recall")
             if recall is not None and not isinstance(recall, (int, float)):
                 raise ValueError("bad calibrated recall")
+            calibration = meta.get("calibration")  # absent in indexes saved before it was recorded
+            if calibration is not None and not isinstance(calibration, dict):
+                raise ValueError("bad calibration record")
             if meta.get("format") != _FORMAT or index.ntotal != len(rids) or len(rids) != meta["n"]:
                 raise ValueError("sizes or format do not agree")
         except (OSError, ValueError, KeyError, TypeError, RuntimeError) as exc:
@@ -373,7 +377,8 @@ class AnnIndex:
                 "Collection.build_index() (or `vecbox index PATH`) to rebuild it, or drop_index()"
             ) from None
         return cls(params, meta["metric"], rids.astype(np.int64), index, int(meta["version"]),
-                   float(meta.get("build_seconds", 0.0)), walk_calibration=walks, calibrated_recall=recall)
+                   float(meta.get("build_seconds", 0.0)), walk_calibration=walks, calibrated_recall=recall,
+                   calibration=calibration)
 
     def memory_bytes(self) -> int:
         """Approximate RAM of the index (vectors + graph links or list ids + the walk's codes)."""

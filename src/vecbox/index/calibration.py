@@ -16,6 +16,7 @@ Both calibrations query the index with stored rows moved off the data (see
 from __future__ import annotations
 
 import time
+from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
@@ -76,38 +77,92 @@ def _recall(truth: np.ndarray, labels: np.ndarray, k: int) -> np.ndarray:
     return knn_recall(labels, truth, k, per_query=True)
 
 
-def calibrate(index: AnnIndex, x: np.ndarray, metric: str, target: float, *, k: int = 10,
-              n_queries: int = 200, seed: int = 0, sq_norms: np.ndarray | None = None) -> tuple[int, float]:
-    """Smallest effort (ef_search / nprobe) whose mean recall@k reaches ``target`` on a sample.
+CONFIDENCE_Z = 1.645  # one-sided 95 %: the calibrated recall's lower bound must clear the target
+MAX_SUPPLIED = 1000  # supplied (past) queries used for calibration, a seeded sample when more are given
 
-    Returns ``(effort, recall)``; the largest effort tried if none reaches the target.
-    The recall must clear the target with 95% confidence over the sample, not just on
-    average.
+
+@dataclass
+class Calibration:
+    """What :func:`calibrate` measured at the effort it chose.
+
+    ``recall`` is the mean recall@k over the calibration queries; ``ci95`` its two-sided
+    95 % interval (normal approximation over the per-query recalls); ``source`` says which
+    queries were used: ``"moved rows"`` (stored rows moved off the data, see
+    :func:`calibration_queries`) or ``"supplied"`` (the caller's past queries).
+    """
+
+    effort: int
+    recall: float
+    ci95: tuple[float, float]
+    queries: int
+    source: str
+    reached: bool
+
+    def as_dict(self) -> dict[str, Any]:
+        """JSON-ready form (saved with the index, shown by ``index_info()``)."""
+        return {"recall": self.recall, "ci95": list(self.ci95), "queries": self.queries, "source": self.source,
+                "effort": self.effort, "reached": self.reached}
+
+    @classmethod
+    def from_dict(cls, d: dict[str, Any]) -> "Calibration":
+        """Inverse of :meth:`as_dict`; raises ``ValueError`` on anything else."""
+        try:
+            lo, hi = (float(v) for v in d["ci95"])
+            return cls(int(d["effort"]), float(d["recall"]), (lo, hi), int(d["queries"]), str(d["source"]),
+                       bool(d["reached"]))
+        except (KeyError, TypeError, ValueError) as exc:
+            raise ValueError(f"bad calibration record ({exc})") from None
+
+
+def calibrate(index: AnnIndex, x: np.ndarray, metric: str, target: float, *, k: int = 10,
+              n_queries: int = 200, seed: int = 0, sq_norms: np.ndarray | None = None,
+              queries: np.ndarray | None = None) -> Calibration:
+    """Smallest effort (ef_search / nprobe) whose recall@k reaches ``target`` with 95 % confidence.
+
+    The queries are ``queries`` when given (past queries of the collection: the best
+    guide to future ones; a seeded sample of :data:`MAX_SUPPLIED` when there are more,
+    normalised for cosine), else ``n_queries`` stored rows moved off the data
+    (:func:`calibration_queries`). The one-sided 95 % lower bound of the mean recall must
+    clear the target, not just the mean: a lucky sample must not pick a low effort. The
+    largest effort tried is returned (``reached=False``) when none clears it.
 
     >>> x = np.random.default_rng(0).standard_normal((3000, 16)).astype(np.float32)
     >>> from vecbox.index.ann import AnnIndex, IndexParams
     >>> idx = AnnIndex.build(x, np.arange(1, 3001), "l2", IndexParams("hnsw", M=16))
-    >>> effort, recall = calibrate(idx, x, "l2", 0.9)
-    >>> recall >= 0.9
-    True
+    >>> cal = calibrate(idx, x, "l2", 0.9)
+    >>> cal.recall >= 0.9, cal.ci95[0] <= cal.recall <= cal.ci95[1], cal.source
+    (True, True, 'moved rows')
     """
     n = len(x)
+    rng = np.random.default_rng(seed)
+    if queries is not None:
+        q = queries if len(queries) <= MAX_SUPPLIED else queries[np.sort(rng.choice(len(queries), MAX_SUPPLIED,
+                                                                                     replace=False))]
+        q = np.ascontiguousarray(q / np.linalg.norm(q, axis=1, keepdims=True) if metric == "cosine" else q,
+                                 dtype=np.float32)
+        source = "supplied"
+    else:
+        q, source = None, "moved rows"
     if n <= k:
-        return index.params.effort, 1.0
+        return Calibration(index.params.effort, 1.0, (1.0, 1.0), 0 if q is None else len(q), source, True)
     sq = _sq_norms(x, sq_norms)  # the queries' neighbours and the l2 truth share it
-    q = calibration_queries(x, metric, n_queries, np.random.default_rng(seed), k, sq)
+    if q is None:
+        q = calibration_queries(x, metric, n_queries, rng, k, sq)
     _, truth = exact_topk(x, q, k, metric, sq_norms=sq if metric == "l2" else None)
     nlist = int(index.params.nlist or 1)
     grid = EF_GRID if index.params.kind == "hnsw" else tuple(p for p in NPROBE_GRID if p <= nlist)
-    best = (grid[-1], 0.0)
+    best = None
     for effort in grid:
         _, lab = index.search(q, k, effort=effort)
         per = _recall(truth, lab, k)
         rec = float(per.mean())
-        # one-sided 95% lower bound: the sample is small, and a lucky sample must not pick a low effort
-        if rec - 1.645 * per.std(ddof=1) / np.sqrt(len(per)) >= target:
-            return effort, rec
-        best = (effort, rec)
+        half = float(per.std(ddof=1) / np.sqrt(len(per))) if len(per) > 1 else 0.0
+        reached = rec - CONFIDENCE_Z * half >= target
+        best = Calibration(int(effort), rec, (max(0.0, rec - 1.96 * half), min(1.0, rec + 1.96 * half)), len(q),
+                           source, reached)
+        if reached:
+            break
+    assert best is not None
     return best
 
 
@@ -188,12 +243,13 @@ def _crossing(curve: list[tuple[int, float, float]], target: float) -> tuple[flo
 
 
 def build_calibrated(x: np.ndarray, rids: np.ndarray, metric: str, params: IndexParams, *, seed: int = 0,
-                     version: int = 0) -> AnnIndex:
-    """Build an index over ``x`` and calibrate it on its own rows (what ``Collection.build_index`` runs).
+                     version: int = 0, queries: np.ndarray | None = None) -> AnnIndex:
+    """Build an index over ``x`` and calibrate it (what ``Collection.build_index`` runs).
 
-    With ``params.target_recall`` set, :func:`calibrate` chooses the default effort (and
-    ``calibrated_recall`` records what it reached); :func:`calibrate_walks` measures the
-    filtered walks (``None`` where they need no measuring).
+    With ``params.target_recall`` set, :func:`calibrate` chooses the default effort on
+    ``queries`` (past queries) or on moved rows, and ``calibration`` records what it
+    measured; :func:`calibrate_walks` measures the filtered walks (``None`` where they
+    need no measuring).
 
     >>> x = np.random.default_rng(0).standard_normal((2000, 16)).astype(np.float32)
     >>> idx = build_calibrated(x, np.arange(1, 2001), "l2", IndexParams("hnsw", M=16, target_recall=0.9).check())
@@ -204,11 +260,12 @@ def build_calibrated(x: np.ndarray, rids: np.ndarray, metric: str, params: Index
     sq = None  # the rows' squared norms, an n x d pass: made once when both calibrations run
     if params.target_recall is not None:
         sq = np.einsum("ij,ij->i", x, x)
-        effort, recall = calibrate(ann, x, metric, params.target_recall, seed=seed, sq_norms=sq)
+        cal = calibrate(ann, x, metric, params.target_recall, seed=seed, sq_norms=sq, queries=queries)
         if params.kind == "hnsw":
-            params.ef_search = effort
+            params.ef_search = cal.effort
         else:
-            params.nprobe = effort
-        ann.calibrated_recall = recall
+            params.nprobe = cal.effort
+        ann.calibrated_recall = cal.recall
+        ann.calibration = cal.as_dict()
     ann.walk_calibration = calibrate_walks(ann, x, metric, seed=seed, sq_norms=sq)
     return ann
