@@ -10,7 +10,12 @@ Measures, in one run on this machine:
 4. peers on BlogCatalog at d = 512: node2vec (pecanpy, p = q = 1, 10 walks of 80, window 10,
    2 workers) and the PyPI ``fastrp`` package (Rust), time and F1 with the same classifier;
 5. scaling on generated graphs of 10^5, 10^6, 10^7 edges at d = 128 (time, peak RSS, each in
-   a fresh process) and Spark ``local[2]`` at 10^6 edges.
+   a fresh process) and Spark ``local[2]`` at 10^6 edges;
+6. fidelity to the paper's code (issue 24): BlogCatalog, Cora, CiteSeer and a seeded PPI-like
+   graph (PPI itself is not available offline; see ``_graph/synthetic.py``), vecbox's FastRP
+   next to a transcription of ``GTmac/FastRP:fastrp.py`` with scikit-learn's projection
+   (``_graph/reference.py``), 5 seeds each, Macro/Micro-F1 at 50 % training; the PPI-like
+   graph also on Spark ``local[2]``.
 
 pecanpy pins numpy < 2 (through nptyping), so it lives in its own virtualenv::
 
@@ -60,7 +65,8 @@ DEFAULT_PECANPY = "/tmp/pecanpy-venv/bin/python"
 def add_arguments(parser: argparse.ArgumentParser | argparse._ArgumentGroup) -> None:
     """Options of this benchmark (prefixed ``--graph-``)."""
     R.add_options(parser, "graph", {
-        "skip": (str, "comma-separated parts to skip: blogcatalog, spark, planetoid, peers, scaling"),
+        "skip": (str, "comma-separated parts to skip: blogcatalog, spark, planetoid, peers, scaling, fidelity"),
+        "seeds": (int, "projection seeds per graph in the fidelity part (default 5; quick 2)"),
         "pecanpy": (str, f"python of a virtualenv with pecanpy (default {DEFAULT_PECANPY} or $VECBOX_PECANPY_PYTHON)"),
         "sizes": (str, "comma-separated edge counts for scaling (default 1e5,1e6,1e7; quick 1e5,1e6)"),
     })
@@ -294,6 +300,26 @@ def part_peers(res: dict[str, Any], shuffles: int, tmp: Path, pecanpy_py: str | 
     res["peers"] = peers
 
 
+def part_fidelity(res: dict[str, Any], seeds: int, spark_graph: str = "PPI-like (synthetic)") -> None:
+    from _graph import fidelity
+
+    res["fidelity"] = fidelity.run(DATA, seeds, R.log)
+    entry = next((e for e in res["fidelity"] if e["name"] == spark_graph), None)
+    try:
+        from vecbox.spark import local_session
+
+        spark = local_session("local[2]", app_name="vecbox-bench-fidelity", shuffle_partitions=4,
+                              conf={"spark.driver.memory": "2g"})
+    except ImportError as exc:
+        R.log(f"graph: fidelity on Spark skipped ({exc})")
+        return
+    try:
+        R.log(f"graph fidelity: {spark_graph} on Spark local[2], {seeds} seeds")
+        entry["spark"] = fidelity.spark_rows(spark, entry, seeds)
+    finally:
+        spark.stop()
+
+
 def part_scaling(res: dict[str, Any], sizes: list[int]) -> None:
     res["scaling"] = []
     for m in sizes:
@@ -369,6 +395,8 @@ def _tables(res: dict[str, Any], shuffles: int) -> list[tuple[str, list[str], li
                        ["graph", "nodes", "edges", "seconds", "10%", "50%", "90%"], rows,
                        "single-label graphs: Micro-F1 = accuracy; isolated nodes are included (zero vectors for "
                        "node2vec); node2vec: same settings as on BlogCatalog, column-standardised"))
+    if res.get("fidelity"):
+        tables.append(_fidelity_table(res["fidelity"]))
     if res.get("scaling"):
         rows = []
         for s in res["scaling"]:
@@ -382,6 +410,41 @@ def _tables(res: dict[str, Any], shuffles: int) -> list[tuple[str, list[str], li
                        rows, "time = building the CSR graph from edge arrays + FastRP; peak RSS is the whole "
                              "process: interpreter, imports and the generated edge arrays included"))
     return tables
+
+
+def _fidelity_table(entries: list[dict[str, Any]]) -> tuple[str, list[str], list[list[Any]], str]:
+    from _graph import fidelity as F
+
+    def ms(s: dict[str, float]) -> str:
+        return f"{s['macro']:.4f} ± {s['macro_std']:.4f} ({s['macro_min']:.3f}–{s['macro_max']:.3f})"
+
+    rows = []
+    for e in entries:
+        ref = F.summary(e["reference"])
+        for label, scores, extra in (("vecbox", e["vecbox"], ""), ("vecbox on Spark local[2]", (e.get("spark") or {})
+                                                                    .get("scores"), "spark")):
+            if not scores:
+                continue
+            got = F.summary(scores)
+            gap, tol, ok = F.verdict(scores, e["reference"])
+            note = f"max abs(Spark − local) {e['spark']['max_diff']:.1e}" if extra else e["note"]
+            rows.append([e["name"] if not extra else "", f"{e['nodes']:,} / {e['edges']:,} / {e['labels']} / "
+                         f"{e['isolated']}" if not extra else "", label, ms(got), ms(ref), f"{gap:+.4f}", f"{tol:.4f}",
+                         R.verdict(ok), f"{got['micro']:.4f} / {ref['micro']:.4f}", note])
+    n_seeds = len(entries[0]["vecbox"])
+    return (f"Fidelity to the paper's code (issue 24): Macro-F1 at 50 % training over {n_seeds} projection seeds",
+            ["graph", "nodes / edges / labels / isolated", "implementation", "Macro-F1 mean ± std (min–max)",
+             "reference Macro-F1 mean ± std (min–max)", "gap of means", "tolerance", "target", "Micro-F1 (this / ref)",
+             "input"], rows,
+            "reference = `benchmarks/_graph/reference.py`, a transcription of `GTmac/FastRP:fastrp.py` (M = D⁻¹A, "
+            "scikit-learn's `SparseRandomProjection(512, random_state=seed)` scaled by deg^β, 4 hops, each "
+            "L2-normalised, weights [0, 0, 1, 6.67], β = −0.64, columns standardised) on max(A, Aᵀ) without the "
+            "diagonal; vecbox = `FastRP(seed=seed, self_loops='drop')` with its hashed projection. Both embeddings "
+            "of a seed go through the same evaluation (C = 0.1, the same 5 shuffles), so the spread is the "
+            "projection's. std over seeds with ddof = 1; target |gap| ≤ max(2 × reference std, 0.005). "
+            "**PPI-like is a generated stand-in, not PPI** (PPI is not available offline): 3,890 nodes, 50 "
+            "overlapping labels, self-loops on ~10 % of the nodes, a third of the edges stored one way only and "
+            "the rest with different weights each way, 13 isolated nodes; `benchmarks/_graph/synthetic.py`, seed 24")
 
 
 def _speed_verdict(res: dict[str, Any]) -> str | None:
@@ -495,6 +558,7 @@ def main(args: argparse.Namespace) -> dict[str, Any]:
         ("spark", True, lambda: part_spark(res, tmp, quick)),
         ("planetoid", True, lambda: part_planetoid(res, shuffles, tmp, pecanpy_py if not quick else None)),
         ("peers", have_blog and not quick, lambda: part_peers(res, shuffles, tmp, pecanpy_py)),
+        ("fidelity", True, lambda: part_fidelity(res, R.opt(args, "graph_seeds", 2 if quick else 5))),
     ]
     try:
         for name, wanted, run in parts:
