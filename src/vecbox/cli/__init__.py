@@ -9,6 +9,7 @@ One module per noun, each holding its commands (a Typer app):
 - :mod:`~vecbox.cli.graph` - ``graph fastrp | eval``
 - :mod:`~vecbox.cli.spark` - ``spark encode | knn | dedup | anomalies | export``
 - :mod:`~vecbox.cli.eval` - ``eval beir``
+- :mod:`~vecbox.cli.train` - ``train pairs | mine | merge``
 - :mod:`~vecbox.cli.demo` - ``demo``
 
 :mod:`~vecbox.cli._render` holds what they share: the consoles, ``emit`` (``--json`` or
@@ -29,6 +30,7 @@ from vecbox.cli.codecs import commands as codec_commands
 from vecbox.cli.eval import eval_app
 from vecbox.cli.graph import graph_app
 from vecbox.cli.spark import spark_app
+from vecbox.cli.train import train_app
 
 app = typer.Typer(
     help="vecbox: store, search and evaluate vector embeddings on one machine.",
@@ -43,6 +45,7 @@ app.add_typer(eval_app, name="eval")
 app.add_typer(analyze_app, name="analyze")
 app.add_typer(graph_app, name="graph")
 app.add_typer(spark_app, name="spark")
+app.add_typer(train_app, name="train")
 
 
 def main() -> None:
