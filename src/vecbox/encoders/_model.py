@@ -291,10 +291,12 @@ class SentenceModel:
                 bar[0].stop()
 
 
-def _progress_bar(total: int, done: int) -> tuple[Any, Any]:
+def _progress_bar(total: int, done: int, label: str = "encoding") -> tuple[Any, Any]:
+    """A started Rich bar and its task; ``update(task, description=...)`` shows text after ``label``."""
     from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
 
-    bar = Progress(TextColumn("encoding"), BarColumn(), MofNCompleteColumn(), TimeRemainingColumn(), transient=True)
-    task = bar.add_task("encode", total=total, completed=done)
+    bar = Progress(TextColumn(label + " {task.description}"), BarColumn(), MofNCompleteColumn(), TimeRemainingColumn(),
+                   transient=True)
+    task = bar.add_task("", total=total, completed=done)
     bar.start()
     return bar, task

@@ -198,7 +198,7 @@ def train(model: str | Path, pairs: Sequence[Pair], out: str | Path, settings: T
     progress : callable, optional
         Called after each step with ``(step, total_steps, loss)``.
     """
-    from vecbox.encoders._model import load_sentence_transformer, resolve_model
+    from vecbox.encoders._model import _progress_bar, load_sentence_transformer, resolve_model
     from vecbox.train.card import write_card
 
     settings = settings or TrainSettings()
@@ -237,7 +237,7 @@ def train(model: str | Path, pairs: Sequence[Pair], out: str | Path, settings: T
         start, losses, resumed = int(state["step"]) + 1, list(state["losses"]), int(state["step"])
 
     t0 = time.perf_counter()
-    bar = _bar(total, start - 1) if show_progress else None
+    bar = _progress_bar(total, start - 1, "training") if show_progress else None
     step = start - 1
     try:
         for step in range(start, total + 1):
@@ -288,16 +288,6 @@ def train(model: str | Path, pairs: Sequence[Pair], out: str | Path, settings: T
     write_card(out, title="Fine-tuned by vecbox.train", sections={"Data": data or f"{len(pairs)} pairs",
                                                                   "Training": recipe, "Figures": figures, "Use": use})
     return TrainResult(out, total, total, True, resumed, seconds, losses)
-
-
-def _bar(total: int, done: int) -> tuple[Any, Any]:
-    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
-
-    bar = Progress(TextColumn("training {task.description}"), BarColumn(), MofNCompleteColumn(),
-                   TimeRemainingColumn(), transient=True)
-    task = bar.add_task("", total=total, completed=done)
-    bar.start()
-    return bar, task
 
 
 __all__ = ["TrainResult", "TrainSettings", "train"]
