@@ -14,11 +14,12 @@ from typing import Any
 
 from vecbox.errors import InvalidInputError
 from vecbox.spark._frames import check_k, check_vectors
-from vecbox.spark.knn import knn_join
+from vecbox.spark.knn import join_frames
 
 
 def anomaly_scores(df: Any, k: int = 10, *, method: str = "largest", id_col: str = "id",
-                   vector_col: str = "vector", **join_options: Any) -> Any:
+                   vector_col: str = "vector", query_block: int | None = None,
+                   merge_partitions: int | None = None) -> Any:
     """``id, score`` for every row of ``df``: its k-th nearest other row's Euclidean distance.
 
     Parameters
@@ -29,8 +30,8 @@ def anomaly_scores(df: Any, k: int = 10, *, method: str = "largest", id_col: str
         Neighbours; ``df`` needs at least ``k + 1`` rows (as ``KNNDetector``).
     method : {"largest", "mean"}
         The k-th distance, or the mean of the k distances (``KNNDetector(method=...)``).
-    **join_options
-        Passed to :func:`~vecbox.spark.knn.knn_join` (``query_block``, ``merge_partitions``).
+    query_block, merge_partitions
+        As :func:`~vecbox.spark.knn.knn_join` takes them.
 
     Returns
     -------
@@ -46,11 +47,12 @@ def anomaly_scores(df: Any, k: int = 10, *, method: str = "largest", id_col: str
     k = check_k(k)
     if method not in ("largest", "mean"):
         raise InvalidInputError(f"method must be 'largest' or 'mean'; got {method!r}")
-    rows = check_vectors(df, id_col, vector_col, "DataFrame").rows
-    if rows < k + 1:
-        raise InvalidInputError(f"anomaly scores with k={k} need at least {k + 1} rows; the DataFrame has {rows}. "
-                                "Pass more rows or a lower k")
-    pairs = knn_join(df, df, k, "l2", True, exclude_self=True, id_col=id_col, vector_col=vector_col, **join_options)
+    frame = check_vectors(df, id_col, vector_col, "DataFrame")
+    if frame.rows < k + 1:
+        raise InvalidInputError(f"anomaly scores with k={k} need at least {k + 1} rows; the DataFrame has "
+                                f"{frame.rows}. Pass more rows or a lower k")
+    pairs = join_frames(frame, frame, k, "l2", True, exclude_self=True, query_block=query_block,
+                        merge_partitions=merge_partitions, ef_search=128, hnsw_m=32)
     agg = F.max("score") if method == "largest" else F.avg("score")
     return pairs.groupBy("query_id").agg(agg.cast("double").alias("score")).withColumnRenamed("query_id", id_col)
 

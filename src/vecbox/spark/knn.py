@@ -28,6 +28,7 @@ import numpy as np
 
 from vecbox.errors import InvalidInputError
 from vecbox.spark._frames import (
+    VectorFrame,
     arrow_ids,
     check_k,
     check_metric,
@@ -97,11 +98,18 @@ def knn_join(
     >>> [tuple(r) for r in knn_join(df, df, k=1, exclude_self=True).orderBy("query_id").collect()]  # doctest: +SKIP
     [(1, 2, 0.8, 1), (2, 1, 0.8, 1), (3, 2, 0.6, 1)]
     """
+    q = check_vectors(queries, id_col, vector_col, "queries")
+    c = q if corpus is queries else check_vectors(corpus, id_col, vector_col, "corpus", dim=q.dim)
+    return join_frames(q, c, k, metric, exact, exclude_self=exclude_self, query_block=query_block,
+                       merge_partitions=merge_partitions, ef_search=ef_search, hnsw_m=hnsw_m)
+
+
+def join_frames(q: VectorFrame, c: VectorFrame, k: int, metric: str, exact: bool, *, exclude_self: bool,
+                query_block: int | None, merge_partitions: int | None, ef_search: int, hnsw_m: int) -> Any:
+    """:func:`knn_join` on frames already validated by :func:`~vecbox.spark._frames.check_vectors`."""
     k = check_k(k)
     check_metric(metric)
-    q = check_vectors(queries, id_col, vector_col, "queries")
-    c = check_vectors(corpus, id_col, vector_col, "corpus", dim=q.dim)
-    spark = corpus.sparkSession
+    spark = c.df.sparkSession
     schema = _output_schema(q.id_type, c.id_type)
     if q.rows == 0 or c.rows == 0:
         return spark.createDataFrame([], schema)
@@ -336,4 +344,4 @@ def _merge(all_ids: Any, k: int, metric: str, q_type: str, c_type: str) -> Any:
     return merge
 
 
-__all__ = ["knn_join", "approximate_recall", "topk_positions", "OUTPUT_COLUMNS"]
+__all__ = ["knn_join", "join_frames", "approximate_recall", "topk_positions", "OUTPUT_COLUMNS"]
