@@ -122,6 +122,24 @@ def test_starbucks_with_hard_negatives_trains(base, tmp_path):
     assert card["Training"]["ladder"] == [[1, 8], [2, 16]] and card["Training"]["hard negatives per pair"] == 1
 
 
+def test_training_again_in_place_changes_the_cache_key(base, tmp_path):
+    """Same directory, same file sizes, new weights: cached vectors of the old weights must not be reused."""
+    import shutil
+
+    from vecbox.encoders.text import TextEncoder
+
+    short = TrainSettings(loss="mnrl", batch_size=4, max_steps=1, max_seq_length=16)
+    out = tmp_path / "m"
+    train(base, PAIRS, out, short)
+    first = TextEncoder(str(out), cache_dir=tmp_path / "cache")
+    before, fp = first.encode(["read a csv file"]), first.fingerprint
+    shutil.rmtree(out)
+    train(base, PAIRS, out, TrainSettings(**{**asdict(short), "seed": 1}))
+    again = TextEncoder(str(out), cache_dir=tmp_path / "cache")
+    assert again.fingerprint != fp
+    assert not np.allclose(again.encode(["read a csv file"]), before)
+
+
 def test_bad_settings_are_refused(base, tmp_path):
     with pytest.raises(InvalidInputError, match="batch_size must be >= 2"):
         train(base, PAIRS, tmp_path / "x", TrainSettings(batch_size=1))

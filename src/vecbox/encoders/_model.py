@@ -179,11 +179,18 @@ def load_sentence_transformer(model_dir: Path, device: str = "cpu") -> Any:
 
 
 def model_fingerprint(name: str, model_dir: Path, policy: str) -> str:
-    """16 hex digits identifying a model's files (names and sizes) and an output policy, for cache keys."""
+    """16 hex digits identifying a model's files (names and sizes) and an output policy, for cache keys.
+
+    A model written by :mod:`vecbox.train` also contributes its card (``vecbox_train.json``: when and how
+    it was trained), so training again into the same directory - same file sizes, new weights - never
+    reuses the vectors cached for the previous weights.
+    """
     h = hashlib.sha256(name.encode())
     for f in sorted(model_dir.rglob("*")):
         if f.is_file():
             h.update(f"{f.relative_to(model_dir)}:{f.stat().st_size}".encode())
+            if f.name == "vecbox_train.json":
+                h.update(f.read_bytes())
     h.update(policy.encode())
     return h.hexdigest()[:16]
 

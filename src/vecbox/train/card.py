@@ -11,6 +11,7 @@
 from __future__ import annotations
 
 import datetime as _dt
+import hashlib
 import json
 from collections.abc import Mapping
 from pathlib import Path
@@ -28,6 +29,8 @@ def write_card(directory: str | Path, *, title: str, sections: Mapping[str, Mapp
 
     The card replaces the one sentence-transformers writes; the model loads as before
     (``SentenceTransformer(directory)``, ``TextEncoder(directory)``, ``Collection.create(model=directory)``).
+    It records the SHA-256 of ``model.safetensors``, which also keys the encoders' caches
+    (:func:`vecbox.encoders._model.model_fingerprint`).
     """
     directory = Path(directory)
     directory.mkdir(parents=True, exist_ok=True)
@@ -40,10 +43,14 @@ def write_card(directory: str | Path, *, title: str, sections: Mapping[str, Mapp
             lines += [body, ""]
         else:
             lines += ["| | |", "| :--- | :--- |"] + [f"| {k} | {_cell(v)} |" for k, v in body.items()] + [""]
+    weights = directory / "model.safetensors"
+    digest = hashlib.sha256(weights.read_bytes()).hexdigest() if weights.is_file() else None
+    if digest:
+        lines += [f"Weights: `model.safetensors`, SHA-256 `{digest}`.", ""]
     path = directory / "README.md"
     path.write_text("\n".join(lines), encoding="utf-8")
-    (directory / CARD_FILE).write_text(json.dumps({"title": title, "created": created, **sections}, indent=2,
-                                                  default=str), encoding="utf-8")
+    facts = {"title": title, "created": created, "weights_sha256": digest, **sections}
+    (directory / CARD_FILE).write_text(json.dumps(facts, indent=2, default=str), encoding="utf-8")
     return path
 
 
