@@ -107,6 +107,25 @@ def run(data: Path, seeds: int, log: Callable[[str], None]) -> list[dict[str, An
     return rows
 
 
+def variants(a: sp.spmatrix) -> dict[str, sp.csr_matrix]:
+    """The adjacency under departures from the reference's rules, each a plausible implementation slip."""
+    raw = sp.csr_matrix(a, dtype=np.float64)
+    no_loops = lambda m: (m - sp.diags(m.diagonal())).tocsr()  # noqa: E731
+    return {"self-loops kept": ref.prepare(a, "keep"), "A + Aᵀ instead of max(A, Aᵀ)": no_loops(raw + raw.T),
+            "weights ignored (0/1)": (ref.prepare(a) > 0).astype(np.float64),
+            "not symmetrised (A as given)": no_loops(raw)}
+
+
+def sensitivity(entry: dict[str, Any], seeds: int) -> dict[str, list[tuple[float, float]]]:
+    """The reference's Macro/Micro-F1 per seed under each of :func:`variants` (is the comparison able to see them?)."""
+    g = entry["graph"]
+    out = {}
+    for name, a in variants(g["a"]).items():
+        out[name] = [score(ref.fastrp(a, ref.sklearn_projection(a.shape[0], CONFIG["dim"], seed), CONFIG["weights"],
+                                      CONFIG["beta"]), g["y"]) for seed in range(seeds)]
+    return out
+
+
 def spark_rows(spark: Any, entry: dict[str, Any], seeds: int) -> dict[str, Any]:
     """vecbox.spark.fastrp on ``entry``'s matrix (its entries as weighted edges, self_loops="drop"), per seed."""
     from vecbox.spark import fastrp
