@@ -90,6 +90,26 @@ def test_knn_join_exact_with_ties_duplicates_and_empty_partitions(spark):
     assert_same(got, exact(qids, q, [cids[i] for i in keep], c[keep], 7, "dot"))
 
 
+@pytest.mark.parametrize("metric", ["dot", "cosine", "l2"])
+def test_partition_topk_with_faiss_equals_numpy_with_ties(metric):
+    pytest.importorskip("faiss")
+    from vecbox.spark.knn import _numpy_topk, exact_topk
+
+    rng = np.random.default_rng(11)
+    x = rng.integers(-2, 3, size=(300, 6)).astype(np.float32)
+    x[10:30] = x[3]  # 21 equal rows: ties far past k
+    q = rng.integers(-2, 3, size=(60, 6)).astype(np.float32)
+    own = np.full(60, -1)
+    own[:20] = rng.integers(0, 300, 20)
+    for skip in (None, own):
+        top, vals = exact_topk(q, x, 7, metric, skip)
+        want_top, want_vals = _numpy_topk(q, x, 7, metric, skip)
+        assert (top == want_top).all()
+        np.testing.assert_allclose(vals, want_vals, atol=1e-4)
+        if skip is not None:
+            assert not (top == own[:, None]).any()
+
+
 def test_knn_join_cosine_self_join_string_ids(spark):
     from vecbox.spark import knn_join
 
@@ -211,30 +231,33 @@ def test_encode_equals_text_encoder(spark):
     texts = ["read a csv file", "the cat sat on the mat", None, "vector search with filters on one machine",
              "Spark runs batch jobs", "x", "a much longer sentence about encoding many documents in parallel"]
     df = spark.createDataFrame(spark.sparkContext.parallelize(list(enumerate(texts)), 2), "id long, text string")
-    rows = {r["id"]: r["vector"] for r in encode(df, "text").collect()}
-    assert rows[2] is None
+    elastic = {"layers", "dims"} <= set(inspect.signature(TextEncoder.__init__).parameters)
+    out = encode(df, "text")
+    if elastic:  # a second model setting in the same job: each worker caches one encoder per setting
+        out = encode(out, "text", layers=3, dims=128, output_col="small")
+    rows = {r["id"]: r for r in out.collect()}
+    assert rows[2]["vector"] is None
     keep = [i for i, t in enumerate(texts) if t is not None]
-    want = TextEncoder().encode([texts[i] for i in keep])
-    got = np.array([rows[i] for i in keep], dtype=np.float32)
-    assert got.shape == want.shape and np.abs(got - want).max() <= 1e-5
+    kept = [texts[i] for i in keep]
+    for column, enc in [("vector", TextEncoder())] + ([("small", TextEncoder(layers=3, dims=128))] if elastic else []):
+        want = enc.encode(kept)
+        got = np.array([rows[i][column] for i in keep], dtype=np.float32)
+        assert got.shape == want.shape and np.abs(got - want).max() <= 1e-5, column
     with pytest.raises(InvalidInputError, match="no column 'body'"):
         encode(df, "body")
 
 
-def test_encode_elastic_options(spark):
+def test_encode_elastic_options_are_forwarded_only_when_given():
     from vecbox.encoders.text import TextEncoder
     from vecbox.spark.encode import elastic_options
 
     accepted = inspect.signature(TextEncoder.__init__).parameters
     assert elastic_options(None, None) == {}
-    if "layers" not in accepted:
-        with pytest.raises(InvalidInputError, match="layers= need a TextEncoder with elastic inference"):
-            elastic_options(3, None)
-    else:
-        assert elastic_options(3, None) == {"layers": 3}
-    if "dims" not in accepted:
-        with pytest.raises(InvalidInputError, match="dims="):
-            elastic_options(None, 128)
+    if "layers" in accepted and "dims" in accepted:
+        assert elastic_options(3, None) == {"layers": 3} and elastic_options(None, 128) == {"dims": 128}
+    else:  # a TextEncoder without elastic inference: a clear error, not a TypeError
+        with pytest.raises(InvalidInputError, match="need a TextEncoder with elastic inference"):
+            elastic_options(3, 128)
 
 
 def test_spark_parquet_into_a_collection(spark, tmp_path):

@@ -177,16 +177,16 @@ def _open_source(file: Path, schema: Mapping[str, Any] | None, text_columns: Map
     if not parts:
         raise DatasetError(f"{file} is a directory without .parquet files; give a JSONL, CSV or Parquet file, or a "
                            "directory of Parquet part files (as Spark's .write.parquet writes)")
-    opened = [_open_rows(p, schema, text_columns) for p in parts]
-    for p, rows in zip(parts[1:], opened[1:]):
-        if rows.columns != opened[0].columns:
-            raise IngestError(f"{p} has columns {rows.columns}, but {parts[0].name} has {opened[0].columns}; "
-                              "every part file of a directory needs the same columns")
+    columns = _open_rows(parts[0], schema, text_columns).columns
     starts: list[int] = []
 
-    def rows() -> Any:
+    def rows() -> Any:  # one part open at a time: Spark may have written thousands
         n = 0
-        for rows_of_part in opened:
+        for part in parts:
+            rows_of_part = _open_rows(part, schema, text_columns)
+            if rows_of_part.columns != columns:
+                raise IngestError(f"{part} has columns {rows_of_part.columns}, but {parts[0].name} has {columns}; "
+                                  "every part file of a directory needs the same columns")
             starts.append(n)
             for _, row in rows_of_part:
                 n += 1
@@ -196,7 +196,7 @@ def _open_source(file: Path, schema: Mapping[str, Any] | None, text_columns: Map
         i = max(j for j, s0 in enumerate(starts) if s0 < n) if starts else 0
         return f"{parts[i].name}, row {n - starts[i]}"
 
-    return _Rows(rows(), where, opened[0].columns)
+    return _Rows(rows(), where, columns)
 
 
 def _metadata_cell(value: Any, name: str, file: Path, where: Callable[[int], str], n: int) -> dict[str, Any]:

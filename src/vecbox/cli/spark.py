@@ -64,6 +64,15 @@ def _write(df: Any, out: Path) -> int:
     return df.sparkSession.read.parquet(str(out)).count()
 
 
+def _table(title: str, columns: tuple[str, str], rows: list[tuple[str, str]]) -> Table:
+    table = Table(title=title, title_justify="left")
+    table.add_column(columns[0])
+    table.add_column(columns[1], justify="right")
+    for row in rows:
+        table.add_row(*row)
+    return table
+
+
 def _done(result: dict[str, Any], t0: float, as_json: bool, text: str, extra: Any = None) -> None:
     result["seconds"] = round(time.perf_counter() - t0, 3)
     emit(result, as_json, lambda: [escape(f"{text} in {result['seconds']:.1f} s -> {result.get('out', '')}"), extra])
@@ -155,11 +164,7 @@ def dedup_cmd(
     result = {"pairs": pairs, "rows_in_groups": rows, "groups": sizes.count(),
               "largest": [{"group": r[0], "size": r[1]} for r in top], "out": str(out), "threshold": threshold,
               "master": master}
-    table = Table(title="largest groups", title_justify="left")
-    table.add_column("group")
-    table.add_column("size", justify="right")
-    for r in top:
-        table.add_row(str(r[0]), str(r[1]))
+    table = _table("largest groups", ("group", "size"), [(str(r[0]), str(r[1])) for r in top])
     _done(result, t0, as_json, f"{pairs:,} pairs, {result['groups']:,} groups ({rows:,} rows)", table if top else None)
 
 
@@ -186,11 +191,7 @@ def anomalies_cmd(
     best = spark.read.parquet(str(out)).orderBy(F.desc("score"), id_col).limit(top).collect()
     result = {"rows": rows, "out": str(out), "k": k, "method": method, "master": master,
               "top": [{"id": r[0], "score": r[1]} for r in best]}
-    table = Table(title=f"top {len(best)} by score", title_justify="left")
-    table.add_column("id")
-    table.add_column("score", justify="right")
-    for r in best:
-        table.add_row(str(r[0]), f"{r[1]:.4f}")
+    table = _table(f"top {len(best)} by score", ("id", "score"), [(str(r[0]), f"{r[1]:.4f}") for r in best])
     _done(result, t0, as_json, f"scored {rows:,} rows", table)
 
 

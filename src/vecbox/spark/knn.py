@@ -247,26 +247,25 @@ def _emit(start: int, rows: np.ndarray, ids: np.ndarray, cols: np.ndarray, s: np
          pa.array(s[keep].astype(np.float32))], names=["q", "n", "s"])
 
 
+def _partition(batches: Iterator[Any], dim: int, metric: str) -> tuple[np.ndarray, np.ndarray, str]:
+    """A task's corpus partition: ids (sorted), vectors prepared for ``metric``, the ids' Spark type."""
+    ids, x = read_partition(batches, dim)
+    return ids, _prepare(x, metric), "bigint" if ids.dtype.kind in "iu" else "string"
+
+
 def _exact_scan(block: Any, dim: int, k: int, metric: str, exclude_self: bool, **_: Any) -> Any:
     def scan(batches: Iterator[Any]) -> Iterator[Any]:
-        ids, x = read_partition(batches, dim)
+        ids, x, id_type = _partition(batches, dim, metric)
         if not len(ids):
             return
         start, qids, qx = block.value
-        x = _prepare(x, metric)
-        xn = np.einsum("ij,ij->i", x, x) if metric == "l2" else None
-        id_type = "bigint" if ids.dtype.kind in "iu" else "string"
-        self_q, self_c = _self_pairs(qids, ids) if exclude_self else (None, None)
-        step = max(1, min(len(qids), SCORE_BUDGET // len(ids), 4096))
+        self_q, self_c = _self_pairs(qids, ids) if exclude_self else (np.empty(0, np.int64), np.empty(0, np.int64))
+        own = np.full(len(qids), -1, dtype=np.int64)  # each query's own row in this partition, or -1
+        own[self_q] = self_c
         with task_threads():
-            for s0 in range(0, len(qids), step):
-                qb = qx[s0:s0 + step]
-                s = _scores(qb, x, xn, metric)
-                if self_q is not None:
-                    hit = (self_q >= s0) & (self_q < s0 + len(qb))
-                    s[self_q[hit] - s0, self_c[hit]] = -np.inf
-                top = topk_positions(s, k)
-                vals = np.take_along_axis(s, top, axis=1)
+            for s0 in range(0, len(qids), 4096):
+                qb = qx[s0:s0 + 4096]
+                top, vals = exact_topk(qb, x, k, metric, own[s0:s0 + 4096] if exclude_self else None)
                 if metric == "l2":  # the expansion loses digits near 0: rescore the k chosen pairs directly
                     diff = qb[:, None, :] - x[top]
                     vals = np.where(np.isfinite(vals), -np.einsum("ijk,ijk->ij", diff, diff), vals)
@@ -276,17 +275,60 @@ def _exact_scan(block: Any, dim: int, k: int, metric: str, exclude_self: bool, *
     return scan
 
 
+def exact_topk(q: np.ndarray, x: np.ndarray, k: int, metric: str, own: np.ndarray | None = None
+               ) -> tuple[np.ndarray, np.ndarray]:
+    """Positions and scores (higher = nearer; l2: minus the squared distance) of each query's ``k`` best rows.
+
+    Ties go to the lower position; ``own[i]`` (or -1) is a row that query ``i`` must skip. FAISS's
+    blocked exact search (``faiss.knn``) picks ``k + 2`` candidates; a row whose k-th score equals the
+    next candidate's may have equal rows FAISS left out, so only those rows are redone with numpy.
+    Without FAISS, or for tiny partitions, numpy does it all in tiles of at most ``SCORE_BUDGET`` scores.
+    """
+    n = len(x)
+    try:
+        import faiss
+    except ImportError:
+        faiss = None
+    if faiss is None or n < k + 2:
+        return _numpy_topk(q, x, k, metric, own)
+    d, i = faiss.knn(q, x, k + 2, faiss.METRIC_L2 if metric == "l2" else faiss.METRIC_INNER_PRODUCT)
+    s = -d if metric == "l2" else d
+    if own is not None:
+        s[i == own[:, None]] = -np.inf
+    order = np.lexsort((i, -s), axis=1)
+    i, s = np.take_along_axis(i, order, axis=1), np.take_along_axis(s, order, axis=1)
+    crowded = np.flatnonzero(s[:, k - 1] <= s[:, k])
+    if len(crowded):
+        i[crowded, :k], s[crowded, :k] = _numpy_topk(q[crowded], x, k, metric,
+                                                     None if own is None else own[crowded])
+    return i[:, :k], s[:, :k]
+
+
+def _numpy_topk(q: np.ndarray, x: np.ndarray, k: int, metric: str, own: np.ndarray | None
+                ) -> tuple[np.ndarray, np.ndarray]:
+    xn = np.einsum("ij,ij->i", x, x) if metric == "l2" else None
+    step = max(1, min(len(q), SCORE_BUDGET // max(len(x), 1)))
+    tops, vals = [], []
+    for s0 in range(0, len(q), step):
+        s = _scores(q[s0:s0 + step], x, xn, metric)
+        if own is not None:
+            rows = np.flatnonzero(own[s0:s0 + step] >= 0)
+            s[rows, own[s0:s0 + step][rows]] = -np.inf
+        top = topk_positions(s, k)
+        tops.append(top)
+        vals.append(np.take_along_axis(s, top, axis=1))
+    return np.vstack(tops), np.vstack(vals)
+
+
 def _hnsw_scan(block: Any, dim: int, k: int, metric: str, exclude_self: bool, *, ef_search: int,
                hnsw_m: int) -> Any:
     def scan(batches: Iterator[Any]) -> Iterator[Any]:
         import faiss
 
-        ids, x = read_partition(batches, dim)
+        ids, x, id_type = _partition(batches, dim, metric)
         if not len(ids):
             return
         start, qids, qx = block.value
-        x = _prepare(x, metric)
-        id_type = "bigint" if ids.dtype.kind in "iu" else "string"
         want = min(len(ids), max(2 * k, k + 10) + int(exclude_self))
         with task_threads():
             index = faiss.IndexHNSWFlat(dim, hnsw_m, faiss.METRIC_L2 if metric == "l2" else faiss.METRIC_INNER_PRODUCT)
@@ -344,4 +386,4 @@ def _merge(all_ids: Any, k: int, metric: str, q_type: str, c_type: str) -> Any:
     return merge
 
 
-__all__ = ["knn_join", "join_frames", "approximate_recall", "topk_positions", "OUTPUT_COLUMNS"]
+__all__ = ["knn_join", "join_frames", "approximate_recall", "exact_topk", "topk_positions", "OUTPUT_COLUMNS"]
