@@ -297,7 +297,7 @@ def _report(res: dict[str, Any], args: Any, started: float, mon: Any, write: boo
                        f"{enc['local']['seconds']:.1f}", f"{enc['local']['rate']:.1f}",
                        R.fmt_ratio(enc['local']['rate'] / enc['local[1]']['rate'])],
                       ["vecbox.spark.encode local[1]", f"{enc['local[1]']['seconds']:.1f}",
-                       f"{enc['local[1]']['rate']:.1f}", "1.00x"],
+                       f"{enc['local[1]']['rate']:.1f}", "1.00×"],
                       ["vecbox.spark.encode local[2]", f"{enc['local[2]']['seconds']:.1f}",
                        f"{enc['local[2]']['rate']:.1f}", R.fmt_ratio(enc['local[2]']['rate'] / enc['local[1]']['rate'])],
                   ], "lrrr"), "",
@@ -315,7 +315,7 @@ def _report(res: dict[str, Any], args: Any, started: float, mon: Any, write: boo
                   f"**Measured at {knn['rows']:,} rows, not the issue's 10^6** (see below).\n"
                   if knn["rows"] < 10**6 else "",
                   R.md_table(["engine", "seconds", "vs FAISS"], [
-                      ["FAISS IndexFlatIP, one process (2 threads)", f"{fa['seconds']:.1f}", "1.00x"],
+                      ["FAISS IndexFlatIP, one process (2 threads)", f"{fa['seconds']:.1f}", "1.00×"],
                       ["vecbox.spark.knn_join local[2] (Parquet in, Parquet out)", f"{sp['seconds']:.1f}",
                        R.fmt_ratio(ratio)],
                   ], "lrr"), "",

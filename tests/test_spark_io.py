@@ -72,3 +72,13 @@ def test_spark_cli_without_java_says_what_to_install(tmp_path, monkeypatch):
     res = runner.invoke(app, ["spark", "anomalies", str(tmp_path / "x.parquet"), "--out", str(tmp_path / "o")])
     assert isinstance(res.exception, MissingDependencyError)  # `vecbox` prints it as one error line, exit code 1
     assert "Java runtime" in str(res.exception) and "JAVA_HOME" in str(res.exception)
+
+
+def test_spark_cli_without_pyspark_names_the_extra(tmp_path, monkeypatch):
+    import sys
+
+    for name in ("pyspark", "pyspark.sql", "pyspark.sql.functions"):
+        monkeypatch.setitem(sys.modules, name, None)  # import fails as if it were not installed
+    res = runner.invoke(app, ["spark", "dedup", str(tmp_path / "x.parquet"), "--out", str(tmp_path / "o")])
+    assert isinstance(res.exception, MissingDependencyError)
+    assert "pip install 'vecbox[spark]'" in str(res.exception)

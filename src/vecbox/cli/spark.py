@@ -150,12 +150,11 @@ def dedup_cmd(
     as_json: JsonOpt = False,
 ) -> None:
     """Near-duplicate pairs (OUT/pairs) and their connected components as groups (OUT/groups)."""
-    from pyspark.sql import functions as F
-
     from vecbox.spark import near_duplicates
 
     t0 = time.perf_counter()
     spark = session(master, as_json)
+    from pyspark.sql import functions as F  # after session(): without pyspark it has said what to install
     res = near_duplicates(read_frame(spark, data), threshold, id_col=id_col, vector_col=vector_col)
     pairs = _write(res.pairs, out / "pairs")
     rows = _write(res.groups, out / "groups")
@@ -181,12 +180,11 @@ def anomalies_cmd(
     as_json: JsonOpt = False,
 ) -> None:
     """k-NN anomaly score of every row (KNNDetector's exact score): id, score."""
-    from pyspark.sql import functions as F
-
     from vecbox.spark import anomaly_scores
 
     t0 = time.perf_counter()
     spark = session(master, as_json)
+    from pyspark.sql import functions as F  # after session(): without pyspark it has said what to install
     rows = _write(anomaly_scores(read_frame(spark, data), k, method=method, id_col=id_col, vector_col=vector_col), out)
     best = spark.read.parquet(str(out)).orderBy(F.desc("score"), id_col).limit(top).collect()
     result = {"rows": rows, "out": str(out), "k": k, "method": method, "master": master,
