@@ -17,6 +17,8 @@ from typing import Any, Callable, Iterator
 
 import numpy as np
 
+from vecbox._rows import RowChunks
+
 _SMALL_FLOPS = 5e7  # below this, one BLAS thread beats waking (and syncing) the thread pool
 _SCORE_BUDGET = 1 << 22  # floats in one block of scores (16 MiB): big enough for BLAS, small enough for cache
 _MIN_BLOCK = 4096
@@ -37,8 +39,9 @@ def exact_topk(
 
     Parameters
     ----------
-    x : ndarray (n, d) float32
-        Database vectors (normalised already for cosine).
+    x : ndarray (n, d) float32, or RowChunks
+        Database vectors (normalised already for cosine). A :class:`~vecbox._rows.RowChunks`
+        (memory-mapped segments) is scanned piece by piece and the lists merged.
     q : ndarray (m, d) float32
         Queries (normalised already for cosine).
     k : int
@@ -62,6 +65,15 @@ def exact_topk(
     >>> i.tolist(), s[0, 0].item()
     ([[2, 0]], 1.0)
     """
+    if isinstance(x, RowChunks):
+        parts = []
+        for start, piece in x.pieces():
+            stop = start + len(piece)
+            s, i = exact_topk(piece, q, min(k, len(piece)), metric,
+                              valid=None if valid is None else valid[start:stop],
+                              sq_norms=None if sq_norms is None else sq_norms[start:stop])
+            parts.append((s, np.where(i >= 0, i + start, -1)))
+        return merge_topk(parts, k)
     n = x.shape[0]
     m = q.shape[0]
     if metric == "l2" and sq_norms is None:

@@ -266,7 +266,7 @@ class Executor:
         """Matryoshka funnel over the float vectors in RAM (see :mod:`vecbox.index.funnel`)."""
         live, codec, cfg = reader.live, reader.codec, reader.codecs.cfg
         if codec is None:
-            x = live.x
+            x = np.asarray(live.x)  # the funnel keeps a prefix matrix beside the rows: one array (a copy if mapped)
         elif cfg is not None and cfg.variance_ordered_floats:
             x, q = live.x.view(np.float32), codec.transform(q)
         else:

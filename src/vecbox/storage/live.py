@@ -1,26 +1,73 @@
-"""In-memory view of a collection's live vectors, refreshed incrementally from the catalog.
+"""A handle's view of a collection's live vectors, refreshed incrementally from the catalog.
 
 Rows are appended in rid order (rids only grow), so a rid's position is found
 with ``searchsorted`` and a refresh reads only rows added, and tombstones
 written, since the version already held. A compaction bumps the catalog's
 epoch, which forces a full reload.
 
-With a codec (``code_size`` set) the view holds each row's codes instead of its
-float vector, so RAM holds only codes; the float vectors stay in their segment
-files and :meth:`LiveVectors.floats` reads the few rows a search rescores
-through memory maps.
+**One copy of the floats.** A segment of at least :data:`MAP_MIN_BYTES` is not read:
+its rows are its file, memory-mapped (a piece of :attr:`LiveVectors.x`, a
+:class:`~vecbox._rows.RowChunks` when there are several), so opening a collection
+reads nothing, the first exact scan streams the file through the page cache, and
+RSS holds what is hot. Smaller segments (a few thousand rows) are copied into one
+RAM buffer, checked against their checksums first, so many small commits do not
+become many small pieces; a tiered merge turns them into one big segment, which
+the view then maps instead. A mapped file is checked against its checksum in a
+background thread (block by block, off the search path: reading 1.5 GB to check it
+first would be the cold start this avoids); once the check finds damage, every use
+of the view raises :class:`~vecbox.errors.CorruptCollectionError`, as a damaged RAM
+segment does at once.
+
+With a codec (``code_size`` set) the view holds each row's codes in RAM instead of its
+float vector; the float vectors stay in their segment files and :meth:`LiveVectors.floats`
+reads the few rows a search rescores through memory maps.
 """
 
 from __future__ import annotations
 
 import sqlite3
+import threading
+from concurrent.futures import Future, ThreadPoolExecutor
 from pathlib import Path
-from typing import Sequence
+from typing import Any, Sequence
 
 import numpy as np
 
+from vecbox._fs import file_checksum_in_blocks
+from vecbox._rows import RowChunks, row_pieces
+from vecbox.errors import CorruptCollectionError
 from vecbox.storage import catalog
-from vecbox.storage.segments import codes_file, has_floats, open_codes, open_segment
+from vecbox.storage.segments import SEGMENT_DIR, check_file, codes_file, has_floats, open_codes, open_segment
+
+
+MAP_MIN_BYTES = 4 << 20  # a float segment at least this big is memory-mapped in place, not copied
+
+
+_CHECKER: ThreadPoolExecutor | None = None
+_CHECKER_LOCK = threading.Lock()
+
+
+def check_in_background(path: Path, expected: int | None) -> Future:
+    """Check ``path`` against its XXH3-64 checksum on vecbox's one background thread.
+
+    The future's result is ``None``, or the :class:`CorruptCollectionError` to raise.
+    """
+    global _CHECKER
+    with _CHECKER_LOCK:
+        if _CHECKER is None:
+            _CHECKER = ThreadPoolExecutor(max_workers=1, thread_name_prefix="vecbox-check")
+    return _CHECKER.submit(_check, path, expected)
+
+
+def _check(path: Path, expected: int | None) -> CorruptCollectionError | None:
+    try:
+        if expected is not None and file_checksum_in_blocks(path) != expected:
+            check_file(path, -1)  # raises the error check_file words for a mismatch
+    except CorruptCollectionError as exc:
+        return exc
+    except OSError:  # retired and collected meanwhile: the mapping still reads the checked-at-write data
+        return None
+    return None
 
 
 def distinct(values: np.ndarray) -> np.ndarray:
@@ -35,12 +82,13 @@ def distinct(values: np.ndarray) -> np.ndarray:
 
 
 class LiveVectors:
-    """Contiguous matrix of every stored row (float32 vectors, or uint8 codes), with a liveness mask.
+    """Every stored row (float32 vectors, or uint8 codes) in rid order, with a liveness mask.
 
     Attributes
     ----------
-    x : ndarray (n, d) float32, or (n, code_size) uint8 with a codec
-        Vectors (or codes) in rid order (a view into a growing buffer).
+    x : ndarray (n, d) float32 or RowChunks, or (n, code_size) uint8 with a codec
+        Vectors (or codes) in rid order: an array, or memory-mapped segments and a RAM
+        buffer stitched as one matrix (:class:`~vecbox._rows.RowChunks`).
     rids : ndarray (n,) int64
         Catalog row id of each vector, ascending.
     ids : ndarray (n,) object
@@ -58,23 +106,53 @@ class LiveVectors:
 
     def _reset(self) -> None:
         width, dtype = (self.dim, np.float32) if self.code_size is None else (self.code_size, np.uint8)
-        self._buf = np.empty((0, width), dtype=dtype)
+        self._ram = np.empty((0, width), dtype=dtype)  # rows of small segments (all rows, with a codec)
+        self._ram_n = 0
+        # pieces of x in row order: [first row, end row, "ram", offset in _ram, 0] or [..., "map", seg id, pos]
+        self._pieces: list[list[Any]] = []
+        self._x: np.ndarray | RowChunks | None = None  # x, made from the pieces when they change
         self._rids = np.empty(0, dtype=np.int64)
         self._alive = np.empty(0, dtype=bool)
         self._norms = np.empty(0, dtype=np.float32)
+        self._norms_n = 0  # rows whose squared norm is computed (on first use: it reads every row)
         self._ids = np.empty(0, dtype=object)
         self._seg = np.empty(0, dtype=np.int32)  # segment id and position of each row (for float reads)
         self._pos = np.empty(0, dtype=np.int32)
         self._segments: dict[int, tuple[str, int]] = {}
         self._maps: dict[int, np.ndarray] = {}
+        self._checks: list[Future] = []  # background checksum checks of mapped files, until they pass
         self.n = 0
         self._n_alive: int | None = 0
         self.version = -1
         self.epoch = -1
 
     @property
-    def x(self) -> np.ndarray:
-        return self._buf[: self.n]
+    def x(self) -> np.ndarray | RowChunks:
+        if self._checks:
+            self.raise_if_damaged()
+        if self._x is None:
+            arrays = [self._ram[a : a + stop - start] if kind == "ram" else self._maps[a][b : b + stop - start]
+                      for start, stop, kind, a, b in self._pieces]
+            self._x = (arrays[0] if len(arrays) == 1 else RowChunks(arrays) if arrays
+                       else self._ram[:0])
+        return self._x
+
+    def raise_if_damaged(self, wait: bool = False) -> None:
+        """Raise the error a finished background check found (``wait``: let every check finish first)."""
+        pending = []
+        for fut in self._checks:
+            if wait or fut.done():
+                exc = fut.result()
+                if exc is not None:
+                    raise exc  # the future stays listed: every later use raises too
+            else:
+                pending.append(fut)
+        self._checks = pending
+
+    @property
+    def mapped_rows(self) -> int:
+        """Rows read in place from memory-mapped segment files (the rest are in RAM)."""
+        return sum(stop - start for start, stop, kind, _, _ in self._pieces if kind == "map")
 
     @property
     def rids(self) -> np.ndarray:
@@ -90,6 +168,14 @@ class LiveVectors:
 
     @property
     def sq_norms(self) -> np.ndarray:
+        if self._norms_n < self.n:  # computed on first use: a fresh handle reads no rows until a search needs them
+            x = self.x
+            for start, piece in row_pieces(x):
+                lo = max(start, self._norms_n)
+                if lo < start + len(piece):
+                    rows = piece[lo - start :]
+                    self._norms[lo : start + len(piece)] = np.einsum("ij,ij->i", rows, rows)
+            self._norms_n = self.n
         return self._norms[: self.n]
 
     @property
@@ -124,13 +210,14 @@ class LiveVectors:
         self.version = version
 
     def _follow_merges(self, conn: sqlite3.Connection) -> None:
-        """Re-point rows whose segments were merged away (their data, already in RAM, is unchanged)."""
+        """Re-point rows whose segments were merged away; the pieces then follow the merged files."""
         if not self._segments:
             return
         segments = catalog.segment_files(conn)
         gone = [s for s in self._segments if s not in segments]
         if not gone:
             return
+        old_x = self.x if self.code_size is None else None  # made before any map is dropped
         moved = np.flatnonzero(np.isin(self._seg[: self.n], gone))
         if len(moved):
             rows = np.array(catalog.positions_of(conn, int(self._rids[moved[0]]), int(self._rids[moved[-1]])),
@@ -139,8 +226,52 @@ class LiveVectors:
             self._seg[moved], self._pos[moved] = rows[at, 1], rows[at, 2]
         for s in gone:
             self._segments.pop(s, None)
-            self._maps.pop(s, None)
         self._segments.update(segments)
+        if old_x is not None:  # codes stay in RAM as they are: their bytes did not change
+            self._repiece(conn, old_x)
+        for s in gone:
+            self._maps.pop(s, None)
+
+    def _repiece(self, conn: sqlite3.Connection, old_x: np.ndarray | RowChunks) -> None:
+        """Pieces from scratch after a merge: runs of rows in one big file are mapped (small ones read from
+        the rows already held, into a new RAM buffer), so merged rows leave RAM and old files are unmapped."""
+        seg, pos = self._seg[: self.n], self._pos[: self.n]
+        cut = np.flatnonzero((seg[1:] != seg[:-1]) | (pos[1:] != pos[:-1] + 1)) + 1
+        bounds = np.concatenate(([0], cut, [self.n])).tolist()
+        sums: dict[int, dict[str, int]] | None = None
+        pieces: list[list[Any]] = []
+        ram: list[tuple[int, int]] = []
+        for a, b in zip(bounds[:-1], bounds[1:]):
+            seg_id = int(seg[a])
+            file, count = self._segments[seg_id]
+            if has_floats(file) and count * self.dim * 4 >= MAP_MIN_BYTES:
+                if seg_id not in self._maps:
+                    sums = sums if sums is not None else catalog.segment_checksums(conn)
+                    self._checks.append(check_in_background(self.root / SEGMENT_DIR / file,
+                                                            sums.get(seg_id, {}).get(file)))
+                    self._map(seg_id)
+                last = pieces[-1] if pieces else None
+                if last is not None and last[2] == "map" and last[3] == seg_id and last[4] + last[1] - last[0] == pos[a]:
+                    last[1] = b
+                else:
+                    pieces.append([a, b, "map", seg_id, int(pos[a])])
+            else:
+                ram.append((a, b))
+        held = sum(b - a for a, b in ram)
+        new_ram = np.empty((max(held, 1024), self.dim), dtype=np.float32)
+        at = 0
+        for a, b in ram:
+            new_ram[at : at + b - a] = old_x[a:b]
+            last = pieces[-1] if pieces else None
+            if last is not None and last[2] == "ram" and last[1] == a:
+                last[1] = b
+            else:
+                pieces.append([a, b, "ram", at, 0])
+            at += b - a
+        pieces.sort(key=lambda p: p[0])
+        self._pieces, self._ram, self._ram_n, self._x = pieces, new_ram, at, None
+        used = {p[3] for p in pieces if p[2] == "map"}
+        self._maps = {k: v for k, v in self._maps.items() if k in used}
 
     def _append(self, conn: sqlite3.Connection, new: np.ndarray, ids: Sequence[str]) -> None:
         m = len(new)
@@ -148,36 +279,61 @@ class LiveVectors:
         segments = catalog.segment_files(conn)
         sums = catalog.segment_checksums(conn)
         self._segments.update(segments)
-        out = self._buf[self.n : self.n + m]
         seg_ids = new[:, 1]
-        for seg_id in distinct(seg_ids):
-            sel = np.flatnonzero(seg_ids == seg_id)
-            file, count = segments[int(seg_id)]
-            checksums = sums.get(int(seg_id), {})  # each file read whole here is checked against its XXH3-64 checksum first
+        bounds = np.concatenate(([0], np.flatnonzero(np.diff(seg_ids)) + 1, [m]))  # runs of one segment
+        for a, b in zip(bounds[:-1].tolist(), bounds[1:].tolist()):
+            seg_id = int(seg_ids[a])
+            file, count = segments[seg_id]
+            pos = new[a:b, 2]
+            whole = len(pos) == count and pos[0] == 0 and bool(np.all(np.diff(pos) == 1))
+            checksums = sums.get(seg_id, {})  # each file read whole here is checked against its XXH3-64 checksum first
+            if (self.code_size is None and has_floats(file) and count * self.dim * 4 >= MAP_MIN_BYTES
+                    and bool(np.all(np.diff(pos) == 1))):
+                if seg_id not in self._maps:
+                    self._checks.append(check_in_background(self.root / SEGMENT_DIR / file, checksums.get(file)))
+                    self._map(seg_id)
+                last = self._pieces[-1] if self._pieces else None
+                if (last is not None and last[2] == "map" and last[3] == seg_id and last[1] == self.n + a
+                        and last[4] + last[1] - last[0] == pos[0]):
+                    last[1] = self.n + b  # the rest of a file whose first rows the view already maps
+                else:
+                    self._pieces.append([self.n + a, self.n + b, "map", seg_id, int(pos[0])])
+                continue
             if self.code_size is None:
                 seg = open_segment(self.root, file, count, self.dim, checksums.get(file))
             else:
                 seg = open_codes(self.root, file, count, self.code_size, checksums.get(codes_file(file)))
-            pos = new[sel, 2]
-            if len(pos) == count and pos[0] == 0 and np.all(np.diff(pos) == 1):
-                out[sel] = seg  # the common case: a whole segment, read sequentially
-            else:
-                out[sel] = seg[pos]
+            self._to_ram(self.n + a, self.n + b, seg if whole else seg[pos])
         self._rids[self.n : self.n + m] = new[:, 0]
         self._ids[self.n : self.n + m] = ids
         self._alive[self.n : self.n + m] = True
         self._n_alive = None
         self._seg[self.n : self.n + m] = new[:, 1]
         self._pos[self.n : self.n + m] = new[:, 2]
-        if self.keep_sq_norms:
-            self._norms[self.n : self.n + m] = np.einsum("ij,ij->i", out, out)
         self.n += m
+        self._x = None
+
+    def _to_ram(self, start: int, stop: int, rows: np.ndarray) -> None:
+        """Copy rows ``start:stop`` into the RAM buffer as a piece (extending the last one when adjacent)."""
+        m = stop - start
+        if self._ram_n + m > len(self._ram):
+            grown = np.empty((max(self._ram_n + m, int(len(self._ram) * 1.5), 1024),) + self._ram.shape[1:],
+                             dtype=self._ram.dtype)
+            grown[: self._ram_n] = self._ram[: self._ram_n]
+            self._ram = grown
+        self._ram[self._ram_n : self._ram_n + m] = rows
+        last = self._pieces[-1] if self._pieces else None
+        if last is not None and last[2] == "ram" and last[1] == start and last[3] + last[1] - last[0] == self._ram_n:
+            last[1] = stop
+        else:
+            self._pieces.append([start, stop, "ram", self._ram_n, 0])
+        self._ram_n += m
 
     def floats(self, positions: np.ndarray) -> np.ndarray:
         """Float32 vectors ``(len(positions), dim)`` of the given rows, read from the segment files.
 
-        In float mode this is a copy from RAM; with codes it reads through memory maps
-        (the page cache), so only the requested rows are touched.
+        In float mode these are the rows of :attr:`x` (RAM or the page cache); with codes
+        it reads through memory maps, so only the requested rows are touched.
         """
         positions = np.asarray(positions, dtype=np.int64)
         if self.code_size is None:
@@ -188,10 +344,11 @@ class LiveVectors:
             sel = np.flatnonzero(segs == seg_id)
             rows = self._pos[positions[sel]]
             order = np.argsort(rows, kind="stable")  # ascending offsets: sequential page reads
-            out[sel[order]] = self._float_map(int(seg_id))[rows[order]]
+            out[sel[order]] = self._map(int(seg_id))[rows[order]]
         return out
 
-    def _float_map(self, seg_id: int) -> np.ndarray:
+    def _map(self, seg_id: int) -> np.ndarray:
+        """The float rows of a segment, memory-mapped (opened once; mapped while the view refers to it)."""
         mm = self._maps.get(seg_id)
         if mm is None:
             file, count = self._segments[seg_id]
@@ -201,11 +358,11 @@ class LiveVectors:
         return mm
 
     def _grow(self, needed: int) -> None:
-        cap = len(self._buf)
+        cap = len(self._rids)
         if needed <= cap:
             return
         new_cap = max(needed, int(cap * 1.5), 1024)
-        for name in ("_buf", "_rids", "_ids", "_alive", "_norms", "_seg", "_pos"):
+        for name in ("_rids", "_ids", "_alive", "_norms", "_seg", "_pos"):
             old = getattr(self, name)
             grown = np.empty((new_cap,) + old.shape[1:], dtype=old.dtype)
             grown[: self.n] = old[: self.n]

@@ -1,0 +1,108 @@
+"""Row-stitched matrices: consecutive pieces (memory maps of segment files, RAM arrays) read as one.
+
+The live view of a large collection is not one array in RAM: its rows are the
+segment files themselves, memory-mapped, so the page cache holds the hot rows and
+nothing is copied when a collection opens. :class:`RowChunks` is that view: it
+answers the few things the search code asks of a matrix (``len``, ``shape``, row
+slices, row gathers) and materialises only the rows asked for. Code that needs one
+contiguous matrix calls ``np.asarray`` (a copy) or iterates :meth:`RowChunks.pieces`.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from typing import Any
+
+import numpy as np
+
+
+class RowChunks:
+    """Consecutive 2-D pieces with equal width and dtype, indexed as one ``(n, d)`` matrix.
+
+    Examples
+    --------
+    >>> a, b = np.arange(6.0).reshape(3, 2), np.arange(6.0, 10.0).reshape(2, 2)
+    >>> m = RowChunks([a, b])
+    >>> m.shape, m[2:4].tolist(), m[np.array([4, 0])].tolist()
+    ((5, 2), [[4.0, 5.0], [6.0, 7.0]], [[8.0, 9.0], [0.0, 1.0]])
+    """
+
+    def __init__(self, pieces: list[np.ndarray]) -> None:
+        self._pieces = pieces
+        self.starts = np.cumsum([0] + [len(p) for p in pieces])
+        first = pieces[0]
+        self.shape = (int(self.starts[-1]), first.shape[1])
+        self.dtype = first.dtype
+        self.ndim = 2
+
+    def __len__(self) -> int:
+        return self.shape[0]
+
+    @property
+    def nbytes(self) -> int:
+        return self.shape[0] * self.shape[1] * self.dtype.itemsize
+
+    def pieces(self) -> Iterator[tuple[int, np.ndarray]]:
+        """``(first row, piece)`` for every piece, in row order."""
+        for start, piece in zip(self.starts[:-1].tolist(), self._pieces):
+            yield start, piece
+
+    def __getitem__(self, key: Any) -> np.ndarray:
+        if isinstance(key, slice):
+            start, stop, step = key.indices(len(self))
+            if step != 1:
+                return self.take(np.arange(start, stop, step))
+            return self._range(start, stop)
+        return self.take(np.asarray(key))
+
+    def _range(self, start: int, stop: int) -> np.ndarray:
+        i = int(np.searchsorted(self.starts, start, side="right")) - 1
+        j = int(np.searchsorted(self.starts, max(stop, start + 1), side="left")) - 1
+        if stop <= start:
+            return np.empty((0, self.shape[1]), self.dtype)
+        if i == j:  # inside one piece: a view, no copy
+            base = int(self.starts[i])
+            return self._pieces[i][start - base : stop - base]
+        out = np.empty((stop - start, self.shape[1]), self.dtype)
+        for p in range(i, j + 1):
+            lo, hi = max(start, int(self.starts[p])), min(stop, int(self.starts[p + 1]))
+            out[lo - start : hi - start] = self._pieces[p][lo - int(self.starts[p]) : hi - int(self.starts[p])]
+        return out
+
+    def take(self, rows: np.ndarray) -> np.ndarray:
+        """The given rows (any order, repeats allowed) as a new array; a boolean mask selects too."""
+        rows = np.asarray(rows)
+        if rows.dtype == bool:
+            rows = np.flatnonzero(rows)
+        rows = rows.astype(np.int64, copy=False)
+        if rows.ndim != 1:
+            flat = self.take(rows.ravel())
+            return flat.reshape(rows.shape + (self.shape[1],))
+        rows = np.where(rows < 0, rows + len(self), rows)
+        if len(rows) and (rows.min() < 0 or rows.max() >= len(self)):
+            raise IndexError(f"row index out of range for {len(self)} rows")
+        out = np.empty((len(rows), self.shape[1]), self.dtype)
+        which = np.searchsorted(self.starts, rows, side="right") - 1
+        for p in np.unique(which).tolist():
+            sel = np.flatnonzero(which == p)
+            out[sel] = self._pieces[p][rows[sel] - int(self.starts[p])]
+        return out
+
+    def __array__(self, dtype: Any = None, copy: Any = None) -> np.ndarray:
+        out = self._range(0, len(self)) if len(self._pieces) > 1 else np.asarray(self._pieces[0])
+        return out if dtype is None else out.astype(dtype, copy=False)
+
+
+def row_pieces(x: np.ndarray | RowChunks) -> Iterator[tuple[int, np.ndarray]]:
+    """``(first row, array)`` pieces of ``x``: one for an array, one per piece of a :class:`RowChunks`.
+
+    >>> [(s, p.shape) for s, p in row_pieces(np.zeros((4, 2)))]
+    [(0, (4, 2))]
+    """
+    if isinstance(x, RowChunks):
+        yield from x.pieces()
+    else:
+        yield 0, x
+
+
+__all__ = ["RowChunks", "row_pieces"]

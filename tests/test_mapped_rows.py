@@ -1,0 +1,149 @@
+"""One copy of the vectors: big segments are read in place through memory maps, not copied into RAM.
+
+References: numpy over the concatenated rows (for the stitched matrix and the scan over it)
+and exact numpy search over the data the test wrote (for collections whose rows are mapped).
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from vecbox import Collection
+from vecbox._rows import RowChunks
+from vecbox.errors import CorruptCollectionError
+from vecbox.index.flat import exact_topk
+from vecbox.storage import catalog, live
+
+D = 256
+BIG = live.MAP_MIN_BYTES // (4 * D) + 100  # rows of a segment the view maps
+
+
+# ------------------------------------------------------------------ the stitched matrix
+def test_row_chunks_slice_and_gather_like_the_concatenated_array(rng):
+    pieces = [rng.standard_normal((n, 3)).astype(np.float32) for n in (5, 1, 7, 4)]
+    ref = np.concatenate(pieces)
+    m = RowChunks(pieces)
+    assert m.shape == ref.shape and len(m) == 17 and m.nbytes == ref.nbytes
+    for a in range(0, 18):
+        for b in range(a, 18):
+            assert np.array_equal(m[a:b], ref[a:b])
+    rows = rng.integers(0, 17, 40)
+    assert np.array_equal(m[rows], ref[rows]) and np.array_equal(m[np.array([-1, 0])], ref[[-1, 0]])
+    mask = rng.random(17) < 0.5
+    assert np.array_equal(m[mask], ref[mask]) and np.array_equal(m[::3], ref[::3])
+    assert np.array_equal(m[rows.reshape(5, 8)], ref[rows.reshape(5, 8)])
+    assert np.array_equal(np.asarray(m), ref)
+    assert np.shares_memory(m[6:12], pieces[2])  # inside one piece: a view, no copy
+    with pytest.raises(IndexError):
+        m[np.array([17])]
+
+
+@pytest.mark.parametrize("metric", ["dot", "l2"])
+def test_exact_scan_over_pieces_equals_the_scan_over_one_array(rng, metric):
+    x = rng.standard_normal((3000, 16)).astype(np.float32)
+    x[2000] = x[10]  # a tie across pieces (either order is right: compared with ties sorted by row)
+    q = np.concatenate([rng.standard_normal((6, 16)).astype(np.float32), x[[10]]])
+    cuts = [0, 700, 701, 2000, 3000]
+    m = RowChunks([x[a:b] for a, b in zip(cuts[:-1], cuts[1:])])
+    valid = rng.random(3000) < 0.8
+    valid[[10, 2000]] = True
+    sq = np.einsum("ij,ij->i", x, x)
+    for k in (1, 10, 3000, 5000):
+        for v in (None, valid):
+            s_ref, i_ref = exact_topk(x, q, min(k, 3000), metric, valid=v, sq_norms=sq)
+            s, i = exact_topk(m, q, min(k, 3000), metric, valid=v, sq_norms=sq)
+            assert np.array_equal(_by_row_in_ties(s, i), _by_row_in_ties(s_ref, i_ref))
+            assert np.allclose(s, s_ref, rtol=1e-5, atol=1e-4)
+
+
+def _by_row_in_ties(s, i):
+    return np.array([row[np.lexsort((row, -sc))] for sc, row in zip(s, i)])
+
+
+# ------------------------------------------------------------------ collections over mapped segments
+def _exact_ids(x, q, k, metric, keep):
+    xs = x / np.linalg.norm(x, axis=1, keepdims=True) if metric == "cosine" else x
+    qs = q / np.linalg.norm(q) if metric == "cosine" else q
+    score = -((xs - qs) ** 2).sum(1) if metric == "l2" else xs @ qs
+    score = np.where(keep, score, -np.inf)
+    return np.argsort(-score, kind="stable")[:k]
+
+
+@pytest.mark.parametrize("metric", ["cosine", "l2"])
+def test_big_segments_are_mapped_not_copied_and_search_exactly(tmp_path, rng, metric):
+    x = rng.standard_normal((2 * BIG + 300, D)).astype(np.float32)
+    ids = np.array([str(i) for i in range(len(x))])
+    with Collection.create(tmp_path / "c", dim=D, metric=metric) as col:
+        col.add(list(ids[:BIG]), x[:BIG], [{"g": i % 3} for i in range(BIG)])
+        col.add(list(ids[BIG:2 * BIG]), x[BIG:2 * BIG], [{"g": i % 3} for i in range(BIG, 2 * BIG)])
+        col.add(list(ids[2 * BIG:]), x[2 * BIG:], [{"g": i % 3} for i in range(2 * BIG, len(x))])  # small: RAM
+        col.delete([ids[5], ids[BIG + 7]])
+    keep = np.ones(len(x), bool)
+    keep[[5, BIG + 7]] = False
+    with Collection.open(tmp_path / "c") as col:
+        q = rng.standard_normal(D).astype(np.float32)
+        hits = col.search(q, k=10, exact=True)
+        lv = col._reader.live
+        assert lv.mapped_rows == 2 * BIG and isinstance(lv.x, RowChunks)
+        maps = [p for _, p in lv.x.pieces() if isinstance(p, np.memmap)]
+        assert len(maps) == 2 and sum(len(p) for p in maps) == 2 * BIG  # read in place: no RAM copy
+        assert [h.id for h in hits] == list(ids[_exact_ids(x, q, 10, metric, keep)])
+        g = np.arange(len(x)) % 3 == 1
+        hits = col.search(q, k=10, where={"g": 1}, exact=True)
+        assert [h.id for h in hits] == list(ids[_exact_ids(x, q, 10, metric, keep & g)])
+        batch = col.search_batch(x[[1, BIG + 3, 2 * BIG + 1]], k=3, exact=True)
+        assert [b[0].id for b in batch] == [ids[1], ids[BIG + 3], ids[2 * BIG + 1]]
+        np.testing.assert_allclose(col.get([ids[BIG + 1]])[0].vector,
+                                   x[BIG + 1] / (np.linalg.norm(x[BIG + 1]) if metric == "cosine" else 1),
+                                   rtol=1e-6)
+        lv.raise_if_damaged(wait=True)  # the background checksum checks pass on healthy files
+
+
+def test_merges_and_compaction_re_map_the_rows(tmp_path, rng, monkeypatch):
+    monkeypatch.setattr(live, "MAP_MIN_BYTES", 0)  # every whole segment is mapped
+    x = rng.standard_normal((400, 8)).astype(np.float32)
+    ids = [str(i) for i in range(len(x))]
+    with Collection.create(tmp_path / "c", dim=8, metric="dot") as col:
+        reader = Collection.open(tmp_path / "c")
+        for i in range(0, 40, 1):  # 40 single-row commits: the tiered policy merges them
+            col.add([ids[i]], x[i:i + 1])
+            if i % 7 == 0:
+                reader.search(x[0], k=3, exact=True)  # the reader follows the merges as they happen
+        col.add(ids[40:], x[40:])
+        lv = reader._reader.live
+        hits = reader.search(x[3], k=5, exact=True)
+        assert [h.id for h in hits] == [ids[i] for i in _exact_ids(x, x[3], 5, "dot", np.ones(400, bool))]
+        files = {f for f, _ in catalog.segment_files(col._conn).values()}
+        assert len(lv._pieces) <= len(files)  # pieces of one merged file became one piece again
+        assert set(lv._maps) <= set(catalog.segment_files(col._conn))  # merged-away files are no longer mapped
+        col.delete(ids[:100])
+        col.compact()
+        hits = reader.search(x[300], k=5, exact=True)
+        keep = np.arange(400) >= 100
+        assert [h.id for h in hits] == [ids[i] for i in _exact_ids(x, x[300], 5, "dot", keep)]
+        assert len(reader._reader.live._pieces) == 1 and reader._reader.live.mapped_rows == 300
+        reader.close()
+
+
+def _flip(path: Path) -> None:
+    data = bytearray(path.read_bytes())
+    data[-9] ^= 0x10
+    path.write_bytes(bytes(data))
+
+
+def test_a_damaged_mapped_segment_is_caught_by_the_background_check(tmp_path, rng):
+    x = rng.standard_normal((BIG, D)).astype(np.float32)
+    with Collection.create(tmp_path / "c", dim=D) as col:
+        col.add([str(i) for i in range(BIG)], x)
+        (seg,) = (f for f, _ in catalog.segment_files(col._conn).values())
+    _flip(tmp_path / "c" / "segments" / seg)
+    with Collection.open(tmp_path / "c") as col:
+        col.search(x[0], k=3, explain=True)  # maps the file and starts its check; no read of it first
+        with pytest.raises(CorruptCollectionError, match="checksum"):
+            col._reader.live.raise_if_damaged(wait=True)
+        for _ in range(2):  # and from then on every search that reads the rows says so
+            with pytest.raises(CorruptCollectionError, match="checksum"):
+                col.search(x[0], k=3, exact=True)
