@@ -215,7 +215,7 @@ def test_bad_input_names_the_column(spark):
         knn_join(good, wide, k=1)
     with pytest.raises(InvalidInputError, match="'id'.*double"):
         knn_join(spark.createDataFrame([(1.5, [1.0])], "id double, vector array<float>"), good, k=1)
-    with pytest.raises(InvalidInputError, match="query ids must be unique"):
+    with pytest.raises(InvalidInputError, match="ids of the queries must be unique"):
         knn_join(frame(spark, [1, 1], [[1.0, 0.0], [0.0, 1.0]]), good, k=1)
     with pytest.raises(InvalidInputError, match="need at least 3 rows"):
         anomaly_scores(good, k=2)

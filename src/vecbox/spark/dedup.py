@@ -60,7 +60,7 @@ def near_duplicates(df: Any, threshold: float = 0.95, *, id_col: str = "id", vec
     group_schema = f"id {frame.id_type}, group {frame.id_type}, size bigint"
     if frame.rows == 0:
         return NearDuplicates(spark.createDataFrame([], pair_schema), spark.createDataFrame([], group_schema))
-    ids, x = _collect(frame)
+    ids, x = _collect(frame, "DataFrame")
     x = _prepare(x, "cosine")
     block = query_block or max(1, (64 << 20) // (4 * frame.dim))
     sc = spark.sparkContext

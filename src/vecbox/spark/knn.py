@@ -174,14 +174,14 @@ def _output_schema(q_type: str, c_type: str) -> str:
     return f"query_id {q_type}, neighbor_id {c_type}, score float, rank int"
 
 
-def _collect(frame: Any) -> tuple[np.ndarray, np.ndarray]:
-    """The query ids (sortable numpy array, checked unique) and vectors, on the driver."""
+def _collect(frame: Any, role: str = "queries") -> tuple[np.ndarray, np.ndarray]:
+    """The ids (sortable numpy array, checked unique) and vectors of ``frame``, on the driver."""
     table = frame.df.toArrow()
     ids = sortable(table.column("id"))
     x = vector_matrix(table.column("vector"), frame.dim)
     uniq, counts = np.unique(ids, return_counts=True)
     if (counts > 1).any():
-        raise InvalidInputError(f"the query ids must be unique; {uniq[counts > 1][0]!r} appears "
+        raise InvalidInputError(f"the ids of the {role} must be unique; {uniq[counts > 1][0]!r} appears "
                                 f"{counts.max()} times (and {int((counts > 1).sum())} id(s) repeat in all)")
     return ids, x
 
