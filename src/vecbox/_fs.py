@@ -4,7 +4,10 @@ from __future__ import annotations
 
 import mmap
 import os
+import threading
+from concurrent.futures import Future, ThreadPoolExecutor
 from pathlib import Path
+from typing import Any
 
 import xxhash
 
@@ -42,3 +45,28 @@ def file_checksum_in_blocks(path: Path, block: int = 8 << 20) -> int:
             for start in range(0, len(view), block):
                 h.update(view[start : start + block])
     return h.intdigest()
+
+
+_CHECKER: Any = None
+_CHECKER_LOCK = threading.Lock()
+
+
+def checksum_later(path: Path, expected: int) -> "Future[bool]":
+    """Whether ``path``'s XXH3-64 is ``expected``, computed on vecbox's one background thread.
+
+    For files read lazily through memory maps (big segments, an index's vectors): checking
+    them first would read them whole before the first search. A file removed meanwhile
+    (retired and collected: the mapping still reads what was checked at write) counts as intact.
+    """
+    global _CHECKER
+    with _CHECKER_LOCK:
+        if _CHECKER is None:
+            _CHECKER = ThreadPoolExecutor(max_workers=1, thread_name_prefix="vecbox-check")
+    return _CHECKER.submit(_intact, path, expected)
+
+
+def _intact(path: Path, expected: int) -> bool:
+    try:
+        return file_checksum_in_blocks(path) == expected
+    except FileNotFoundError:
+        return True

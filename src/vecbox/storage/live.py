@@ -26,48 +26,34 @@ reads the few rows a search rescores through memory maps.
 from __future__ import annotations
 
 import sqlite3
-import threading
-from concurrent.futures import Future, ThreadPoolExecutor
 from pathlib import Path
 from typing import Any, Sequence
 
 import numpy as np
 
-from vecbox._fs import file_checksum_in_blocks
+from vecbox._fs import checksum_later
 from vecbox._rows import RowChunks, row_pieces
 from vecbox.errors import CorruptCollectionError
 from vecbox.storage import catalog
-from vecbox.storage.segments import SEGMENT_DIR, check_file, codes_file, has_floats, open_codes, open_segment
+from vecbox.storage.segments import SEGMENT_DIR, checksum_error, codes_file, has_floats, open_codes, open_segment
 
 
 MAP_MIN_BYTES = 4 << 20  # a float segment at least this big is memory-mapped in place, not copied
 
 
-_CHECKER: ThreadPoolExecutor | None = None
-_CHECKER_LOCK = threading.Lock()
+class _Check:
+    """A mapped segment file's checksum, being checked in the background."""
 
+    def __init__(self, path: Path, expected: int | None) -> None:
+        self.path = path
+        self.future = checksum_later(path, expected) if expected is not None else None
 
-def check_in_background(path: Path, expected: int | None) -> Future:
-    """Check ``path`` against its XXH3-64 checksum on vecbox's one background thread.
+    def done(self) -> bool:
+        return self.future is None or self.future.done()
 
-    The future's result is ``None``, or the :class:`CorruptCollectionError` to raise.
-    """
-    global _CHECKER
-    with _CHECKER_LOCK:
-        if _CHECKER is None:
-            _CHECKER = ThreadPoolExecutor(max_workers=1, thread_name_prefix="vecbox-check")
-    return _CHECKER.submit(_check, path, expected)
-
-
-def _check(path: Path, expected: int | None) -> CorruptCollectionError | None:
-    try:
-        if expected is not None and file_checksum_in_blocks(path) != expected:
-            check_file(path, -1)  # raises the error check_file words for a mismatch
-    except CorruptCollectionError as exc:
-        return exc
-    except OSError:  # retired and collected meanwhile: the mapping still reads the checked-at-write data
-        return None
-    return None
+    def error(self) -> CorruptCollectionError | None:
+        """The error to raise (waits for the check); ``None`` when the file is intact."""
+        return None if self.future is None or self.future.result() else checksum_error(self.path)
 
 
 def distinct(values: np.ndarray) -> np.ndarray:
@@ -120,7 +106,7 @@ class LiveVectors:
         self._pos = np.empty(0, dtype=np.int32)
         self._segments: dict[int, tuple[str, int]] = {}
         self._maps: dict[int, np.ndarray] = {}
-        self._checks: list[Future] = []  # background checksum checks of mapped files, until they pass
+        self._checks: list[_Check] = []  # background checksum checks of mapped files, until they pass
         self.n = 0
         self._n_alive: int | None = 0
         self.version = -1
@@ -140,13 +126,13 @@ class LiveVectors:
     def raise_if_damaged(self, wait: bool = False) -> None:
         """Raise the error a finished background check found (``wait``: let every check finish first)."""
         pending = []
-        for fut in self._checks:
-            if wait or fut.done():
-                exc = fut.result()
+        for check in self._checks:
+            if wait or check.done():
+                exc = check.error()
                 if exc is not None:
-                    raise exc  # the future stays listed: every later use raises too
+                    raise exc  # the check stays listed: every later use raises too
             else:
-                pending.append(fut)
+                pending.append(check)
         self._checks = pending
 
     @property
@@ -247,7 +233,7 @@ class LiveVectors:
             if has_floats(file) and count * self.dim * 4 >= MAP_MIN_BYTES:
                 if seg_id not in self._maps:
                     sums = sums if sums is not None else catalog.segment_checksums(conn)
-                    self._checks.append(check_in_background(self.root / SEGMENT_DIR / file,
+                    self._checks.append(_Check(self.root / SEGMENT_DIR / file,
                                                             sums.get(seg_id, {}).get(file)))
                     self._map(seg_id)
                 last = pieces[-1] if pieces else None
@@ -290,7 +276,7 @@ class LiveVectors:
             if (self.code_size is None and has_floats(file) and count * self.dim * 4 >= MAP_MIN_BYTES
                     and bool(np.all(np.diff(pos) == 1))):
                 if seg_id not in self._maps:
-                    self._checks.append(check_in_background(self.root / SEGMENT_DIR / file, checksums.get(file)))
+                    self._checks.append(_Check(self.root / SEGMENT_DIR / file, checksums.get(file)))
                     self._map(seg_id)
                 last = self._pieces[-1] if self._pieces else None
                 if (last is not None and last[2] == "map" and last[3] == seg_id and last[1] == self.n + a

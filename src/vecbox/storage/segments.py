@@ -90,10 +90,15 @@ def write_segment(root: Path, x: np.ndarray | None, codes: np.ndarray | None = N
 def check_file(path: Path, expected: int | None) -> None:
     """Raise :class:`CorruptCollectionError` if ``path``'s XXH3-64 checksum is not ``expected`` (``None``: not recorded)."""
     if expected is not None and file_checksum(path) != expected:
-        raise CorruptCollectionError(
-            f"segment file {path} does not match the checksum the catalog recorded for it (flipped bytes, or "
-            "another file in its place); restore it from a backup, or re-create the collection from its source data"
-        )
+        raise checksum_error(path)
+
+
+def checksum_error(path: Path) -> CorruptCollectionError:
+    """The error for a segment file whose bytes do not match the checksum the catalog recorded."""
+    return CorruptCollectionError(
+        f"segment file {path} does not match the checksum the catalog recorded for it (flipped bytes, or "
+        "another file in its place); restore it from a backup, or re-create the collection from its source data"
+    )
 
 
 def remove_segment(root: Path, name: str) -> None:
