@@ -182,17 +182,23 @@ def faiss_self_join(x: np.ndarray, k: int) -> tuple[np.ndarray, np.ndarray]:
     return i[keep].reshape(len(x), k), s[keep].reshape(len(x), k)
 
 
-def part_knn(res: dict[str, Any], n: int, d: int, tmp: Path) -> None:
+def _vectors_parquet(x: np.ndarray, tmp: Path) -> None:
     import pyarrow as pa
+    import pyarrow.parquet as pq
+
+    n, d = x.shape
+    vec = pa.ListArray.from_arrays(pa.array(np.arange(0, n * d + 1, d, dtype=np.int32)), pa.array(x.reshape(-1)))
+    pq.write_table(pa.table({"id": np.arange(n, dtype=np.int64), "vector": vec}), tmp / "vectors.parquet",
+                   row_group_size=20_000)
+
+
+def part_knn(res: dict[str, Any], n: int, d: int, tmp: Path) -> None:
     import pyarrow.parquet as pq
 
     from vecbox.spark import knn_join
 
     x = mixture(n, d)
-    flat = pa.array(x.reshape(-1))
-    vec = pa.ListArray.from_arrays(pa.array(np.arange(0, n * d + 1, d, dtype=np.int32)), flat)
-    pq.write_table(pa.table({"id": np.arange(n, dtype=np.int64), "vector": vec}), tmp / "vectors.parquet",
-                   row_group_size=20_000)
+    _vectors_parquet(x, tmp)
     out: dict[str, Any] = {"rows": n, "dim": d, "k": K, "measured": _stamp()}
     with R.limit_threads(R.usable_cores()):
         t, (fi, fs) = R.timed(lambda: faiss_self_join(x, K))
@@ -224,7 +230,7 @@ def part_knn(res: dict[str, Any], n: int, d: int, tmp: Path) -> None:
 #: (bucket length, hash tables), cheap to costly. Spark normalises its projection vectors, so a unit vector of
 #: d = 384 projects to ~N(0, 1/d) (std 0.05) and a 10th neighbour at distance ~1 differs by ~0.05: buckets must be
 #: that narrow to separate anything, and each table is one projection (no AND-amplification).
-LSH_GRID = [(0.005, 4), (0.01, 8), (0.02, 10), (0.05, 20)]
+LSH_GRID = [(0.001, 2), (0.005, 4), (0.01, 8), (0.02, 10), (0.05, 20)]
 
 
 def part_lsh(res: dict[str, Any], tmp: Path, budget: float) -> None:
@@ -407,10 +413,15 @@ def main(args: Any) -> dict[str, Any]:
         if "knn" not in skip:
             part_knn(res, rows, dim, tmp)
             _report(res, args, started, mon, write)
-            if "lsh" not in skip:
-                budget = R.opt(args, "spark_lsh_budget", 10 * res["knn"]["spark"]["seconds"])
-                part_lsh(res, tmp, budget)
-                _report(res, args, started, mon, write)
+        if "lsh" not in skip:
+            if "_truth" not in res:  # the exact join came from --spark-keep: FAISS gives the truth again
+                x = mixture(res["knn"]["rows"], res["knn"]["dim"])
+                _vectors_parquet(x, tmp)
+                with R.limit_threads(R.usable_cores()):
+                    res["_truth"] = faiss_self_join(x, K)[0]
+            budget = R.opt(args, "spark_lsh_budget", 10 * res["knn"]["spark"]["seconds"])
+            part_lsh(res, tmp, budget)
+            _report(res, args, started, mon, write)
     finally:
         shutil.rmtree(tmp, ignore_errors=True)
     return res
