@@ -150,3 +150,48 @@ def test_a_damaged_mapped_segment_is_caught_by_the_background_check(tmp_path, rn
         for _ in range(2):  # and from then on every search that reads the rows says so
             with pytest.raises(CorruptCollectionError, match="checksum"):
                 col.search(x[0], k=3, exact=True)
+
+
+# ------------------------------------------------------------------ the index: mapped, its codes saved
+def test_a_loaded_index_maps_its_files_and_reuses_the_saved_walk_codes(tmp_path, rng):
+    from vecbox.index import ann as ann_mod
+
+    x = rng.standard_normal((3000, 64)).astype(np.float32)
+    with Collection.create(tmp_path / "c", dim=64) as col:
+        col.add([str(i) for i in range(len(x))], x)
+        col.build_index("hnsw", M=8)
+        built = col._executor.ann
+        if not built.walks_codes:
+            pytest.skip("the C walk is not built: no codes to save")
+        want = [h.id for h in col.search(x[5], k=10)]
+    (d,) = (tmp_path / "c" / "indexes").iterdir()
+    assert {p.name for p in d.iterdir()} >= {"walk-codes.npy", "walk-scale.npy", "walk-offset.npy"}
+    loaded = ann_mod.AnnIndex.load(d)
+    assert isinstance(loaded.codes[0], np.memmap)  # read in place, not made again (~1.6 s at 10^6 rows)
+    for a, b in zip(loaded.codes, built.codes):
+        assert (a is None and b is None) or np.array_equal(np.asarray(a), b)
+    with Collection.open(tmp_path / "c") as col:
+        assert [h.id for h in col.search(x[5], k=10)] == want
+
+
+@pytest.mark.parametrize("target", ["index.faiss", "walk-codes.npy"])
+def test_a_damaged_index_file_checked_in_the_background_turns_searches_exact(tmp_path, rng, monkeypatch, target):
+    from vecbox.index import ann as ann_mod
+
+    x = rng.standard_normal((2000, 64)).astype(np.float32)
+    with Collection.create(tmp_path / "c", dim=64) as col:
+        col.add([str(i) for i in range(len(x))], x)
+        col.build_index("hnsw", M=8)
+    (d,) = (tmp_path / "c" / "indexes").iterdir()
+    if not (d / target).exists():
+        pytest.skip("the C walk is not built: no codes saved")
+    _flip(d / target)
+    monkeypatch.setattr(ann_mod, "CHECK_LATER_BYTES", 0)  # every file checked in the background
+    with Collection.open(tmp_path / "c") as col:
+        col.search(x[7], k=5)  # loads the index; its check runs meanwhile
+        for _, future in col._executor.ann.pending if col._executor.ann else ():
+            future.result()
+        with pytest.warns(RuntimeWarning, match="checksum"):
+            res = col.search(x[7], k=5, explain=True)
+        assert res.plan.path == "exact" and [h.id for h in res.hits] == [h.id for h in col.search(x[7], 5, exact=True)]
+        assert target in col.index_info()["damaged"]

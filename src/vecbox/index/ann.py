@@ -35,7 +35,7 @@ from typing import Any
 
 import numpy as np
 
-from vecbox._fs import file_checksum, fsync_dir
+from vecbox._fs import checksum_later, file_checksum, fsync_dir
 from vecbox._optional import require
 from vecbox.errors import CorruptCollectionError, InvalidInputError
 
@@ -44,6 +44,8 @@ STORAGES = ("flat", "sq8")
 _META = "meta.json"
 _RIDS = "rids.npy"
 _INDEX_FILE = "index.faiss"
+_CODES = ("walk-codes.npy", "walk-scale.npy", "walk-offset.npy", "walk-sqnorms.npy")  # the walk's codes, saved
+CHECK_LATER_BYTES = 64 << 20  # a bigger index file is checked against its checksum in the background
 _FORMAT = 1
 # the walk reads 8-bit codes of rows of at least this many dimensions: a shorter float row is a few
 # cache lines already, and in few dimensions the codes' rounding is coarse next to the distance gaps
@@ -173,6 +175,8 @@ class AnnIndex:
     walk_calibration: dict[str, Any] | None = None
     calibrated_recall: float | None = None  # recall@10 at the effort target_recall chose (saved)
     calibration: dict[str, Any] | None = None  # calibration.Calibration.as_dict(): recall, ci95, queries, source
+    codes: tuple[np.ndarray, ...] | None = field(default=None, repr=False)  # walk_codes(): made once, then saved
+    pending: list[tuple[str, Any]] = field(default_factory=list, repr=False)  # (file, Future[bool]) checks
 
     @property
     def n(self) -> int:
@@ -326,14 +330,20 @@ class AnnIndex:
         faiss = _faiss()
         directory.mkdir(parents=True)
         faiss.write_index(self.faiss_index, str(directory / _INDEX_FILE))
-        with open(directory / _RIDS, "wb") as fh:
-            np.save(fh, self.rids, allow_pickle=False)
-            fh.flush()
-            os.fsync(fh.fileno())
+        arrays = {_RIDS: self.rids}
+        if self.walks_codes:
+            self.walker()  # made at build by the calibration already; saved so a load need not make them
+            if self.codes is not None:
+                arrays.update({name: arr for name, arr in zip(_CODES, self.codes) if arr is not None})
+        for name, arr in arrays.items():
+            with open(directory / name, "wb") as fh:
+                np.save(fh, arr, allow_pickle=False)
+                fh.flush()
+                os.fsync(fh.fileno())
         meta = {"format": _FORMAT, "metric": self.metric, "n": self.n, "version": self.version,
                 "build_seconds": self.build_seconds, "params": self.params.__dict__, "walks": self.walk_calibration,
                 "calibrated_recall": self.calibrated_recall, "calibration": self.calibration,
-                "checksums": {name: file_checksum(directory / name) for name in (_INDEX_FILE, _RIDS)}}
+                "checksums": {name: file_checksum(directory / name) for name in (_INDEX_FILE, *arrays)}}
         with open(directory / _META, "w", encoding="utf-8") as fh:
             json.dump(meta, fh)
             fh.flush()
@@ -349,15 +359,28 @@ class AnnIndex:
 
     @classmethod
     def load(cls, directory: Path) -> "AnnIndex":
-        """Read an index written by :meth:`save`; damaged files raise :class:`CorruptCollectionError`."""
+        """Read an index written by :meth:`save`; damaged files raise :class:`CorruptCollectionError`.
+
+        Nothing big is read: FAISS maps the graph and the vectors in place
+        (``IO_FLAG_MMAP_IFC``) and the walk's codes are memory-mapped, so a load costs
+        milliseconds and the page cache holds what searches touch. Files over
+        :data:`CHECK_LATER_BYTES` are checked against their checksums in the background
+        (:attr:`pending`; :meth:`problem` reports a mismatch, and the index is then treated
+        as damaged); smaller ones are checked here.
+        """
         faiss = _faiss()
+        pending: list[tuple[str, Any]] = []
         try:
             meta = json.loads((directory / _META).read_text(encoding="utf-8"))
             for name, digest in (meta.get("checksums") or {}).items():  # absent in indexes saved before checksums
-                if name not in (_INDEX_FILE, _RIDS) or file_checksum(directory / name) != digest:
+                if name not in (_INDEX_FILE, _RIDS, *_CODES):
+                    raise ValueError(f"{name} is not a file of an index")
+                if (directory / name).stat().st_size >= CHECK_LATER_BYTES:
+                    pending.append((name, checksum_later(directory / name, digest)))
+                elif file_checksum(directory / name) != digest:
                     raise ValueError(f"{name} does not match its checksum (flipped bytes, or another file)")
             rids = np.load(directory / _RIDS, allow_pickle=False)
-            index = faiss.read_index(str(directory / _INDEX_FILE))
+            index = faiss.read_index(str(directory / _INDEX_FILE), faiss.IO_FLAG_MMAP_IFC)
             params = IndexParams(**meta["params"])
             walks = meta.get("walks")  # absent in indexes saved before the walks were calibrated
             if walks is not None and not (isinstance(walks, dict) and all(
@@ -371,14 +394,23 @@ class AnnIndex:
                 raise ValueError("bad calibration record")
             if meta.get("format") != _FORMAT or index.ntotal != len(rids) or len(rids) != meta["n"]:
                 raise ValueError("sizes or format do not agree")
+            codes = _load_codes(directory, len(rids), index.d)
         except (OSError, ValueError, KeyError, TypeError, RuntimeError) as exc:
-            raise CorruptCollectionError(
-                f"the index in {directory} is damaged ({exc}); it is only a cache - run "
-                "Collection.build_index() (or `vecbox index PATH`) to rebuild it, or drop_index()"
-            ) from None
+            raise CorruptCollectionError(damaged_message(directory, str(exc))) from None
         return cls(params, meta["metric"], rids.astype(np.int64), index, int(meta["version"]),
                    float(meta.get("build_seconds", 0.0)), walk_calibration=walks, calibrated_recall=recall,
-                   calibration=calibration)
+                   calibration=calibration, codes=codes, pending=pending)
+
+    def problem(self) -> str | None:
+        """What a finished background check found wrong (``None``: nothing, or still checking)."""
+        still = []
+        for name, future in self.pending:
+            if not future.done():
+                still.append((name, future))
+            elif not future.result():
+                return f"{name} does not match its checksum (flipped bytes, or another file)"
+        self.pending = still
+        return None
 
     def memory_bytes(self) -> int:
         """Approximate RAM of the index (vectors + graph links or list ids + the walk's codes)."""
@@ -388,6 +420,25 @@ class AnnIndex:
             per += d
         links = 2 * self.params.M * 4 * 1.1 if self.params.kind == "hnsw" else 8
         return int(self.n * (per + links + 8))
+
+
+def damaged_message(directory: Path, why: str) -> str:
+    return (f"the index in {directory} is damaged ({why}); it is only a cache - run "
+            "Collection.build_index() (or `vecbox index PATH`) to rebuild it, or drop_index()")
+
+
+def _load_codes(directory: Path, n: int, d: int) -> tuple[np.ndarray, ...] | None:
+    """The walk's saved codes, memory-mapped (``None`` when the index has none saved)."""
+    if not (directory / _CODES[0]).exists():
+        return None
+    codes = np.load(directory / _CODES[0], mmap_mode="r", allow_pickle=False)
+    scale, offset = (np.load(directory / name, allow_pickle=False) for name in _CODES[1:3])
+    sq = np.load(directory / _CODES[3], mmap_mode="r", allow_pickle=False) if (directory / _CODES[3]).exists() else None
+    if (codes.dtype != np.uint8 or codes.shape != (n, d) or scale.shape != (d,) or offset.shape != (d,)
+            or scale.dtype != np.float32 or offset.dtype != np.float32
+            or sq is not None and (sq.shape != (n,) or sq.dtype != np.float32)):
+        raise ValueError("the walk's codes do not fit the index")
+    return codes, scale, offset, sq
 
 
 def _graph_of(index: AnnIndex) -> Any:
@@ -414,7 +465,9 @@ def _graph_of(index: AnnIndex) -> Any:
         faiss.vector_to_array(h.cum_nneighbor_per_level), d, int(h.entry_point), int(h.max_level), ip,
     )
     if index.walks_codes:
-        graph.set_codes(*walk_codes(x.reshape(n, d), ip))
+        if index.codes is None:
+            index.codes = walk_codes(x.reshape(n, d), ip)
+        graph.set_codes(*index.codes)
     return graph
 
 

@@ -30,7 +30,7 @@ from typing import Any
 import numpy as np
 
 from vecbox.errors import CorruptCollectionError, InvalidInputError
-from vecbox.index.ann import AnnIndex
+from vecbox.index.ann import AnnIndex, damaged_message
 from vecbox.index.codescan import two_stage_search
 from vecbox.index.flat import exact_topk, merge_topk, rescore
 from vecbox.index.funnel import funnel_search, prefix_matrix
@@ -65,6 +65,7 @@ class Executor:
     # ------------------------------------------------------------------ index
     def index(self, cfg: dict[str, Any] | None) -> AnnIndex | None:
         """The index the catalog's ``index`` config ``cfg`` names (loaded when it changed; ``None`` if damaged)."""
+        self.poll()
         if cfg != self._ann_cfg:
             self.ann, self._ann_error = None, None
             try:
@@ -74,6 +75,15 @@ class Executor:
             self._ann_cfg = cfg
             self._labels = None
         return self.ann
+
+    def poll(self) -> None:
+        """Drop the index if a background check of its files found damage (searches then run exactly)."""
+        ann = self.ann
+        if ann is not None and ann.pending:
+            why = ann.problem()
+            if why is not None and self._ann_cfg:
+                self.ann, self._labels = None, None
+                self._ann_error = CorruptCollectionError(damaged_message(self.root / self._ann_cfg["dir"], why))
 
     def set_index(self, ann: AnnIndex | None, cfg: Any) -> None:
         """Adopt an index this handle just built (saves re-reading it from disk)."""
@@ -126,7 +136,7 @@ class Executor:
         """Plan and run a search; returns (scores, live positions or -1, plan)."""
         live = reader.live
         k = min(k, max(live.n_alive, 1))  # a huge k costs no more memory than the rows there are
-        self.index(reader.index_cfg)
+        self.index(reader.index_cfg)  # (and drops it if a background check found it damaged)
         damaged = self._ann_error is not None and not exact
         ann = None if exact else self.ann
         sel = self.selection
