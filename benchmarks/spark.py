@@ -50,7 +50,7 @@ def add_arguments(parser: Any) -> None:
         "texts": (int, "texts to encode (default 4000; --quick 1500)"),
         "lsh-budget": (float, "seconds for BRP-LSH in all (default 10 x the exact join's time)"),
         "skip": (str, "comma-separated parts to skip: encode, knn, lsh"),
-        "keep": (str, "results JSON of an earlier run (printed path) whose parts fill the skipped ones"),
+        "keep": (str, "results JSON of an earlier run: its parts are reported until this run replaces them"),
         "repeats": (int, "encode passes per engine, the fastest counts (default 2; --quick 1)"),
     })
 
@@ -402,7 +402,7 @@ def main(args: Any) -> dict[str, Any]:
     res: dict[str, Any] = {}
     keep = R.opt(args, "spark_keep", None)
     if keep:
-        res.update({k: v for k, v in json.loads(Path(keep).read_text()).items() if k in skip})
+        res.update(json.loads(Path(keep).read_text()))  # parts run again replace theirs as they finish
     tmp = Path(tempfile.mkdtemp(prefix="vecbox-bench-spark-"))
     os.environ.setdefault("HF_HUB_OFFLINE", "1")
     write = getattr(args, "write", not quick)
