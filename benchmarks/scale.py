@@ -1,0 +1,339 @@
+"""Scale benchmark: one copy of the vectors, cold start, memory, and calibration on real queries (issue 23).
+
+1. **Calibration on real queries.** The SciFact corpus split into sentences (~50k, the bundled
+   MiniLM), ``build_index("hnsw")`` at its defaults (target recall 0.95) for several seeds, then
+   the SciFact queries one at a time through ``Collection.search``: recall@10 against exact
+   search, for the 300 test queries and for all 1,109. Target: >= 0.95 at the default.
+2. **10^6 x 384** (``--scale-n``; ``--quick``: 10^5) of the search benchmark's SYNTHETIC mixture
+   (cluster centres + a shared 48-d latent factor + noise, unit vectors). Each step runs in its
+   own process, so its RSS is its own:
+   - *build*: ingest in batches of 50k, ``build_index("hnsw")`` (M 32, calibrated); time and peak RSS.
+   - *cold ANN*: a new process opens the collection and runs one search: seconds to the first
+     answer; then 1,000 queries one at a time (QPS, recall@10) and as one batch, RSS after them
+     (resident anonymous + file pages, and the file pages alone).
+   - *cold exact*: a new process, one exact search, then the warm exact search (median of 5).
+   - *FAISS HNSW* (same M, efConstruction): built in its own process from the same vectors, its
+     ef raised up a grid until recall@10 >= the recall vecbox reached; QPS and RSS after 1,000 queries.
+   "Cold" is a new process with the files in the page cache (the build just wrote them); the page
+   cache is dropped first when this process may (``/proc/sys/vm/drop_caches``), and the table says which.
+
+Run through ``benchmarks/run_all.py --only scale`` or alone: ``python benchmarks/scale.py [--quick]``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import shutil
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+import _report as R
+
+NAME = "scale"
+K, M, EF_CONSTRUCTION, SEED, N_QUERIES, BATCH = 10, 32, 200, 0, 1000, 50_000
+FAISS_EF_GRID = (16, 24, 32, 48, 64, 96, 128, 192, 256)
+
+
+def add_arguments(p: Any) -> None:
+    R.add_options(p, "scale", {
+        "n": (int, "rows of the synthetic collection (default 10^6; quick 10^5)"),
+        "seeds": (int, "index seeds for the SciFact calibration check (default 3; quick 1)"),
+        "skip": (str, "comma-separated parts to skip: calibration,synthetic,faiss"),
+    })
+    p.add_argument("--scale-phase", default=None, help=argparse.SUPPRESS)  # internal: one step in its own process
+    p.add_argument("--scale-dir", default=None, help=argparse.SUPPRESS)
+
+
+# ----------------------------------------------------------------------------- memory of this process
+def memory() -> dict[str, float]:
+    """MB resident now (anonymous, file-backed), and the peak (VmHWM), from /proc/self/status."""
+    out: dict[str, float] = {}
+    for line in Path("/proc/self/status").read_text().splitlines():
+        key, _, value = line.partition(":")
+        if key in ("VmHWM", "VmRSS", "RssAnon", "RssFile"):
+            out[key] = int(value.split()[0]) / 1024
+    return out
+
+
+def _drop_caches() -> bool:
+    try:
+        os.sync()
+        Path("/proc/sys/vm/drop_caches").write_text("3\n")
+        return True
+    except OSError:
+        return False
+
+
+# ----------------------------------------------------------------------------- 1. calibration on SciFact
+def calibration_check(seeds: int) -> dict[str, Any] | None:
+    if not R.SCIFACT.is_dir():
+        R.log(f"scale: {R.SCIFACT} not found; skipping the SciFact calibration check")
+        return None
+    from vecbox import Collection
+    from vecbox.evaluation.metrics import knn_recall
+    from vecbox.index.flat import exact_topk
+
+    texts, _, _ = R.scifact_sentence_rows()
+    enc = R.text_encoder()
+    R.log(f"scale: encoding {len(texts):,} SciFact sentences (cached after the first run)")
+    x = np.ascontiguousarray(enc.encode(texts, kind="document"), dtype=np.float32)
+    q = np.ascontiguousarray(R.scifact_queries(enc), dtype=np.float32)
+    with open(R.SCIFACT / "queries.jsonl", encoding="utf-8") as fh:
+        qids = [json.loads(line)["_id"] for line in fh if line.strip()]
+    test_ids = set()
+    for path in (R.SCIFACT / "qrels").glob("test*"):
+        test_ids |= {line.split("\t")[0] for line in path.read_text().splitlines()[1:] if line.strip()}
+    test = np.array([i in test_ids for i in qids])
+    xn = x / np.linalg.norm(x, axis=1, keepdims=True)
+    qn = q / np.linalg.norm(q, axis=1, keepdims=True)
+    _, truth = exact_topk(xn, qn, K, "dot")
+    rows = []
+    with tempfile.TemporaryDirectory(prefix="vecbox-bench-scale-") as tmp:
+        col = Collection.create(Path(tmp) / "c", dim=x.shape[1], metric="cosine")
+        for start in range(0, len(x), BATCH):
+            col.add([str(i) for i in range(start, min(start + BATCH, len(x)))], x[start:start + BATCH])
+        for seed in range(seeds):
+            R.log(f"scale: SciFact sentences, build_index('hnsw', seed={seed})")
+            info = col.build_index("hnsw", seed=seed)
+            got = np.array([[int(h.id) for h in col.search(v, k=K)] for v in q])
+            per = knn_recall(got, truth, K, per_query=True)
+            cal = info["calibration"]
+            rows.append({"seed": seed, "ef": info["ef_search"], "calibrated": cal["recall"], "ci95": cal["ci95"],
+                         "required": cal["required"], "test": float(per[test].mean()), "all": float(per.mean()),
+                         "n_test": int(test.sum()), "n_all": len(q)})
+        col.close()
+    return {"n": len(x), "rows": rows}
+
+
+# ----------------------------------------------------------------------------- 2. the synthetic collection
+def _phase(name: str, workdir: Path) -> dict[str, Any]:
+    """Run one step in a new Python process (its own RSS); it writes its result as JSON."""
+    out = workdir / f"{name}.json"
+    cmd = [sys.executable, str(Path(__file__).resolve()), "--scale-phase", name, "--scale-dir", str(workdir)]
+    env = {**os.environ, "HF_HUB_OFFLINE": "1", "TRANSFORMERS_OFFLINE": "1"}
+    subprocess.run(cmd, check=True, env=env)
+    return json.loads(out.read_text())
+
+
+def run_phase(name: str, workdir: Path) -> None:
+    res = PHASES[name](workdir)
+    (workdir / f"{name}.json").write_text(json.dumps(res))
+
+
+def _data(workdir: Path) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    x = np.load(workdir / "x.npy", mmap_mode="r")
+    q = np.load(workdir / "q.npy")
+    truth = np.load(workdir / "truth.npy")
+    return x, q, truth
+
+
+def phase_build(workdir: Path) -> dict[str, Any]:
+    from vecbox import Collection
+
+    x, _, _ = _data(workdir)
+    t0 = time.perf_counter()
+    with Collection.create(workdir / "col", dim=x.shape[1], metric="cosine") as col:
+        for start in range(0, len(x), BATCH):
+            col.add([str(i) for i in range(start, min(start + BATCH, len(x)))], np.asarray(x[start:start + BATCH]))
+        ingest = time.perf_counter() - t0
+        mem_ingest = memory()
+        t0 = time.perf_counter()
+        info = col.build_index("hnsw", M=M, ef_construction=EF_CONSTRUCTION)
+        build = time.perf_counter() - t0
+    return {"ingest_s": ingest, "build_s": build, "peak_mb": memory()["VmHWM"], "after_ingest": mem_ingest,
+            "ef": info["ef_search"], "calibration": info["calibration"], "disk_mb": R.dir_bytes(workdir / "col") / 2**20}
+
+
+def phase_cold_ann(workdir: Path) -> dict[str, Any]:
+    from vecbox import Collection
+    from vecbox.evaluation.metrics import knn_recall
+
+    _, q, truth = _data(workdir)
+    before = memory()
+    t0 = time.perf_counter()
+    col = Collection.open(workdir / "col")
+    first = col.search(q[0], k=K)
+    cold = time.perf_counter() - t0
+    assert len(first) == K
+    t0 = time.perf_counter()
+    got = [[int(h.id) for h in col.search(v, k=K)] for v in q]
+    single = time.perf_counter() - t0
+    t0 = time.perf_counter()
+    col.search_batch(q, k=K)
+    batch = time.perf_counter() - t0
+    return {"cold_first_s": cold, "qps_single": len(q) / single, "qps_batch": len(q) / batch,
+            "recall": float(knn_recall(np.array(got), truth, K)), "memory_before": before, "memory_after": memory(),
+            "plan": col.search(q[0], k=K, explain=True).plan.path}
+
+
+def phase_cold_exact(workdir: Path) -> dict[str, Any]:
+    from vecbox import Collection
+
+    _, q, truth = _data(workdir)
+    t0 = time.perf_counter()
+    col = Collection.open(workdir / "col")
+    first = col.search(q[0], k=K, exact=True)
+    cold = time.perf_counter() - t0
+    warm = []
+    for v in q[1:6]:
+        t0 = time.perf_counter()
+        col.search(v, k=K, exact=True)
+        warm.append(time.perf_counter() - t0)
+    ok = [int(h.id) for h in first] == truth[0].tolist()
+    return {"cold_first_s": cold, "warm_s": float(np.median(warm)), "exact_matches_truth": ok,
+            "memory_after": memory()}
+
+
+def phase_faiss(workdir: Path) -> dict[str, Any]:
+    import faiss
+
+    from vecbox.evaluation.metrics import knn_recall
+
+    x, q, truth = _data(workdir)
+    target = json.loads((workdir / "cold_ann.json").read_text())["recall"]
+    t0 = time.perf_counter()
+    index = faiss.index_factory(x.shape[1], f"HNSW{M},Flat", faiss.METRIC_INNER_PRODUCT)
+    index.hnsw.efConstruction = EF_CONSTRUCTION
+    for start in range(0, len(x), BATCH):
+        index.add(np.ascontiguousarray(x[start:start + BATCH]))
+    build = time.perf_counter() - t0
+    del x
+    R.trim_memory()
+    chosen = None
+    for ef in FAISS_EF_GRID:
+        index.hnsw.efSearch = ef
+        _, lab = index.search(q, K)
+        rec = float(knn_recall(lab, truth, K))
+        chosen = (ef, rec)
+        if rec >= target:
+            break
+    index.hnsw.efSearch = chosen[0]
+    t0 = time.perf_counter()
+    for v in q:
+        index.search(v[None, :], K)
+    single = time.perf_counter() - t0
+    t0 = time.perf_counter()
+    index.search(q, K)
+    batch = time.perf_counter() - t0
+    return {"build_s": build, "ef": chosen[0], "recall": chosen[1], "qps_single": len(q) / single,
+            "qps_batch": len(q) / batch, "memory_after": memory()}
+
+
+PHASES = {"build": phase_build, "cold_ann": phase_cold_ann, "cold_exact": phase_cold_exact, "faiss": phase_faiss}
+
+
+def synthetic(n: int, skip: set[str]) -> dict[str, Any]:
+    from _search.data import synthetic_dataset
+
+    from vecbox.index.flat import exact_topk
+
+    workdir = Path(tempfile.mkdtemp(prefix="vecbox-bench-scale-"))
+    try:
+        R.log(f"scale: generating {n:,} x 384 SYNTHETIC vectors and {N_QUERIES:,} queries")
+        ds = synthetic_dataset(n, N_QUERIES)
+        np.save(workdir / "x.npy", ds.x)
+        np.save(workdir / "q.npy", ds.q)
+        R.log("scale: exact top-10 of the queries")
+        _, truth = exact_topk(ds.x, ds.q, K, "dot")
+        np.save(workdir / "truth.npy", truth)
+        del ds
+        R.trim_memory()
+        res: dict[str, Any] = {"n": n}
+        R.log("scale: vecbox ingest + build_index('hnsw') in a new process")
+        res["build"] = _phase("build", workdir)
+        res["dropped_cache"] = _drop_caches()
+        R.log("scale: vecbox cold open + first ANN search, then 1,000 queries, in a new process")
+        res["cold_ann"] = _phase("cold_ann", workdir)
+        _drop_caches()
+        R.log("scale: vecbox cold open + first exact search, in a new process")
+        res["cold_exact"] = _phase("cold_exact", workdir)
+        if "faiss" not in skip:
+            R.log("scale: FAISS HNSW (same M, efConstruction) in a new process")
+            res["faiss"] = _phase("faiss", workdir)
+        return res
+    finally:
+        shutil.rmtree(workdir, ignore_errors=True)
+
+
+# ----------------------------------------------------------------------------- report
+def _tables(res: dict[str, Any]) -> list[tuple[str, list[str], list[list[Any]]]]:
+    tables = []
+    cal = res.get("calibration")
+    if cal:
+        rows = [[r["seed"], r["ef"], f"{r['calibrated']:.3f} [{r['ci95'][0]:.3f}, {r['ci95'][1]:.3f}]",
+                 f"{r['required']:.3f}", f"{r['test']:.3f}", f"{r['all']:.3f}",
+                 R.verdict(r["test"] >= 0.95 and r["all"] >= 0.95)] for r in cal["rows"]]
+        tables.append((f"Default HNSW on the SciFact sentences ({cal['n']:,}), real SciFact queries one at a time",
+                       ["seed", "ef chosen", "calibrated recall@10 [95 % CI]", "bar (lower bound)",
+                        f"recall@10, {cal['rows'][0]['n_test']} test queries",
+                        f"recall@10, all {cal['rows'][0]['n_all']}", ">= 0.95"], rows))
+    syn = res.get("synthetic")
+    if syn:
+        b, ca, ce, f = syn["build"], syn["cold_ann"], syn["cold_exact"], syn.get("faiss")
+        rss = ca["memory_after"]["VmRSS"]
+        rows = [
+            ["ingest (s)", f"{b['ingest_s']:.1f}", "", ""],
+            ["build HNSW M 32 (s)", f"{b['build_s']:.1f}", f"{f['build_s']:.1f}" if f else "", ""],
+            ["peak RSS while building (MB)", f"{b['peak_mb']:,.0f}", "", ""],
+            ["ef (vecbox: calibrated; FAISS: first to reach vecbox's recall)", b["ef"], f["ef"] if f else "", ""],
+            ["recall@10, 1,000 queries", f"{ca['recall']:.3f}", f"{f['recall']:.3f}" if f else "", ""],
+            ["QPS, one query at a time", f"{ca['qps_single']:,.0f}", f"{f['qps_single']:,.0f}" if f else "",
+             R.fmt_ratio(ca["qps_single"] / f["qps_single"]) if f else ""],
+            ["QPS, one batch of 1,000", f"{ca['qps_batch']:,.0f}", f"{f['qps_batch']:,.0f}" if f else "",
+             R.fmt_ratio(ca["qps_batch"] / f["qps_batch"]) if f else ""],
+            ["RSS after 1,000 queries (MB)", f"{rss:,.0f} (anon {ca['memory_after']['RssAnon']:,.0f}, "
+             f"file {ca['memory_after']['RssFile']:,.0f})",
+             f"{f['memory_after']['VmRSS']:,.0f}" if f else "",
+             R.fmt_ratio(rss / f["memory_after"]["VmRSS"]) + " " + R.verdict(rss <= 1.2 * f["memory_after"]["VmRSS"])
+             if f else ""],
+            ["cold open + first ANN search (s)", f"{ca['cold_first_s']:.3f}", "", R.verdict(ca["cold_first_s"] <= 0.5)],
+            ["cold open + first exact search (s)", f"{ce['cold_first_s']:.3f}", "",
+             f"{ce['cold_first_s'] / ce['warm_s']:.2f}x warm {R.verdict(ce['cold_first_s'] <= 2 * ce['warm_s'])}"],
+            ["warm exact search (s)", f"{ce['warm_s']:.3f}", "", ""],
+            ["disk (MB)", f"{b['disk_mb']:,.0f}", "", ""],
+        ]
+        cache = "dropped before each cold step" if syn["dropped_cache"] else \
+            "not dropped (not permitted here): cold = new process, files in the page cache"
+        tables.append((f"{syn['n']:,} x 384 SYNTHETIC, HNSW M {M}: vecbox vs FAISS HNSW (page cache {cache})",
+                       ["", "vecbox", "FAISS HNSW", "vecbox / FAISS, target"], rows))
+    return tables
+
+
+def main(args: argparse.Namespace) -> dict[str, Any]:
+    if getattr(args, "scale_phase", None):
+        run_phase(args.scale_phase, Path(args.scale_dir))
+        return {}
+    quick = bool(getattr(args, "quick", False))
+    n = int(R.opt(args, "scale_n", 100_000 if quick else 1_000_000))
+    seeds = int(R.opt(args, "scale_seeds", 1 if quick else 3))
+    skip = {s.strip() for s in str(R.opt(args, "scale_skip", "") or "").split(",") if s.strip()}
+    started = time.time()
+    res: dict[str, Any] = {}
+    if "calibration" not in skip:
+        res["calibration"] = calibration_check(seeds)
+    if "synthetic" not in skip:
+        res["synthetic"] = synthetic(n, skip)
+    env = R.environment(getattr(args, "command", None), started)
+    tables = _tables(res)
+    for title, headers, rows in tables:
+        R.print_table(f"scale — {title}", headers, rows)
+    if getattr(args, "write", not quick):
+        body = ["## Scale: one copy of the vectors, cold start, calibration on real queries (issue 23)", "",
+                R.environment_markdown(env), "", f"Versions: {R.versions(['faiss-cpu', 'numpy'])}.", ""]
+        for title, headers, rows in tables:
+            body += [f"### {title}", "", R.md_table(headers, rows), ""]
+        R.write_section(NAME, "\n".join(body))
+    return res
+
+
+if __name__ == "__main__":
+    R.run_standalone(__doc__, "benchmarks/scale.py", add_arguments, main)
