@@ -471,7 +471,11 @@ def _speed_verdict(res: dict[str, Any]) -> str | None:
 
 
 def _section(res: dict[str, Any], tables: list, env: dict[str, Any], shuffles: int) -> str:
-    out = ["## Graph embeddings (FastRP)", "", R.environment_markdown(env), f"- **Graph software:** {_versions(res)}", "",
+    out = ["## Graph embeddings (FastRP)", "", R.environment_markdown(env), f"- **Graph software:** {_versions(res)}", ""]
+    warning = R.busy_warning(env)
+    if warning:
+        out += [warning + " F1 figures do not depend on the load; times do.", ""]
+    out += [
            "Embedding quality is measured with the FastRP paper's protocol (`vecbox.evaluation.graph."
            "node_classification`): one-vs-rest L2 logistic regression, top-k labels with k = the node's true "
            f"label count, {shuffles} random splits per training ratio. The paper's numbers come from its "
@@ -479,7 +483,7 @@ def _section(res: dict[str, Any], tables: list, env: dict[str, Any], shuffles: i
            "2019 default solver (liblinear); vecbox solves the same L2 objective with L-BFGS, checked against "
            "scikit-learn in `tests/test_graph_eval.py`. The random projection differs from the paper's "
            "(hashed per node instead of scikit-learn's seeded matrix), so single numbers move by about the "
-           "shuffle-to-shuffle spread.", ""]
+           "seed-to-seed spread; the fidelity table compares the two over seeds.", ""]
     for title, headers, rows, note in tables:
         out += [f"### {title}", "", R.md_table(headers, rows)]
         if note:
