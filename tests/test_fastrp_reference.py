@@ -17,8 +17,15 @@ import numpy as np
 import pytest
 import scipy.sparse as sp
 
-from vecbox.encoders.graph import FastRP, as_graph, degree_scale, node_keys, propagate_reference, sparse_projection
-from vecbox.encoders.graph import transition_matrix
+from vecbox.encoders.graph import (
+    FastRP,
+    as_graph,
+    degree_scale,
+    node_keys,
+    propagate_reference,
+    sparse_projection,
+    transition_matrix,
+)
 from vecbox.evaluation.graph import node_classification
 
 _BENCH = Path(__file__).resolve().parents[1] / "benchmarks" / "_graph"

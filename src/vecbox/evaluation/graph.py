@@ -241,11 +241,14 @@ def node_classification(
         Node embeddings.
     labels : array-like or sparse, shape (n_nodes, n_labels)
         0/1 indicator matrix aligned with ``x`` (see :func:`label_matrix`). Rows without
-        any label are left out.
+        any label are left out (DeepWalk's ``scoring.py`` keeps them as all-negative training
+        rows; on Planetoid-style data "unlabelled" means unknown, not negative).
     train_ratios : sequence of float in (0, 1)
     n_shuffles : int
     C : float
-        Inverse regularisation strength of the logistic regression (the paper: 0.1 at d = 512).
+        Inverse regularisation strength of the logistic regression (the paper: 0.1 at d = 512;
+        the default 1.0 overfits 512-wide FastRP embeddings: Macro-F1 0.265 instead of 0.277 on
+        BlogCatalog at 50 %).
     seed : int
     threads : int, optional
         BLAS threads for the fits (needs threadpoolctl; default: BLAS's own setting). On a
