@@ -83,12 +83,14 @@ def test_equals_the_reference_on_asymmetric_weighted_matrices(rng, beta, self_lo
     np.testing.assert_allclose(x[isolated], expected[isolated], atol=1e-5)
 
 
-def test_equals_the_reference_when_directed(rng):
+@pytest.mark.parametrize("self_loops", ["drop", "keep"])
+def test_equals_the_reference_when_directed(rng, self_loops):
+    """directed=True: the paper's code on A exactly as given (``"keep"``: loops included, as that code does)."""
     a = awkward_matrix(rng)
-    model = FastRP(dim=16, weights=[1.0, 2.0, 3.0], beta=-0.3, seed=8, directed=True, self_loops="drop")
+    model = FastRP(dim=16, weights=[1.0, 2.0, 3.0], beta=-0.3, seed=8, directed=True, self_loops=self_loops)
     x = model.fit_transform(a)
-    a_drop = (a - sp.diags(a.diagonal())).tocsr()  # the reference's A as given: out-edges, no symmetrisation
-    np.testing.assert_allclose(x, ref.fastrp(a_drop, vecbox_projection(model), [1.0, 2.0, 3.0], -0.3), atol=5e-5)
+    given = a if self_loops == "keep" else (a - sp.diags(a.diagonal())).tocsr()  # out-edges, no symmetrisation
+    np.testing.assert_allclose(x, ref.fastrp(given, vecbox_projection(model), [1.0, 2.0, 3.0], -0.3), atol=5e-5)
 
 
 def test_edge_list_and_matrix_give_the_same_graph(rng):

@@ -147,3 +147,9 @@ def test_spark_equals_local_and_the_paper_on_an_asymmetric_matrix(spark):
     assert np.abs(x - local.embedding_).max() <= 1e-4
     expected = ref.fastrp(ref.prepare(a), vecbox_projection(local), kw["weights"], kw["beta"])
     assert np.abs(x - expected).max() <= 1e-4
+    # directed, loops kept: the paper's code on the matrix exactly as given
+    kw.update(directed=True, self_loops="keep")
+    got = as_dict(fastrp(df, nodes_df=nodes_df, num_blocks=2, **kw).collect())
+    x = np.stack([got[i] for i in range(a.shape[0])])
+    expected = ref.fastrp(a.tocsr(), vecbox_projection(FastRP(**kw).fit(a.tocsr())), kw["weights"], kw["beta"])
+    assert np.abs(x - expected).max() <= 1e-4
