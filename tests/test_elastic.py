@@ -177,3 +177,19 @@ def test_collection_records_the_setting_and_refuses_a_query_at_another(tiny, tmp
     with pytest.raises(DimensionMismatchError):
         col.search(TextEncoder(tiny, layers=2).encode(TEXTS[:1])[0])  # full-width query, 16-d vectors
     col.close()
+
+
+def test_beir_evaluation_takes_an_elastic_model_string(tiny, tmp_path):
+    """``vecbox eval beir --model 'PATH@layers=1,dims=8'`` goes through evaluate_beir and TextEncoder(model)."""
+    import json
+
+    from vecbox.jobs.beir import evaluate_beir
+
+    (tmp_path / "qrels").mkdir()
+    docs = {"d1": "read a csv file", "d2": "hash a string with sha256", "d3": "sort a list"}
+    (tmp_path / "corpus.jsonl").write_text("".join(json.dumps({"_id": i, "title": "", "text": t}) + "\n"
+                                                   for i, t in docs.items()))
+    (tmp_path / "queries.jsonl").write_text(json.dumps({"_id": "q1", "text": "read a csv file"}) + "\n")
+    (tmp_path / "qrels" / "test.tsv").write_text("query-id\tcorpus-id\tscore\nq1\td1\t1\n")
+    report = evaluate_beir(tmp_path, ks=(1,), cache_dir=tmp_path / "cache", model=f"{tiny}@layers=1,dims=8")
+    assert report.model == f"{tiny}@layers=1,dims=8" and report.metrics["ndcg@1"] == 1.0  # the query is d1's text

@@ -68,11 +68,18 @@ def test_the_output_is_a_safetensors_model_directory_with_a_card(base, uninterru
     assert not (uninterrupted / "checkpoints").exists()
     card = json.loads((uninterrupted / "vecbox_train.json").read_text())
     assert card["Training"]["loss"] == "2dmse" and card["Training"]["steps"] == 6
+    assert TextEncoder(str(uninterrupted)).model.max_seq_length == TextEncoder(str(base)).model.max_seq_length == 64
     assert "2dmse" in (uninterrupted / "README.md").read_text()
     before, after = _weights(base), _weights(uninterrupted)
     assert any(not torch.equal(before[k], after[k]) for k in before)  # it trained
     x = TextEncoder(str(uninterrupted), layers=1, dims=8).encode(["read a csv file"])
     assert x.shape == (1, 8)
+    from vecbox import Collection
+
+    col = Collection.create(uninterrupted.parent / "col", model=f"{uninterrupted}@layers=1,dims=8")
+    col.add_texts(["read a csv file", "sha256 digest"], ids=["a", "b"])
+    assert col.dim == 8 and col.search_text("read a csv file", k=1)[0].id == "a"
+    col.close()
 
 
 def test_resume_after_kill_reproduces_the_uninterrupted_weights(base, uninterrupted, tmp_path):

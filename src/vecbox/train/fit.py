@@ -63,7 +63,7 @@ class TrainSettings:
     lr: float = 2e-5
     warmup: float = 0.1  # share of the steps with a rising learning rate
     weight_decay: float = 0.01
-    max_seq_length: int = 128
+    max_seq_length: int = 128  # word pieces per text while training; the written model keeps the base's
     seed: int = 0
     checkpoint_every: int = 50
     dims: tuple[int, ...] | None = None  # Matryoshka / 2DMSE widths
@@ -215,6 +215,7 @@ def train(model: str | Path, pairs: Sequence[Pair], out: str | Path, settings: T
     fingerprint = _fingerprint(name, pairs, settings)
 
     st = load_sentence_transformer(model_dir)
+    inference_length = st.max_seq_length  # training truncates harder (cost); the written model keeps its own
     st.max_seq_length = settings.max_seq_length
     st.train()
     loss_fn = make_loss(settings.loss, st, dims=settings.dims, ladder=settings.ladder, scale=settings.scale,
@@ -273,6 +274,7 @@ def train(model: str | Path, pairs: Sequence[Pair], out: str | Path, settings: T
 
     seconds = time.perf_counter() - t0
     st.eval()
+    st.max_seq_length = inference_length
     st.save(str(out), safe_serialization=True)
     shutil.rmtree(ckpt_dir, ignore_errors=True)
     n_layers, dim = model_shape(st)
