@@ -64,6 +64,11 @@ def test_train_mine_writes_pairs_with_negatives(tmp_path):
     assert summary["pairs"] == 4 and summary["negatives"] == 8
     rows = [json.loads(line) for line in (tmp_path / "mined.jsonl").read_text().splitlines()]
     assert all(len(r["negatives"]) == 2 and r["positive"] not in r["negatives"] for r in rows)
+    # no pairs given: inverse-cloze pairs from the collection's own documents
+    own = run_json("train", "mine", tmp_path / "c", "--out", tmp_path / "own.jsonl", "--kinds", "ict", "--candidates", 4)
+    assert own["pairs"] == 4 and own["negatives"] == 4
+    rows = [json.loads(line) for line in (tmp_path / "own.jsonl").read_text().splitlines()]
+    assert {r["doc_id"] for r in rows} == {d["_id"] for d in DOCS}
 
 
 def test_train_errors_are_vecbox_errors(tiny, tmp_path):

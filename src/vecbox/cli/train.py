@@ -34,9 +34,11 @@ def _ladder(text: str | None) -> tuple[tuple[int, int], ...] | None:
 
 
 def _load_pairs(data: Path, kinds: str, max_pairs: int | None, seed: int) -> tuple[list[Any], str]:
-    """Pairs from a pairs file (anchor/positive columns) or made from a corpus; and a description."""
+    """Pairs from a pairs file (anchor/positive columns), or made from a corpus or a collection's
+    documents; and a description."""
     from vecbox.records import read_records
-    from vecbox.train.pairs import make_pairs, read_corpus, read_pairs
+    from vecbox.storage.catalog import CATALOG_FILE
+    from vecbox.train.pairs import collection_docs, make_pairs, read_corpus, read_pairs
 
     if data.is_file():
         first = next(iter(read_records(data)), {})
@@ -44,14 +46,22 @@ def _load_pairs(data: Path, kinds: str, max_pairs: int | None, seed: int) -> tup
             pairs = read_pairs(data)
             return pairs[:max_pairs] if max_pairs else pairs, f"{data.name}: {len(pairs)} given pairs"
     kind_list = tuple(k.strip() for k in kinds.split(",") if k.strip())
-    pairs = make_pairs(read_corpus(data), kinds=kind_list, seed=seed, max_pairs=max_pairs)
+    if (data / CATALOG_FILE).is_file():
+        from vecbox import Collection
+
+        with Collection.open(data) as col:
+            docs = collection_docs(col)
+    else:
+        docs = read_corpus(data)
+    pairs = make_pairs(docs, kinds=kind_list, seed=seed, max_pairs=max_pairs)
     return pairs, f"{data.name}: {len(pairs)} unsupervised pairs ({', '.join(kind_list)})"
 
 
 @train_app.command("pairs")
 def train_pairs(
     data: Annotated[Path, typer.Argument(help="A corpus (BEIR folder, JSONL/CSV/Parquet with 'text', 'title'), "
-                                              "or a pairs file with 'anchor' and 'positive' (and 'negatives').")],
+                                              "a collection (its documents), or a pairs file with 'anchor' and "
+                                              "'positive' (and 'negatives').")],
     out: Annotated[Path, typer.Option(help="Directory of the trained model (checkpoints in OUT/checkpoints).")],
     model: Annotated[str, typer.Option(help="Base model: 'default' or a sentence-transformers path.")] = "default",
     loss: Annotated[str, typer.Option(help="mnrl, matryoshka, 2dmse or starbucks.")] = "starbucks",
@@ -95,8 +105,9 @@ def train_pairs(
 @train_app.command("mine")
 def train_mine(
     collection: Annotated[Path, typer.Argument(help="A text collection (its model and documents are used).")],
-    data: Annotated[Path, typer.Argument(help="Pairs file, or a corpus to make pairs from (as `train pairs`).")],
     out: Annotated[Path, typer.Option(help="JSONL file of the pairs with their hard negatives.")],
+    data: Annotated[Optional[Path], typer.Argument(help="Pairs file, or a corpus to make pairs from (as `train "
+                                                        "pairs`); default: the collection's own documents.")] = None,
     negatives: Annotated[int, typer.Option(help="Hard negatives per pair.")] = 1,
     candidates: Annotated[int, typer.Option(help="Nearest documents considered per pair.")] = 50,
     ratio: Annotated[float, typer.Option(help="Drop candidates scoring >= RATIO x the positive's score.")] = 0.95,
@@ -111,7 +122,7 @@ def train_mine(
     from vecbox.train.mining import mine_hard_negatives
     from vecbox.train.pairs import write_pairs
 
-    pairs, described = _load_pairs(data, kinds, max_pairs, seed)
+    pairs, described = _load_pairs(data if data is not None else collection, kinds, max_pairs, seed)
     with Collection.open(collection) as col:
         mined = mine_hard_negatives(col, pairs, n_negatives=negatives, candidates=candidates, ratio=ratio,
                                     margin=margin, show_progress=not as_json)

@@ -1,7 +1,8 @@
 """Training pairs without labels, from a corpus: title -> body, and sentence -> rest of its document.
 
-A corpus is a BEIR folder (its ``corpus.jsonl``), or a JSONL, CSV or Parquet file with a ``text``
-column (``title`` and ``_id``/``id`` optional). Two kinds of pairs:
+A corpus is a BEIR folder (its ``corpus.jsonl``), a JSONL, CSV or Parquet file with a ``text``
+column (``title`` and ``_id``/``id`` optional), or a collection's stored documents
+(:func:`collection_docs`; the title from a metadata field). Two kinds of pairs:
 
 - ``"title"``: a document's title as the query, its body as the positive;
 - ``"ict"``: inverse cloze (Lee et al. 2019): a random sentence of a document as the query, the
@@ -76,6 +77,27 @@ def read_corpus(path: str | Path, *, text: str = "text", title: str = "title", i
     return docs
 
 
+def collection_docs(collection: object, *, title: str = "title", batch_size: int = 1000) -> list[Doc]:
+    """Documents stored in a collection (items without a document are skipped), in id order; the title
+    is the metadata field ``title`` when an item has it.
+
+    >>> from vecbox import Collection
+    >>> col = Collection.create(tmp + "/c", dim=2)
+    >>> col.add(["a", "b"], np.eye(2), metadatas=[{"title": "CSV"}, None], documents=["Read rows.", None])
+    1
+    >>> collection_docs(col)
+    [Doc(id='a', title='CSV', text='Read rows.')]
+    """
+    ids = sorted(collection.ids())  # type: ignore[attr-defined]
+    out = []
+    for start in range(0, len(ids), batch_size):
+        for rec in collection.get(ids[start : start + batch_size]):  # type: ignore[attr-defined]
+            if rec.document:
+                head = (rec.metadata or {}).get(title)
+                out.append(Doc(rec.id, head.strip() if isinstance(head, str) else "", rec.document.strip()))
+    return out
+
+
 def sentences(text: str) -> list[str]:
     """Split text into sentences (at ``.!?`` followed by a space and a capital, digit or bracket)."""
     return [s.strip() for s in _SENTENCE.split(text) if s.strip()]
@@ -133,4 +155,5 @@ def read_pairs(path: str | Path) -> list[Pair]:
     return out
 
 
-__all__ = ["Doc", "KINDS", "Pair", "make_pairs", "read_corpus", "read_pairs", "sentences", "write_pairs"]
+__all__ = ["Doc", "KINDS", "Pair", "collection_docs", "make_pairs", "read_corpus", "read_pairs", "sentences",
+           "write_pairs"]
