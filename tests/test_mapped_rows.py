@@ -187,11 +187,10 @@ def test_a_damaged_index_file_checked_in_the_background_turns_searches_exact(tmp
         pytest.skip("the C walk is not built: no codes saved")
     _flip(d / target)
     monkeypatch.setattr(ann_mod, "CHECK_LATER_BYTES", 0)  # every file checked in the background
-    with Collection.open(tmp_path / "c") as col:
-        col.search(x[7], k=5)  # loads the index; its check runs meanwhile
+    with Collection.open(tmp_path / "c") as col, pytest.warns(RuntimeWarning, match="checksum"):
+        col.search(x[7], k=5)  # loads the index; its check runs meanwhile (and may be done before this returns)
         for _, future in col._executor.ann.pending if col._executor.ann else ():
             future.result()
-        with pytest.warns(RuntimeWarning, match="checksum"):
-            res = col.search(x[7], k=5, explain=True)
+        res = col.search(x[7], k=5, explain=True)
         assert res.plan.path == "exact" and [h.id for h in res.hits] == [h.id for h in col.search(x[7], 5, exact=True)]
         assert target in col.index_info()["damaged"]

@@ -13,7 +13,8 @@ import numpy as np
 
 from vecbox import _validation as v
 from vecbox.errors import InvalidInputError
-from vecbox.index.ann import IndexParams
+from vecbox._memory import mapped_resident, peak_growth
+from vecbox.index.ann import AnnIndex, IndexParams
 from vecbox.index.calibration import build_calibrated
 from vecbox.storage import catalog, writes
 
@@ -104,7 +105,9 @@ class IndexMethods:
             x = self._reader.vectors(keep)
         if len(keep) == 0:
             raise InvalidInputError("the collection is empty; add vectors before building an index")
-        ann = build_calibrated(x, rids, self.metric, params, seed=seed, version=version, queries=queries)
+        with peak_growth() as peak:
+            ann = build_calibrated(x, rids, self.metric, params, seed=seed, version=version, queries=queries)
+        ann.build_peak_bytes = peak["bytes"]
         del x
         self._commit_index(ann)
         return self.index_info()
@@ -113,6 +116,8 @@ class IndexMethods:
         """Save ``ann`` (or drop the index when None) and point the catalog at it; takes the write lock."""
         with self._lock:
             cfg = writes.commit_index(self.path, self._conn, ann)
+            if ann is not None and cfg:  # searches read the saved files through memory maps, as any handle
+                ann = AnnIndex.load(self.path / cfg["dir"])  # does: the built index's RAM copy is let go
             with self._state:
                 self._executor.set_index(ann, cfg)
 
@@ -145,7 +150,17 @@ class IndexMethods:
             "walk_calibration": ann.walk_calibration,
             "walk_codes": ann.walks_codes,
             "build_seconds": round(ann.build_seconds, 3), "memory_bytes": ann.memory_bytes(),
+            "memory": self._index_memory(ann, cfg),
         }
+
+    def _index_memory(self, ann: Any, cfg: Any) -> dict[str, Any]:
+        """Measured: bytes of the index's files mapped in this process, how many are resident, on disk,
+        and how far RSS rose while it was built."""
+        directory = self.path / cfg["dir"] if cfg else None
+        mapped = mapped_resident(directory) if directory is not None else None
+        disk = sum(p.stat().st_size for p in directory.iterdir()) if directory is not None else None
+        return {**(mapped or {"mapped_bytes": None, "resident_bytes": None}), "disk_bytes": disk,
+                "build_peak_bytes": ann.build_peak_bytes}
 
     def _rebuild_index(self) -> None:
         """After a compaction: rebuild the ANN index (if any) without the dropped tombstones."""

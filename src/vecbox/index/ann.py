@@ -177,6 +177,7 @@ class AnnIndex:
     calibration: dict[str, Any] | None = None  # calibration.Calibration.as_dict(): recall, ci95, queries, source
     codes: tuple[np.ndarray, ...] | None = field(default=None, repr=False)  # walk_codes(): made once, then saved
     pending: list[tuple[str, Any]] = field(default_factory=list, repr=False)  # (file, Future[bool]) checks
+    build_peak_bytes: int | None = None  # how far RSS rose while it was built (saved)
 
     @property
     def n(self) -> int:
@@ -343,7 +344,7 @@ class AnnIndex:
         meta = {"format": _FORMAT, "metric": self.metric, "n": self.n, "version": self.version,
                 "build_seconds": self.build_seconds, "params": self.params.__dict__, "walks": self.walk_calibration,
                 "calibrated_recall": self.calibrated_recall, "calibration": self.calibration,
-                "checksums": {name: file_checksum(directory / name) for name in (_INDEX_FILE, *arrays)}}
+                "build_peak_bytes": self.build_peak_bytes, "checksums": {name: file_checksum(directory / name) for name in (_INDEX_FILE, *arrays)}}
         with open(directory / _META, "w", encoding="utf-8") as fh:
             json.dump(meta, fh)
             fh.flush()
@@ -399,7 +400,8 @@ class AnnIndex:
             raise CorruptCollectionError(damaged_message(directory, str(exc))) from None
         return cls(params, meta["metric"], rids.astype(np.int64), index, int(meta["version"]),
                    float(meta.get("build_seconds", 0.0)), walk_calibration=walks, calibrated_recall=recall,
-                   calibration=calibration, codes=codes, pending=pending)
+                   calibration=calibration, codes=codes, pending=pending,
+                   build_peak_bytes=meta.get("build_peak_bytes") if isinstance(meta.get("build_peak_bytes"), int) else None)
 
     def problem(self) -> str | None:
         """What a finished background check found wrong (``None``: nothing, or still checking)."""
