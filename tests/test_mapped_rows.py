@@ -194,3 +194,20 @@ def test_a_damaged_index_file_checked_in_the_background_turns_searches_exact(tmp
         res = col.search(x[7], k=5, explain=True)
         assert res.plan.path == "exact" and [h.id for h in res.hits] == [h.id for h in col.search(x[7], 5, exact=True)]
         assert target in col.index_info()["damaged"]
+
+
+def test_index_info_reports_measured_memory(tmp_path, rng):
+    x = rng.standard_normal((3000, 64)).astype(np.float32)
+    with Collection.create(tmp_path / "c", dim=64) as col:
+        col.add([str(i) for i in range(len(x))], x)
+        mem = col.build_index("hnsw", M=8)["memory"]
+        (d,) = (tmp_path / "c" / "indexes").iterdir()
+        disk = sum(p.stat().st_size for p in d.iterdir())
+        assert mem["disk_bytes"] == disk
+        if mem["mapped_bytes"] is not None:  # Linux: /proc/self/smaps
+            # the handle searches the saved files, mapped (index.faiss at least: the 3000 x 64 floats)
+            assert 3000 * 64 * 4 <= mem["mapped_bytes"] <= disk + 2 * 4096 * len(list(d.iterdir()))
+            assert 0 <= mem["resident_bytes"] <= mem["mapped_bytes"]
+        assert mem["build_peak_bytes"] is None or mem["build_peak_bytes"] >= 0
+    with Collection.open(tmp_path / "c") as col:
+        assert col.index_info()["memory"]["build_peak_bytes"] == mem["build_peak_bytes"]  # saved with the index
