@@ -49,6 +49,9 @@ def test_train_pairs_from_a_corpus_then_merge(tiny, tmp_path):
     assert merged["method"] == "slerp" and (tmp_path / "m" / "model.safetensors").is_file()
     ties = run_json("train", "merge", out, tmp_path / "m", "--method", "ties", "--base", tiny, "--out", tmp_path / "t")
     assert ties["out"] == str(tmp_path / "t")
+    sp = run_json("train", "merge", out, tmp_path / "m", "--method", "self_positioning", "--base", tiny, "--probe", corpus,
+                  "--steps", 3, "--out", tmp_path / "sp")
+    assert len(sp["learned"]["weights"]) == 2 and (tmp_path / "sp" / "model.safetensors").is_file()
 
 
 def test_train_mine_writes_pairs_with_negatives(tmp_path):

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import math
 
 import numpy as np
@@ -100,3 +101,55 @@ def test_merge_models_writes_a_loadable_safetensors_model(tmp_path):
     wa, wb, wm = (load_file(p / "model.safetensors") for p in (a, b, mid))
     k = next(k for k in wm if k.endswith("query.weight"))
     np.testing.assert_allclose(wm[k].numpy(), (wa[k].numpy() + wb[k].numpy()) / 2, atol=1e-6)
+
+
+def test_self_positioning_learns_to_move_toward_the_task_and_away_from_its_opposite(tmp_path):
+    """Models: one tuned on the probe pairs (task vector tau) and its opposite (base - tau). From the
+    initial weights (1/2, 1/2) - which give the base itself - the learned weights must favour the tuned
+    model, and the merge must score a lower probe loss than the base."""
+    pytest.importorskip("sentence_transformers")
+    from sentence_transformers import SentenceTransformer
+    from sentence_transformers.sentence_transformer.losses import MultipleNegativesRankingLoss
+
+    from vecbox.train.fit import TrainSettings, train
+    from vecbox.train.merge import merge_models
+    from vecbox.train.pairs import Pair
+    from vecbox.train.positioning import learn_coefficients, probe_loss
+    from vecbox.train.tiny import make_tiny_model
+
+    texts = [("read a csv file", "csv reader of rows and lines"), ("hash a string", "sha256 digest of bytes"),
+             ("sort a list", "sort numbers in a list"), ("open a socket", "network socket server"),
+             ("parse json", "json text to a dict"), ("zip files", "compress files into an archive"),
+             ("gene expression", "expression of genes in human cells"), ("drug risk", "risk of a drug for patients")]
+    pairs = [Pair(a, p) for a, p in texts]
+    base = make_tiny_model(tmp_path / "base", layers=2, hidden=16, seed=1)
+    tuned = train(base, pairs, tmp_path / "tuned", TrainSettings(loss="mnrl", batch_size=4, epochs=3, lr=5e-3,
+                                                                  warmup=0.0, max_seq_length=32)).out
+    st = SentenceTransformer(str(base), device="cpu", local_files_only=True)
+    base_sd = {k: v.clone() for k, v in st.state_dict().items()}
+    tuned_sd = SentenceTransformer(str(tuned), device="cpu", local_files_only=True).state_dict()
+    anti_sd = {k: (2 * base_sd[k] - tuned_sd[k]) if torch.is_floating_point(base_sd[k]) else base_sd[k]
+               for k in base_sd}
+    alpha, curve = learn_coefficients(st, base_sd, [tuned_sd, anti_sd], pairs, steps=15, lr=0.1, batch_size=8)
+    assert alpha[0] > 0.5 > alpha[1]
+
+    mnrl = MultipleNegativesRankingLoss(st)
+    names = [k for k in base_sd if torch.is_floating_point(base_sd[k])]
+    merged = {k: base_sd[k] + alpha[0] * (tuned_sd[k] - base_sd[k]) + alpha[1] * (anti_sd[k] - base_sd[k])
+              for k in names}
+    with torch.no_grad():
+        at_base = float(probe_loss(st, {k: base_sd[k] for k in names}, pairs, mnrl))
+        at_merge = float(probe_loss(st, merged, pairs, mnrl))
+    assert curve[0] == pytest.approx(at_base, rel=1e-4)  # the start is the base model
+    assert at_merge < at_base
+
+    anti_dir = tmp_path / "anti"
+    st.load_state_dict(anti_sd)
+    st.save(str(anti_dir))
+    out = merge_models([tuned, anti_dir], tmp_path / "sp", method="self_positioning", base=base, probe=pairs,
+                       steps=15)
+    card = json.loads((out / "vecbox_train.json").read_text())
+    learned = card["Merge"]["learned"]["weights"]
+    assert learned[0] > learned[1]
+    with pytest.raises(InvalidInputError, match="probe pairs"):
+        merge_models([tuned, anti_dir], tmp_path / "x", method="self_positioning", base=base)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
 from typing import Annotated, Any, Optional
 
@@ -138,8 +139,12 @@ def train_mine(
 def train_merge(
     models: Annotated[list[str], typer.Argument(help="Model directories sharing an architecture.")],
     out: Annotated[Path, typer.Option(help="Directory of the merged model.")],
-    method: Annotated[str, typer.Option(help="linear, slerp, task_arithmetic or ties.")] = "linear",
-    base: Annotated[Optional[str], typer.Option(help="The common base model (task_arithmetic, ties).")] = None,
+    method: Annotated[str, typer.Option(help="linear, slerp, task_arithmetic, ties or self_positioning.")] = "linear",
+    base: Annotated[Optional[str], typer.Option(help="The common base model (task_arithmetic, ties, "
+                                                     "self_positioning).")] = None,
+    probe: Annotated[Optional[Path], typer.Option(help="self_positioning: pairs (or a corpus) to learn the "
+                                                       "weights on.")] = None,
+    steps: Annotated[int, typer.Option(help="self_positioning: optimisation steps.")] = 20,
     weights: Annotated[Optional[str], typer.Option(help="One weight per model, e.g. 0.7,0.3.")] = None,
     t: Annotated[float, typer.Option(help="slerp: 0 = the first model, 1 = the second.")] = 0.5,
     density: Annotated[float, typer.Option(help="ties: share of each task vector kept.")] = 0.2,
@@ -157,9 +162,14 @@ def train_merge(
             raise InvalidInputError(f"--weights takes comma-separated numbers like 0.7,0.3; got {weights!r}") from None
     if not as_json:
         err_console.print(f"merging {len(models)} models ({method})...")
-    path = merge_models(models, out, method=method, base=base, weights=w, t=t, density=density, scaling=scaling)
-    emit({"out": str(path), "method": method, "models": models}, as_json,
-         lambda: f"merged {len(models)} models ({method}) into {path}")
+    pairs = _load_pairs(probe, "title,ict", None, 0)[0] if probe is not None else None
+    path = merge_models(models, out, method=method, base=base, weights=w, t=t, density=density, scaling=scaling,
+                        probe=pairs, steps=steps)
+    card = json.loads((path / "vecbox_train.json").read_text(encoding="utf-8"))
+    learned = card["Merge"].get("learned")
+    emit({"out": str(path), "method": method, "models": models, "learned": learned}, as_json,
+         lambda: f"merged {len(models)} models ({method}) into {path}"
+                 + (f"; learned weights {learned['weights']}" if learned else ""))
 
 
 __all__ = ["train_app"]

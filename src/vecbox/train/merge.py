@@ -9,6 +9,8 @@ sentence-transformers model directories and writes the merged model (safetensors
 - ``slerp``: per tensor, spherical interpolation between two models at ``t`` (0 gives the first,
   1 the second); nearly parallel tensors fall back to linear interpolation.
 - ``task_arithmetic``: ``base + scaling * sum_i w_i * (theta_i - base)`` (Ilharco et al. 2023).
+- ``self_positioning`` (:func:`merge_models` only): task arithmetic with weights learned on probe
+  pairs (:mod:`vecbox.train.positioning`).
 - ``ties``: task vectors ``tau_i = theta_i - base`` are trimmed to their ``density`` largest
   magnitudes (per tensor), each parameter's sign is elected as the sign of ``sum_i w_i tau_i``,
   and only the task vectors that agree with it are averaged (weighted), then
@@ -165,11 +167,14 @@ def merge_state_dicts(method: str, models: Sequence[StateDict], *, base: StateDi
 
 def merge_models(models: Sequence[str | Path], out: str | Path, *, method: str = "linear",
                  base: str | Path | None = None, weights: Sequence[float] | None = None, t: float = 0.5,
-                 density: float = 0.2, scaling: float = 1.0) -> Path:
+                 density: float = 0.2, scaling: float = 1.0, probe: Sequence[Any] | None = None,
+                 steps: int = 20, seed: int = 0) -> Path:
     """Merge sentence-transformers model directories (or ``"default"``) into a new one at ``out``.
 
-    The result has the first model's modules and tokenizer, merged weights (safetensors) and a
-    model card naming the method and its inputs. Returns ``out``.
+    ``method="self_positioning"`` learns the task-arithmetic weights on ``probe`` pairs
+    (:mod:`vecbox.train.positioning`, ``steps`` of Adam, seeded) and needs ``base``. The result has
+    the first model's modules and tokenizer, merged weights (safetensors) and a model card naming
+    the method and its inputs. Returns ``out``.
     """
     from vecbox.encoders._model import load_sentence_transformer, resolve_model
     from vecbox.train.card import write_card
@@ -179,7 +184,20 @@ def merge_models(models: Sequence[str | Path], out: str | Path, *, method: str =
     dirs = [resolve_model(str(m))[1] for m in models]
     loaded = [load_sentence_transformer(d) for d in dirs]
     base_sd = load_sentence_transformer(resolve_model(str(base))[1]).state_dict() if base is not None else None
-    merged = merge_state_dicts(method, [m.state_dict() for m in loaded], base=base_sd, weights=weights, t=t,
+    learned = None
+    if method == "self_positioning":
+        from vecbox.train.positioning import learn_coefficients
+
+        if base_sd is None or not probe:
+            raise InvalidInputError("self_positioning needs the base model (base=...) and probe pairs (probe=...)")
+        weights, curve = learn_coefficients(loaded[0], base_sd, [m.state_dict() for m in loaded], list(probe),
+                                            steps=steps, seed=seed)
+        learned = {"weights": [round(w, 6) for w in weights], "probe loss first/last": [curve[0], curve[-1]]
+                   if curve else None, "probe pairs": len(probe), "steps": steps}
+        method_used = "task_arithmetic"
+    else:
+        method_used = method
+    merged = merge_state_dicts(method_used, [m.state_dict() for m in loaded], base=base_sd, weights=weights, t=t,
                                density=density, scaling=scaling)
     target = loaded[0]
     target.load_state_dict(merged)
@@ -190,6 +208,7 @@ def merge_models(models: Sequence[str | Path], out: str | Path, *, method: str =
     params.update({"t": t} if method == "slerp" else {})
     params.update({"density": density} if method == "ties" else {})
     params.update({"scaling": scaling} if method in ("ties", "task_arithmetic") else {})
+    params.update({"learned": learned} if learned else {})
     write_card(out, title="Merged model", sections={"Merge": params})
     return out
 
