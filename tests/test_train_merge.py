@@ -130,7 +130,7 @@ def test_self_positioning_learns_to_move_toward_the_task_and_away_from_its_oppos
     tuned_sd = SentenceTransformer(str(tuned), device="cpu", local_files_only=True).state_dict()
     anti_sd = {k: (2 * base_sd[k] - tuned_sd[k]) if torch.is_floating_point(base_sd[k]) else base_sd[k]
                for k in base_sd}
-    alpha, curve = learn_coefficients(st, base_sd, [tuned_sd, anti_sd], pairs, steps=15, lr=0.1, batch_size=8)
+    alpha, curve = learn_coefficients(st, base_sd, [tuned_sd, anti_sd], pairs, steps=8, lr=0.1, batch_size=8)
     assert alpha[0] > 0.5 > alpha[1]
 
     mnrl = MultipleNegativesRankingLoss(st)
@@ -147,7 +147,7 @@ def test_self_positioning_learns_to_move_toward_the_task_and_away_from_its_oppos
     st.load_state_dict(anti_sd)
     st.save(str(anti_dir))
     out = merge_models([tuned, anti_dir], tmp_path / "sp", method="self_positioning", base=base, probe=pairs,
-                       steps=15)
+                       steps=5)
     card = json.loads((out / "vecbox_train.json").read_text())
     learned = card["Merge"]["learned"]["weights"]
     assert learned[0] > learned[1]

@@ -13,6 +13,7 @@ Its vectors mean nothing until it is trained.
 
 from __future__ import annotations
 
+import os
 from pathlib import Path
 
 from vecbox._optional import require
@@ -35,6 +36,8 @@ def make_tiny_model(path: str | Path, *, layers: int = 4, hidden: int = 32, head
                     max_seq_length: int = 64) -> Path:
     """Write a random ``layers``-layer BERT sentence-transformers model (mean pooling, normalised)
     to the directory ``path`` and return it; same arguments and seed = same weights."""
+    os.environ.setdefault("HF_HUB_OFFLINE", "1")  # everything is built here; nothing may be fetched
+    os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")
     require("sentence_transformers", "text", "vecbox.train")
     import torch
     from sentence_transformers import SentenceTransformer
