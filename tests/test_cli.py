@@ -148,3 +148,11 @@ def test_index_calibrates_on_past_queries_from_a_npy_file(tmp_path, rng):
     assert "cannot read it as a .npy array" in str(result.exception)
     with Collection.open(col_path) as col:  # the index built before is untouched
         assert col.index_info()["calibration"] == out["calibration"]
+
+
+def test_index_memory_budget_picks_a_storage(tmp_path, rng):
+    col_path = tmp_path / "c"
+    with Collection.create(col_path, dim=16) as col:
+        col.add([str(i) for i in range(2000)], rng.standard_normal((2000, 16)).astype(np.float32))
+    out = json.loads(run("index", col_path, "--kind", "ivf", "--nlist", 8, "--memory-budget", "60KB", "--json"))
+    assert out["storage"] == "sq8"  # 2000 x (16 + 8) bytes fit in 90 % of 60 KB; 2000 x (64 + 8) do not

@@ -211,3 +211,59 @@ def test_index_info_reports_measured_memory(tmp_path, rng):
         assert mem["build_peak_bytes"] is None or mem["build_peak_bytes"] >= 0
     with Collection.open(tmp_path / "c") as col:
         assert col.index_info()["memory"]["build_peak_bytes"] == mem["build_peak_bytes"]  # saved with the index
+
+
+# ------------------------------------------------------------------ an index for more rows than RAM holds as floats
+def _clustered(rng, n, d, centres=64):
+    c = rng.standard_normal((centres, d)).astype(np.float32) * 2
+    return (c[rng.integers(0, centres, n)] + rng.standard_normal((n, d)).astype(np.float32)).astype(np.float32)
+
+
+def test_ivf_pq_built_from_mapped_rows_rescored_exactly_reaches_its_target(tmp_path, rng, monkeypatch):
+    monkeypatch.setattr(live, "MAP_MIN_BYTES", 0)  # small rows (a quick PQ training), mapped all the same
+    d, per = 64, 2000
+    x = _clustered(rng, 3 * per + 100, d)
+    x, q = x[:-100], x[-100:]  # held-out rows of the same mixture as queries
+    with Collection.create(tmp_path / "c", dim=d) as col:
+        for start in range(0, len(x), per):
+            col.add([str(i) for i in range(start, start + per)], x[start:start + per])
+        info = col.build_index("ivf", nlist=16, storage="pq", target_recall=0.9)
+        assert col._reader.live.mapped_rows == len(x)  # the build read them where they lie
+        assert info["storage"] == "pq" and info["pq_bytes"] == d // 8
+        assert info["calibration"]["reached"] and info["memory_bytes"] < len(x) * d  # < the floats / 4
+        xn = x / np.linalg.norm(x, axis=1, keepdims=True)
+        truth = np.argsort(-(q / np.linalg.norm(q, axis=1, keepdims=True)) @ xn.T, axis=1)[:, :10]
+        got = np.array([[int(h.id) for h in col.search(v, k=10)] for v in q])
+        from vecbox.evaluation import knn_recall
+        assert knn_recall(got, truth) >= 0.85  # a fresh sample: near the calibrated figure
+        hit = col.search(q[0], k=1)[0]  # exact scores: rescored from the floats, not the codes
+        assert hit.score == pytest.approx(float(xn[int(hit.id)] @ (q[0] / np.linalg.norm(q[0]))), abs=1e-5)
+
+
+def test_a_memory_budget_picks_the_storage_and_refuses_what_cannot_fit(tmp_path, rng):
+    from vecbox.collection_index import parse_bytes, storage_for_budget
+    from vecbox.errors import InvalidInputError
+
+    # hand-worked: 10^6 x 384 IVF rows cost 4*384+8 (flat), 384+8 (sq8), 48+8 (pq) bytes
+    assert storage_for_budget("ivf", 10**6, 384, int(1800e6)) == ("flat", None)  # 1,544 MB <= 90 % of 1,800
+    assert storage_for_budget("ivf", 10**6, 384, int(1600e6)) == ("sq8", None)  # ... but not of 1,600
+    assert storage_for_budget("ivf", 10**6, 384, int(500e6)) == ("sq8", None)
+    assert storage_for_budget("ivf", 10**6, 384, int(100e6)) == ("pq", 48)
+    assert storage_for_budget("ivf", 10**6, 384, int(30e6)) == ("pq", 12)
+    with pytest.raises(InvalidInputError, match="kind='ivf'"):
+        storage_for_budget("hnsw", 10**6, 384, int(100e6))
+    assert parse_bytes("2 GB") == 2 << 30 and parse_bytes("300MB") == 300 << 20
+    for bad in ("lots", "-1GB", 0, "8 XB"):
+        with pytest.raises(InvalidInputError, match="memory_budget"):
+            parse_bytes(bad)
+    x = _clustered(rng, 3000, 32)
+    with Collection.create(tmp_path / "c", dim=32) as col:
+        col.add([str(i) for i in range(3000)], x)
+        assert col.build_index("ivf", nlist=16, memory_budget=3000 * 60)["storage"] == "sq8"  # 32+8 fits, 136 not
+        with pytest.raises(InvalidInputError, match="not both"):
+            col.build_index("ivf", storage="pq", memory_budget="1GB")
+        with pytest.raises(InvalidInputError, match="kind='ivf'"):
+            col.build_index("hnsw", storage="pq")
+        with pytest.raises(InvalidInputError, match="must divide"):
+            col.build_index("ivf", storage="pq", pq_bytes=5)
+        assert col.index_info()["storage"] == "sq8"  # refused builds left the index as it was

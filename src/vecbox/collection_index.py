@@ -40,7 +40,9 @@ class IndexMethods:
         ef_search: int | None = None,
         nlist: int | None = None,
         nprobe: int | None = None,
-        storage: str = "flat",
+        storage: str | None = None,
+        pq_bytes: int | None = None,
+        memory_budget: int | str | None = None,
         target_recall: float | None = 0.95,
         seed: int = 0,
         calibration_queries: Any = None,
@@ -65,8 +67,16 @@ class IndexMethods:
         ef_search, nprobe : int, optional
             Default search effort. When omitted and ``target_recall`` is set, the smallest
             effort reaching that recall@10 on a sample of 200 stored rows is chosen.
-        storage : {"flat", "sq8"}
-            Vectors inside the index: float32, or 8-bit codes (4x smaller, results rescored exactly).
+        storage : {"flat", "sq8", "pq"}, optional
+            Vectors inside the index: float32 (the default), 8-bit codes (4x smaller), or (IVF only)
+            product-quantisation codes of ``pq_bytes`` bytes (default d/8: 32x smaller). Codes are
+            rescored exactly from the stored floats, which stay in their files (memory-mapped).
+        pq_bytes : int, optional
+            Bytes per row of ``storage="pq"`` codes (must divide the dimension).
+        memory_budget : int or str, optional
+            RAM the index may take, in bytes or as ``"8GB"`` / ``"512MB"``: picks the most precise
+            ``storage`` whose codes, list ids (IVF) or graph links (HNSW) fit in 90 % of it, and
+            raises if none does. The float vectors are not counted: they are read in place.
         target_recall : float or None
             Calibrate the default effort to this recall@10 (ignored when the effort is given): the
             smallest effort whose recall's one-sided 95 % lower bound clears it.
@@ -87,9 +97,14 @@ class IndexMethods:
         >>> info["calibration"]["source"], info["calibration"]["ci95"][0] <= info["calibrated_recall"]
         ('moved rows', True)
         """
+        if memory_budget is not None:
+            if storage is not None:
+                raise InvalidInputError("pass storage= or memory_budget=, not both: the budget picks the storage")
+            storage, pq_bytes = storage_for_budget(kind, self.count(), self.dim, parse_bytes(memory_budget),
+                                                   M=M, pq_bytes=pq_bytes)  # type: ignore[attr-defined]
         params = IndexParams(kind=kind, M=M, ef_construction=ef_construction, ef_search=ef_search or 64,
-                             nlist=nlist, nprobe=nprobe or 16, storage=storage,
-                             target_recall=None if (ef_search or nprobe) else target_recall).check()
+                             nlist=nlist, nprobe=nprobe or 16, storage=storage or "flat",
+                             target_recall=None if (ef_search or nprobe) else target_recall, pq_bytes=pq_bytes).check()
         queries = None
         if calibration_queries is not None:
             queries = v.as_matrix(calibration_queries, d=self.dim, name="calibration_queries", allow_1d=True)
@@ -102,7 +117,9 @@ class IndexMethods:
             live = self._live
             keep = np.flatnonzero(live.alive)
             rids = live.rids[keep].copy()
-            x = self._reader.vectors(keep)
+            # every row live and stored as floats: build from the rows where they lie (memory-mapped
+            # segments), a block at a time, instead of gathering a copy of them all first
+            x = live.x if len(keep) == live.n and live.code_size is None else self._reader.vectors(keep)
         if len(keep) == 0:
             raise InvalidInputError("the collection is empty; add vectors before building an index")
         with peak_growth() as peak:
@@ -145,7 +162,7 @@ class IndexMethods:
             "M": p.M if p.kind == "hnsw" else None, "ef_construction": p.ef_construction if p.kind == "hnsw" else None,
             "ef_search": p.ef_search if p.kind == "hnsw" else None,
             "nlist": p.nlist if p.kind == "ivf" else None, "nprobe": p.nprobe if p.kind == "ivf" else None,
-            "storage": p.storage, "target_recall": p.target_recall,
+            "storage": p.storage, "pq_bytes": p.pq_bytes, "target_recall": p.target_recall,
             "calibrated_recall": ann.calibrated_recall, "calibration": ann.calibration,
             "walk_calibration": ann.walk_calibration,
             "walk_codes": ann.walks_codes,
@@ -171,7 +188,65 @@ class IndexMethods:
             p = ann.params
             nlist = p.nlist if p.nlist is None or p.nlist <= self.count() else None  # type: ignore[attr-defined]
             self.build_index(p.kind, M=p.M, ef_construction=p.ef_construction, ef_search=p.ef_search,
-                             nlist=nlist, nprobe=p.nprobe, storage=p.storage)
+                             nlist=nlist, nprobe=p.nprobe, storage=p.storage, pq_bytes=p.pq_bytes)
+
+
+_UNITS = {"": 1, "B": 1, "KB": 1 << 10, "MB": 1 << 20, "GB": 1 << 30, "TB": 1 << 40}
+
+
+def parse_bytes(value: int | str) -> int:
+    """Bytes from an int or a string such as ``"8GB"``, ``"512 MB"``, ``"1.5GB"`` (binary units).
+
+    >>> parse_bytes("8GB"), parse_bytes("1.5 kb"), parse_bytes(4096)
+    (8589934592, 1536, 4096)
+    """
+    if isinstance(value, (int, np.integer)) and not isinstance(value, bool) and value > 0:
+        return int(value)
+    if isinstance(value, str):
+        text = value.strip().upper().replace("IB", "B")
+        number = text.rstrip("KMGTB ")
+        unit = text[len(number):].strip()
+        try:
+            amount = float(number)
+        except ValueError:
+            amount = -1.0
+        if unit in _UNITS and amount > 0:
+            return int(amount * _UNITS[unit])
+    raise InvalidInputError(f"memory_budget must be a positive number of bytes or a size like '8GB' or '512MB'; "
+                            f"got {value!r}")
+
+
+def storage_for_budget(kind: str, n: int, d: int, budget: int, *, M: int = 32,
+                       pq_bytes: int | None = None) -> tuple[str, int | None]:
+    """The most precise index storage whose RAM for ``n`` rows fits in 90 % of ``budget`` bytes.
+
+    Per row: the codes (flat 4d, sq8 d, pq d/8, d/16 or d/32 bytes), plus list ids (IVF, 8 bytes) or
+    graph links and the walk's 8-bit codes (HNSW, 8M + d bytes). Raises, saying what would fit, when
+    nothing does.
+
+    >>> storage_for_budget("ivf", 10_000_000, 384, 8 << 30)
+    ('sq8', None)
+    >>> storage_for_budget("ivf", 10_000_000, 384, 1 << 30)
+    ('pq', 48)
+    """
+    from vecbox.index.ann import pq_bytes as pq_width
+
+    extra = 8 if kind == "ivf" else 8 * M + d + 8
+    options: list[tuple[str, int | None, int]] = [("flat", None, 4 * d), ("sq8", None, d)]
+    if kind == "ivf":
+        widths = [pq_bytes] if pq_bytes else sorted(
+            {pq_width(d, None), *(m for m in (d // 16, d // 32) if m >= 1 and d % m == 0)}, reverse=True)
+        options += [("pq", m, m) for m in widths]
+    for storage, m, per in options:
+        if n * (per + extra) <= 0.9 * budget:
+            return storage, m
+    smallest = options[-1]
+    need = n * (smallest[2] + extra) / 0.9
+    raise InvalidInputError(
+        f"{n:,} rows do not fit a {kind} index in {budget / 2**20:,.0f} MB: the smallest storage "
+        f"({smallest[0]}{'' if smallest[1] is None else f', {smallest[1]} bytes'}) needs ~{need / 2**20:,.0f} MB"
+        + ("; use kind='ivf' with storage='pq'" if kind == "hnsw" else "; raise the budget")
+    )
 
 
 __all__ = ["IndexMethods"]

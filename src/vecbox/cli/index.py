@@ -21,7 +21,11 @@ def index(
     ef_search: Annotated[Optional[int], typer.Option(help="HNSW search effort (default: calibrated).")] = None,
     nlist: Annotated[Optional[int], typer.Option(help="IVF lists (default ~4 sqrt(n)).")] = None,
     nprobe: Annotated[Optional[int], typer.Option(help="IVF lists scanned per query (default: calibrated).")] = None,
-    storage: Annotated[str, typer.Option(help="Vectors in the index: flat (float32) or sq8.")] = "flat",
+    storage: Annotated[Optional[str], typer.Option(
+        help="Vectors in the index: flat (float32, default), sq8 or pq (IVF); codes are rescored exactly.")] = None,
+    pq_bytes: Annotated[Optional[int], typer.Option(help="Bytes per row of pq codes (default d/8).")] = None,
+    memory_budget: Annotated[Optional[str], typer.Option(
+        help="RAM the index may take, e.g. 8GB: picks the storage that fits.")] = None,
     target_recall: Annotated[float, typer.Option(help="Calibrate the search effort to this recall@10.")] = 0.95,
     calibration_queries: Annotated[Optional[Path], typer.Option(
         help="A .npy file of past queries (m x d) to calibrate the effort on, instead of moved stored rows.")] = None,
@@ -39,7 +43,8 @@ def index(
     queries = _past_queries(calibration_queries) if calibration_queries is not None else None
     with console.status(f"building a {kind} index over {col.count():,} rows ...", spinner="dots"):
         data = col.build_index(kind, M=m, ef_construction=ef_construction, ef_search=ef_search, nlist=nlist,
-                               nprobe=nprobe, storage=storage, target_recall=target_recall,
+                               nprobe=nprobe, storage=storage, pq_bytes=pq_bytes,
+                               memory_budget=memory_budget, target_recall=target_recall,
                                calibration_queries=queries)
     emit(data, as_json,
          lambda: kv_table(f"{kind} index of {path}", {key: value for key, value in data.items() if value is not None}))

@@ -23,7 +23,8 @@ import numpy as np
 
 from vecbox.evaluation.metrics import knn_recall
 from vecbox.index.ann import AnnIndex, IndexParams
-from vecbox.index.flat import exact_topk
+from vecbox._rows import row_pieces
+from vecbox.index.flat import exact_topk, rescore
 
 EF_GRID = (16, 24, 32, 48, 64, 96, 128, 192, 256, 384, 512, 768, 1024)
 NPROBE_GRID = (1, 2, 4, 8, 12, 16, 24, 32, 48, 64, 96, 128, 192, 256)
@@ -56,7 +57,7 @@ def calibration_queries(x: np.ndarray, metric: str, n_queries: int, rng: np.rand
     n = len(x)
     sample = np.sort(rng.choice(n, min(n_queries, n), replace=False))
     base = x[sample].astype(np.float64)
-    sq_all = np.einsum("ij,ij->i", x, x) if sq_norms is None else sq_norms
+    sq_all = _sq_norms(x, sq_norms)
     _, nn = exact_topk(x, x[sample], min(k + 1, n), "l2", sq_norms=sq_all)
     dist = np.linalg.norm(x[nn] - base[:, None, :], axis=2)  # column 0: the row itself (or a duplicate)
     radius = dist[:, min(1, dist.shape[1] - 1)]
@@ -161,7 +162,11 @@ def calibrate(index: AnnIndex, x: np.ndarray, metric: str, target: float, *, k: 
     grid = EF_GRID if index.params.kind == "hnsw" else tuple(p for p in NPROBE_GRID if p <= nlist)
     best = None
     for effort in grid:
-        _, lab = index.search(q, k, effort=effort)
+        if index.exact_scores:
+            _, lab = index.search(q, k, effort=effort)
+        else:  # compressed codes: the best candidates rescored exactly, as a search does
+            _, cand = index.search(q, k * index.rescore_factor, effort=effort)
+            _, lab = rescore(q, cand, lambda rows: np.asarray(x[rows]), k, metric)
         per = _recall(truth, lab, k)
         rec = float(per.mean())
         half = float(per.std(ddof=1) / np.sqrt(len(per))) if len(per) > 1 else 0.0
@@ -233,9 +238,17 @@ def calibrate_walks(index: AnnIndex, x: np.ndarray, metric: str, *, k: int = 10,
             "time_ratio": float(np.median([two[r][1] / one[r][1] for r in both]))}
 
 
-def _sq_norms(x: np.ndarray, given: np.ndarray | None) -> np.ndarray:
-    """The rows' squared norms: ``given`` (the caller's, shared by both calibrations), else computed."""
-    return np.einsum("ij,ij->i", x, x) if given is None else given
+def _sq_norms(x: Any, given: np.ndarray | None) -> np.ndarray:
+    """The rows' squared norms: ``given`` (the caller's, shared by both calibrations), else computed
+    piece by piece (``x`` may be memory-mapped segments)."""
+    if given is not None:
+        return given
+    out = np.empty(len(x), dtype=np.float32)
+    for start, piece in row_pieces(x):
+        for lo in range(0, len(piece), 65_536):
+            block = np.asarray(piece[lo : lo + 65_536])
+            out[start + lo : start + lo + len(block)] = np.einsum("ij,ij->i", block, block)
+    return out
 
 
 def _crossing(curve: list[tuple[int, float, float]], target: float) -> tuple[float, float] | None:
@@ -267,7 +280,7 @@ def build_calibrated(x: np.ndarray, rids: np.ndarray, metric: str, params: Index
     ann = AnnIndex.build(x, rids, metric, params, seed=seed, version=version)
     sq = None  # the rows' squared norms, an n x d pass: made once when both calibrations run
     if params.target_recall is not None:
-        sq = np.einsum("ij,ij->i", x, x)
+        sq = _sq_norms(x, None)
         cal = calibrate(ann, x, metric, params.target_recall, seed=seed, sq_norms=sq, queries=queries)
         if params.kind == "hnsw":
             params.ef_search = cal.effort

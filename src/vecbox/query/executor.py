@@ -178,7 +178,7 @@ class Executor:
         if plan.path == "exact":
             s, pos = self.exact(reader, q, k, allowed.mask, allowed.count, oversample, allowed.cache)
             return s, pos, plan
-        kk = k if ann.exact_scores else max(k, math.ceil(k * oversample))
+        kk = k if ann.exact_scores else max(k, math.ceil(k * max(oversample, ann.rescore_factor)))
         if plan.path.endswith("post-filter"):
             want = max(kk, math.ceil(k * planner.POST_FILTER_SAFETY / max(n_lab / max(ann.n, 1), 1e-9)) + k)
             s, lab = ann.search(q, want, effort=max(plan.effort or 0, want))
