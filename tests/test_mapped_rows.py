@@ -267,3 +267,29 @@ def test_a_memory_budget_picks_the_storage_and_refuses_what_cannot_fit(tmp_path,
         with pytest.raises(InvalidInputError, match="must divide"):
             col.build_index("ivf", storage="pq", pq_bytes=5)
         assert col.index_info()["storage"] == "sq8"  # refused builds left the index as it was
+
+
+def test_released_rows_leave_rss_and_read_back_the_same(tmp_path, rng):
+    from vecbox._rows import release_rows
+
+    status = Path("/proc/self/status")
+    if not status.exists():
+        pytest.skip("RSS is read from /proc/self/status (Linux)")
+
+    def rss_file():
+        line = next(ln for ln in status.read_text().splitlines() if ln.startswith("RssFile:"))
+        return int(line.split()[1]) * 1024
+
+    x = rng.standard_normal((40_000, 256)).astype(np.float32)  # 41 MB
+    np.save(tmp_path / "x.npy", x)
+    mm = np.load(tmp_path / "x.npy", mmap_mode="r")
+    m = RowChunks([mm[:15_000], mm[15_000:]])
+    before = rss_file()
+    total = float(sum(float(np.asarray(m[s:s + 5000]).sum()) for s in range(0, 40_000, 5000)))  # touch every page
+    touched = rss_file()
+    release_rows(m, 0, 40_000)
+    after = rss_file()
+    assert touched - before > 30e6 and touched - after > 30e6  # the pages were resident, and were let go
+    assert total == pytest.approx(float(x.sum()), rel=1e-4)
+    assert np.array_equal(m[123:130], x[123:130])  # and read back the same (from the page cache)
+    release_rows(np.ones((3, 4), np.float32), 0, 3)  # RAM rows: nothing to release, no error

@@ -10,6 +10,7 @@ contiguous matrix calls ``np.asarray`` (a copy) or iterates :meth:`RowChunks.pie
 
 from __future__ import annotations
 
+import mmap
 from collections.abc import Iterator
 from typing import Any
 
@@ -105,4 +106,33 @@ def row_pieces(x: np.ndarray | RowChunks) -> Iterator[tuple[int, np.ndarray]]:
         yield 0, x
 
 
-__all__ = ["RowChunks", "row_pieces"]
+def release_rows(x: np.ndarray | RowChunks, start: int, stop: int) -> None:
+    """Let go of the pages of rows ``start:stop`` that this process mapped from files (a no-op for RAM rows).
+
+    A pass over memory-mapped rows (an index build reading every row once) leaves each page it read
+    mapped, and mapped pages count in RSS until the kernel reclaims them: reading 15 GB of rows would
+    show 15 GB resident. ``MADV_DONTNEED`` drops them from this process's page tables; the page cache
+    keeps the file's data, so reading them again costs a page fault, not a disk read.
+    """
+    for first, piece in row_pieces(x):
+        lo, hi = max(start, first), min(stop, first + len(piece))
+        if lo < hi:
+            _release(piece[lo - first : hi - first])
+
+
+def _release(arr: np.ndarray) -> None:
+    base: Any = arr
+    while base is not None and not isinstance(base, mmap.mmap):
+        base = getattr(base, "base", None)
+    if base is None or not hasattr(base, "madvise") or arr.nbytes == 0:
+        return
+    begin = np.frombuffer(base, dtype=np.uint8).ctypes.data  # where the mapping starts
+    off = arr.__array_interface__["data"][0] - begin
+    lo = off // mmap.PAGESIZE * mmap.PAGESIZE
+    try:
+        base.madvise(mmap.MADV_DONTNEED, lo, off + arr.nbytes - lo)
+    except (OSError, ValueError):  # not permitted here: the pages stay until the kernel reclaims them
+        pass
+
+
+__all__ = ["RowChunks", "release_rows", "row_pieces"]

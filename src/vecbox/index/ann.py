@@ -36,6 +36,7 @@ from typing import Any
 import numpy as np
 
 from vecbox._fs import checksum_later, file_checksum, fsync_dir
+from vecbox._rows import release_rows
 from vecbox._optional import require
 from vecbox.errors import CorruptCollectionError, InvalidInputError
 
@@ -271,6 +272,7 @@ class AnnIndex:
             index.train(np.ascontiguousarray(x[rows], dtype=np.float32))
         for start in range(0, n, ADD_BLOCK):  # x may be memory-mapped segments (RowChunks): a block at a time
             index.add(np.ascontiguousarray(x[start : start + ADD_BLOCK], dtype=np.float32))
+            release_rows(x, start, start + ADD_BLOCK)  # read once: their pages need not stay in RSS
         return cls(params, metric, np.asarray(rids, dtype=np.int64).copy(), index, version,
                    time.perf_counter() - t0)
 
