@@ -4,10 +4,10 @@ from __future__ import annotations
 
 import mmap
 import os
+import queue
 import threading
-from concurrent.futures import Future, ThreadPoolExecutor
+from concurrent.futures import Future
 from pathlib import Path
-from typing import Any
 
 import xxhash
 
@@ -47,7 +47,8 @@ def file_checksum_in_blocks(path: Path, block: int = 8 << 20) -> int:
     return h.intdigest()
 
 
-_CHECKER: Any = None
+_CHECKS: "queue.SimpleQueue[tuple[Future, Path, int]]" = queue.SimpleQueue()
+_CHECKER: threading.Thread | None = None
 _CHECKER_LOCK = threading.Lock()
 
 
@@ -57,12 +58,27 @@ def checksum_later(path: Path, expected: int) -> "Future[bool]":
     For files read lazily through memory maps (big segments, an index's vectors): checking
     them first would read them whole before the first search. A file removed meanwhile
     (retired and collected: the mapping still reads what was checked at write) counts as intact.
+    The thread is a daemon: a process that is done (a one-shot CLI search) exits without
+    waiting for checks still running.
     """
     global _CHECKER
+    future: Future = Future()
     with _CHECKER_LOCK:
-        if _CHECKER is None:
-            _CHECKER = ThreadPoolExecutor(max_workers=1, thread_name_prefix="vecbox-check")
-    return _CHECKER.submit(_intact, path, expected)
+        if _CHECKER is None or not _CHECKER.is_alive():
+            _CHECKER = threading.Thread(target=_check_forever, name="vecbox-check", daemon=True)
+            _CHECKER.start()
+    _CHECKS.put((future, path, expected))
+    return future
+
+
+def _check_forever() -> None:
+    while True:
+        future, path, expected = _CHECKS.get()
+        if future.set_running_or_notify_cancel():
+            try:
+                future.set_result(_intact(path, expected))
+            except BaseException as exc:  # a read error: reported to whoever waits on the check
+                future.set_exception(exc)
 
 
 def _intact(path: Path, expected: int) -> bool:
@@ -70,3 +86,5 @@ def _intact(path: Path, expected: int) -> bool:
         return file_checksum_in_blocks(path) == expected
     except FileNotFoundError:
         return True
+    except OSError:  # unreadable: as good as damaged
+        return False
