@@ -106,6 +106,20 @@ def row_pieces(x: np.ndarray | RowChunks) -> Iterator[tuple[int, np.ndarray]]:
         yield 0, x
 
 
+def sq_norms(x: np.ndarray | RowChunks, start: int = 0, block: int = 65_536) -> np.ndarray:
+    """Squared norms of rows ``start:`` of ``x``, a block at a time (``x`` may be memory-mapped pieces).
+
+    >>> sq_norms(RowChunks([np.ones((2, 3)), 2 * np.ones((1, 3))]), start=1).tolist()
+    [3.0, 12.0]
+    """
+    out = np.empty(max(len(x) - start, 0), dtype=np.float32)
+    for first, piece in row_pieces(x):
+        for lo in range(max(start - first, 0), len(piece), block):
+            rows = np.asarray(piece[lo : lo + block])
+            out[first + lo - start : first + lo - start + len(rows)] = np.einsum("ij,ij->i", rows, rows)
+    return out
+
+
 def release_rows(x: np.ndarray | RowChunks, start: int, stop: int) -> None:
     """Let go of the pages of rows ``start:stop`` that this process mapped from files (a no-op for RAM rows).
 
@@ -135,4 +149,4 @@ def _release(arr: np.ndarray) -> None:
         pass
 
 
-__all__ = ["RowChunks", "release_rows", "row_pieces"]
+__all__ = ["RowChunks", "release_rows", "row_pieces", "sq_norms"]

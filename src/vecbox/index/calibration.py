@@ -23,7 +23,7 @@ import numpy as np
 
 from vecbox.evaluation.metrics import knn_recall
 from vecbox.index.ann import AnnIndex, IndexParams
-from vecbox._rows import row_pieces
+from vecbox._rows import sq_norms
 from vecbox.index.flat import exact_topk, rescore
 
 EF_GRID = (16, 24, 32, 48, 64, 96, 128, 192, 256, 384, 512, 768, 1024)
@@ -239,16 +239,8 @@ def calibrate_walks(index: AnnIndex, x: np.ndarray, metric: str, *, k: int = 10,
 
 
 def _sq_norms(x: Any, given: np.ndarray | None) -> np.ndarray:
-    """The rows' squared norms: ``given`` (the caller's, shared by both calibrations), else computed
-    piece by piece (``x`` may be memory-mapped segments)."""
-    if given is not None:
-        return given
-    out = np.empty(len(x), dtype=np.float32)
-    for start, piece in row_pieces(x):
-        for lo in range(0, len(piece), 65_536):
-            block = np.asarray(piece[lo : lo + 65_536])
-            out[start + lo : start + lo + len(block)] = np.einsum("ij,ij->i", block, block)
-    return out
+    """The rows' squared norms: ``given`` (the caller's, shared by both calibrations), else computed."""
+    return given if given is not None else sq_norms(x)
 
 
 def _crossing(curve: list[tuple[int, float, float]], target: float) -> tuple[float, float] | None:

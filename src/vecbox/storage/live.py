@@ -32,7 +32,7 @@ from typing import Any, Sequence
 import numpy as np
 
 from vecbox._fs import checksum_later
-from vecbox._rows import RowChunks, row_pieces
+from vecbox._rows import RowChunks, sq_norms
 from vecbox.errors import CorruptCollectionError
 from vecbox.storage import catalog
 from vecbox.storage.segments import SEGMENT_DIR, checksum_error, codes_file, has_floats, open_codes, open_segment
@@ -54,6 +54,17 @@ class _Check:
     def error(self) -> CorruptCollectionError | None:
         """The error to raise (waits for the check); ``None`` when the file is intact."""
         return None if self.future is None or self.future.result() else checksum_error(self.path)
+
+
+def _push(pieces: list[list[Any]], start: int, stop: int, kind: str, source: int, offset: int) -> None:
+    """Append the piece ``[start, stop, kind, source, offset]``, or extend the last piece when this one
+    continues it (the next rows of the view from the next rows of the same source)."""
+    last = pieces[-1] if pieces else None
+    if (last is not None and last[2] == kind and last[3] == source and last[1] == start
+            and last[4] + last[1] - last[0] == offset):
+        last[1] = stop
+    else:
+        pieces.append([start, stop, kind, source, offset])
 
 
 def distinct(values: np.ndarray) -> np.ndarray:
@@ -94,7 +105,8 @@ class LiveVectors:
         width, dtype = (self.dim, np.float32) if self.code_size is None else (self.code_size, np.uint8)
         self._ram = np.empty((0, width), dtype=dtype)  # rows of small segments (all rows, with a codec)
         self._ram_n = 0
-        # pieces of x in row order: [first row, end row, "ram", offset in _ram, 0] or [..., "map", seg id, pos]
+        # pieces of x in row order: [first row, end row, kind, source, first source row], where kind "ram"
+        # reads _ram (source 0) and kind "map" the memory map of segment `source`
         self._pieces: list[list[Any]] = []
         self._x: np.ndarray | RowChunks | None = None  # x, made from the pieces when they change
         self._rids = np.empty(0, dtype=np.int64)
@@ -117,8 +129,8 @@ class LiveVectors:
         if self._checks:
             self.raise_if_damaged()
         if self._x is None:
-            arrays = [self._ram[a : a + stop - start] if kind == "ram" else self._maps[a][b : b + stop - start]
-                      for start, stop, kind, a, b in self._pieces]
+            arrays = [(self._ram if kind == "ram" else self._maps[src])[off : off + stop - start]
+                      for start, stop, kind, src, off in self._pieces]
             self._x = (arrays[0] if len(arrays) == 1 else RowChunks(arrays) if arrays
                        else self._ram[:0])
         return self._x
@@ -155,12 +167,7 @@ class LiveVectors:
     @property
     def sq_norms(self) -> np.ndarray:
         if self._norms_n < self.n:  # computed on first use: a fresh handle reads no rows until a search needs them
-            x = self.x
-            for start, piece in row_pieces(x):
-                lo = max(start, self._norms_n)
-                if lo < start + len(piece):
-                    rows = piece[lo - start :]
-                    self._norms[lo : start + len(piece)] = np.einsum("ij,ij->i", rows, rows)
+            self._norms[self._norms_n : self.n] = sq_norms(self.x, self._norms_n)
             self._norms_n = self.n
         return self._norms[: self.n]
 
@@ -229,32 +236,20 @@ class LiveVectors:
         ram: list[tuple[int, int]] = []
         for a, b in zip(bounds[:-1], bounds[1:]):
             seg_id = int(seg[a])
-            file, count = self._segments[seg_id]
-            if has_floats(file) and count * self.dim * 4 >= MAP_MIN_BYTES:
+            if self._mappable(*self._segments[seg_id]):
                 if seg_id not in self._maps:
                     sums = sums if sums is not None else catalog.segment_checksums(conn)
-                    self._checks.append(_Check(self.root / SEGMENT_DIR / file,
-                                                            sums.get(seg_id, {}).get(file)))
-                    self._map(seg_id)
-                last = pieces[-1] if pieces else None
-                if last is not None and last[2] == "map" and last[3] == seg_id and last[4] + last[1] - last[0] == pos[a]:
-                    last[1] = b
-                else:
-                    pieces.append([a, b, "map", seg_id, int(pos[a])])
+                    self._start_map(seg_id, sums)
+                _push(pieces, a, b, "map", seg_id, int(pos[a]))
             else:
                 ram.append((a, b))
-        held = sum(b - a for a, b in ram)
-        new_ram = np.empty((max(held, 1024), self.dim), dtype=np.float32)
+        new_ram = np.empty((max(sum(b - a for a, b in ram), 1024), self.dim), dtype=np.float32)
         at = 0
         for a, b in ram:
             new_ram[at : at + b - a] = old_x[a:b]
-            last = pieces[-1] if pieces else None
-            if last is not None and last[2] == "ram" and last[1] == a:
-                last[1] = b
-            else:
-                pieces.append([a, b, "ram", at, 0])
+            _push(pieces, a, b, "ram", 0, at)
             at += b - a
-        pieces.sort(key=lambda p: p[0])
+        pieces.sort(key=lambda p: p[0])  # mapped runs first, then RAM runs: back to row order
         self._pieces, self._ram, self._ram_n, self._x = pieces, new_ram, at, None
         used = {p[3] for p in pieces if p[2] == "map"}
         self._maps = {k: v for k, v in self._maps.items() if k in used}
@@ -271,20 +266,14 @@ class LiveVectors:
             seg_id = int(seg_ids[a])
             file, count = segments[seg_id]
             pos = new[a:b, 2]
-            whole = len(pos) == count and pos[0] == 0 and bool(np.all(np.diff(pos) == 1))
-            checksums = sums.get(seg_id, {})  # each file read whole here is checked against its XXH3-64 checksum first
-            if (self.code_size is None and has_floats(file) and count * self.dim * 4 >= MAP_MIN_BYTES
-                    and bool(np.all(np.diff(pos) == 1))):
+            consecutive = bool(np.all(np.diff(pos) == 1))
+            if consecutive and self._mappable(file, count):
                 if seg_id not in self._maps:
-                    self._checks.append(_Check(self.root / SEGMENT_DIR / file, checksums.get(file)))
-                    self._map(seg_id)
-                last = self._pieces[-1] if self._pieces else None
-                if (last is not None and last[2] == "map" and last[3] == seg_id and last[1] == self.n + a
-                        and last[4] + last[1] - last[0] == pos[0]):
-                    last[1] = self.n + b  # the rest of a file whose first rows the view already maps
-                else:
-                    self._pieces.append([self.n + a, self.n + b, "map", seg_id, int(pos[0])])
+                    self._start_map(seg_id, sums)
+                _push(self._pieces, self.n + a, self.n + b, "map", seg_id, int(pos[0]))
                 continue
+            whole = consecutive and len(pos) == count and pos[0] == 0
+            checksums = sums.get(seg_id, {})  # each file read whole here is checked against its XXH3-64 checksum first
             if self.code_size is None:
                 seg = open_segment(self.root, file, count, self.dim, checksums.get(file))
             else:
@@ -308,12 +297,18 @@ class LiveVectors:
             grown[: self._ram_n] = self._ram[: self._ram_n]
             self._ram = grown
         self._ram[self._ram_n : self._ram_n + m] = rows
-        last = self._pieces[-1] if self._pieces else None
-        if last is not None and last[2] == "ram" and last[1] == start and last[3] + last[1] - last[0] == self._ram_n:
-            last[1] = stop
-        else:
-            self._pieces.append([start, stop, "ram", self._ram_n, 0])
+        _push(self._pieces, start, stop, "ram", 0, self._ram_n)
         self._ram_n += m
+
+    def _mappable(self, file: str, count: int) -> bool:
+        """Whether a segment's float rows are read in place (big enough, and floats are kept)."""
+        return self.code_size is None and has_floats(file) and count * self.dim * 4 >= MAP_MIN_BYTES
+
+    def _start_map(self, seg_id: int, sums: dict[int, dict[str, int]]) -> None:
+        """Map a segment's floats, and check its file against its checksum in the background."""
+        file = self._segments[seg_id][0]
+        self._checks.append(_Check(self.root / SEGMENT_DIR / file, sums.get(seg_id, {}).get(file)))
+        self._map(seg_id)
 
     def floats(self, positions: np.ndarray) -> np.ndarray:
         """Float32 vectors ``(len(positions), dim)`` of the given rows, read from the segment files.
