@@ -30,3 +30,17 @@ def rng() -> np.random.Generator:
 @pytest.fixture
 def col_path(tmp_path: Path) -> Path:
     return tmp_path / "col"
+
+
+@pytest.fixture(scope="module")
+def spark():
+    """A local[2] SparkSession for one test module (the Spark modules share its settings); skips without Java."""
+    from vecbox.spark import local_session
+
+    try:
+        session = local_session("local[2]", app_name="vecbox-tests", shuffle_partitions=2,
+                                conf={"spark.driver.memory": "1g", "spark.sql.adaptive.enabled": "false"})
+    except Exception as exc:  # no Java, no free port, ...
+        pytest.skip(f"cannot start a local SparkSession: {exc}")
+    yield session
+    session.stop()

@@ -16,19 +16,6 @@ pytest.importorskip("pyarrow")
 pytest.importorskip("pandas")
 
 
-@pytest.fixture(scope="module")
-def spark():
-    from vecbox.spark import local_session
-
-    try:
-        session = local_session("local[2]", app_name="vecbox-tests", shuffle_partitions=2,
-                                conf={"spark.driver.memory": "1g", "spark.sql.adaptive.enabled": "false"})
-    except Exception as exc:  # no Java, no free port, ...
-        pytest.skip(f"cannot start a local SparkSession: {exc}")
-    yield session
-    session.stop()
-
-
 def graph(rng: np.random.Generator, n: int = 40, m: int = 120) -> np.ndarray:
     e = rng.integers(0, n, size=(m, 2))
     e = e[e[:, 0] != e[:, 1]]

@@ -19,19 +19,6 @@ pytest.importorskip("pyarrow")
 pytest.importorskip("pandas")
 
 
-@pytest.fixture(scope="module")
-def spark():
-    from vecbox.spark import local_session
-
-    try:
-        session = local_session("local[2]", app_name="vecbox-tests", shuffle_partitions=2,
-                                conf={"spark.driver.memory": "1g", "spark.sql.adaptive.enabled": "false"})
-    except Exception as exc:  # no Java, no free port, ...
-        pytest.skip(f"cannot start a local SparkSession: {exc}")
-    yield session
-    session.stop()
-
-
 def frame(spark, ids, x, partitions=None, id_type="long"):
     rows = [(i, [float(v) for v in row]) for i, row in zip(ids, x)]
     schema = f"id {id_type}, vector array<float>"
