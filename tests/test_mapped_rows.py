@@ -293,3 +293,44 @@ def test_released_rows_leave_rss_and_read_back_the_same(tmp_path, rng):
     assert total == pytest.approx(float(x.sum()), rel=1e-4)
     assert np.array_equal(m[123:130], x[123:130])  # and read back the same (from the page cache)
     release_rows(np.ones((3, 4), np.float32), 0, 3)  # RAM rows: nothing to release, no error
+
+
+def test_rows_of_a_mapping_bigger_than_the_limit_are_let_go_after_gathers_and_scans(tmp_path, rng, monkeypatch):
+    from vecbox import _rows
+
+    status = Path("/proc/self/status")
+    if not status.exists():
+        pytest.skip("RSS is read from /proc/self/status (Linux)")
+
+    def rss_file():
+        line = next(ln for ln in status.read_text().splitlines() if ln.startswith("RssFile:"))
+        return int(line.split()[1]) * 1024
+
+    x = rng.standard_normal((40_000, 256)).astype(np.float32)  # 41 MB
+    np.save(tmp_path / "x.npy", x)
+    mm = np.load(tmp_path / "x.npy", mmap_mode="r")
+    m = RowChunks([mm[:15_000], mm[15_000:]])
+    (tmp_path / "x.npy").read_bytes()  # in the page cache: faults map their 64 KB neighbourhood
+    rows = rng.integers(0, 40_000, 2000)
+    q = rng.standard_normal((3, 256)).astype(np.float32)
+    ref_s, ref_i = exact_topk(x, q, 7, "dot")
+
+    monkeypatch.setattr(_rows, "KEEP_MAPPED_BYTES", 1 << 40)  # under the limit: pages stay mapped
+    before = rss_file()
+    assert np.array_equal(_rows.gather(m, rows), x[rows])
+    kept = rss_file() - before
+    _rows.release_rows(m, 0, 40_000)
+
+    monkeypatch.setattr(_rows, "KEEP_MAPPED_BYTES", 1 << 20)  # over it: what a gather or a scan maps is let go
+    before = rss_file()
+    assert np.array_equal(_rows.gather(m, rows), x[rows]) and np.array_equal(_rows.gather(mm, rows), x[rows])
+    after_gathers = rss_file() - before
+    s, i = exact_topk(m, q, 7, "dot")
+    after_scan = rss_file() - before
+    s1, i1 = exact_topk(mm, q, 7, "dot")
+    after_scan_of_one_map = rss_file() - before
+    norms = _rows.sq_norms(m)
+    released = rss_file() - before
+    assert kept > 20e6 and max(after_gathers, after_scan, after_scan_of_one_map, released) < 2e6  # 2,000 scattered rows mapped most of the file; released: nothing stays
+    assert np.array_equal(i, ref_i) and np.array_equal(i1, ref_i) and np.allclose(s, ref_s, rtol=1e-5)
+    np.testing.assert_allclose(norms, np.einsum("ij,ij->i", x, x), rtol=1e-5)

@@ -11,10 +11,26 @@ contiguous matrix calls ``np.asarray`` (a copy) or iterates :meth:`RowChunks.pie
 from __future__ import annotations
 
 import mmap
+import os
 from collections.abc import Iterator
 from typing import Any
 
 import numpy as np
+
+
+def _physical_ram() -> int:
+    try:
+        return os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES")
+    except (ValueError, OSError, AttributeError):  # pragma: no cover - not a POSIX system
+        return 16 << 30
+
+
+# Mapped rows beyond this many bytes are let go of as soon as they are read (see :func:`evicts`);
+# the environment variable VECBOX_KEEP_MAPPED_BYTES sets another limit (bytes).
+KEEP_MAPPED_BYTES = int(os.environ.get("VECBOX_KEEP_MAPPED_BYTES") or _physical_ram() // 4)
+# The kernel maps up to this many bytes around a page fault on a file that is in the page cache
+# (Linux's fault_around_bytes): reading one 1.5 KB row maps 64 KB of its neighbours.
+FAULT_AROUND = 64 << 10
 
 
 class RowChunks:
@@ -84,9 +100,12 @@ class RowChunks:
             raise IndexError(f"row index out of range for {len(self)} rows")
         out = np.empty((len(rows), self.shape[1]), self.dtype)
         which = np.searchsorted(self.starts, rows, side="right") - 1
+        evict = evicts(self)
         for p in np.unique(which).tolist():
             sel = np.flatnonzero(which == p)
             out[sel] = self._pieces[p][rows[sel] - int(self.starts[p])]
+            if evict:
+                release_scattered(self._pieces[p], rows[sel] - int(self.starts[p]))
         return out
 
     def __array__(self, dtype: Any = None, copy: Any = None) -> np.ndarray:
@@ -113,11 +132,72 @@ def sq_norms(x: np.ndarray | RowChunks, start: int = 0, block: int = 65_536) -> 
     [3.0, 12.0]
     """
     out = np.empty(max(len(x) - start, 0), dtype=np.float32)
+    evict = evicts(x)
     for first, piece in row_pieces(x):
         for lo in range(max(start - first, 0), len(piece), block):
             rows = np.asarray(piece[lo : lo + block])
             out[first + lo - start : first + lo - start + len(rows)] = np.einsum("ij,ij->i", rows, rows)
+            if evict:
+                _release(piece[lo : lo + block])
     return out
+
+
+def _mapping(arr: np.ndarray) -> mmap.mmap | None:
+    """The memory map an array's data lies in (``None`` for RAM)."""
+    base: Any = arr
+    while base is not None and not isinstance(base, mmap.mmap):
+        base = getattr(base, "base", None)
+    return base
+
+
+def evicts(x: np.ndarray | RowChunks) -> bool:
+    """Whether rows read from ``x`` are let go of at once: ``x`` is memory-mapped and bigger than
+    :data:`KEEP_MAPPED_BYTES` (a quarter of RAM).
+
+    Mapped pages a process has read count in its RSS until the kernel reclaims them, and each
+    page fault maps its 64 KB neighbourhood too: a search rescoring 160 scattered rows of a
+    15 GB collection would map 10 MB per query, and an exact scan all 15 GB. Below the limit
+    the pages stay mapped (the next scan reads them without faults); above it, scans and
+    gathers release what they read, and the page cache - not this process - holds the data.
+
+    >>> evicts(np.zeros((2, 2)))
+    False
+    """
+    if x.nbytes <= KEEP_MAPPED_BYTES:
+        return False
+    return any(_mapping(p) is not None for _, p in row_pieces(x))
+
+
+def gather(x: np.ndarray | RowChunks, rows: np.ndarray) -> np.ndarray:
+    """``x[rows]`` as a new array; rows read from a big mapping are released after (:func:`evicts`).
+
+    >>> gather(np.arange(6.0).reshape(3, 2), np.array([2, 0])).tolist()
+    [[4.0, 5.0], [0.0, 1.0]]
+    """
+    out = x[rows]
+    if not isinstance(x, RowChunks) and evicts(x):
+        release_scattered(x, np.asarray(rows, dtype=np.int64).ravel())
+    return out
+
+
+def release_scattered(piece: np.ndarray, rows: np.ndarray) -> None:
+    """Release the pages a gather of ``rows`` of a mapped ``piece`` mapped, fault-around included:
+    each row's aligned :data:`FAULT_AROUND` window, overlapping windows joined into one call."""
+    mm = _mapping(piece)
+    if mm is None or not hasattr(mm, "madvise") or len(rows) == 0:
+        return
+    begin = np.frombuffer(mm, dtype=np.uint8).ctypes.data
+    row_bytes = piece.strides[0]
+    first = piece.__array_interface__["data"][0] - begin + np.sort(rows) * row_bytes
+    lo = first // FAULT_AROUND * FAULT_AROUND
+    hi = np.minimum(-(-(first + row_bytes) // FAULT_AROUND) * FAULT_AROUND, len(mm))
+    cut = np.flatnonzero(lo[1:] > hi[:-1]) + 1  # a window that starts after the last one ends: a new run
+    starts, ends = lo[np.concatenate(([0], cut))], hi[np.concatenate((cut - 1, [len(hi) - 1]))]
+    try:
+        for a, b in zip(starts.tolist(), ends.tolist()):
+            mm.madvise(mmap.MADV_DONTNEED, a, b - a)
+    except (OSError, ValueError):  # not permitted here: the pages stay until the kernel reclaims them
+        pass
 
 
 def release_rows(x: np.ndarray | RowChunks, start: int, stop: int) -> None:
@@ -135,9 +215,7 @@ def release_rows(x: np.ndarray | RowChunks, start: int, stop: int) -> None:
 
 
 def _release(arr: np.ndarray) -> None:
-    base: Any = arr
-    while base is not None and not isinstance(base, mmap.mmap):
-        base = getattr(base, "base", None)
+    base = _mapping(arr)
     if base is None or not hasattr(base, "madvise") or arr.nbytes == 0:
         return
     begin = np.frombuffer(base, dtype=np.uint8).ctypes.data  # where the mapping starts
@@ -149,4 +227,4 @@ def _release(arr: np.ndarray) -> None:
         pass
 
 
-__all__ = ["RowChunks", "release_rows", "row_pieces", "sq_norms"]
+__all__ = ["KEEP_MAPPED_BYTES", "RowChunks", "evicts", "gather", "release_rows", "release_scattered", "row_pieces", "sq_norms"]

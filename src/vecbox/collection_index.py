@@ -117,6 +117,7 @@ class IndexMethods:
             live = self._live
             keep = np.flatnonzero(live.alive)
             rids = live.rids[keep].copy()
+            live.save_rowmap()  # an index is built to serve searches: new handles start from these rows
             # every row live and stored as floats: build from the rows where they lie (memory-mapped
             # segments), a block at a time, instead of gathering a copy of them all first
             x = live.x if len(keep) == live.n and live.code_size is None else self._reader.vectors(keep)

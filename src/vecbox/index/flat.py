@@ -17,7 +17,7 @@ from typing import Any, Callable, Iterator
 
 import numpy as np
 
-from vecbox._rows import RowChunks
+from vecbox._rows import RowChunks, evicts, release_rows
 
 _SMALL_FLOPS = 5e7  # below this, one BLAS thread beats waking (and syncing) the thread pool
 _SCORE_BUDGET = 1 << 22  # floats in one block of scores (16 MiB): big enough for BLAS, small enough for cache
@@ -65,6 +65,7 @@ def exact_topk(
     >>> i.tolist(), s[0, 0].item()
     ([[2, 0]], 1.0)
     """
+    evict = evicts(x)  # a mapping bigger than a quarter of RAM: let go of each block once it is scored
     if isinstance(x, RowChunks):
         parts = []
         for start, piece in x.pieces():
@@ -73,13 +74,18 @@ def exact_topk(
                               valid=None if valid is None else valid[start:stop],
                               sq_norms=None if sq_norms is None else sq_norms[start:stop])
             parts.append((s, np.where(i >= 0, i + start, -1)))
+            if evict:
+                release_rows(piece, 0, len(piece))
         return merge_topk(parts, k)
     n = x.shape[0]
     m = q.shape[0]
     if metric == "l2" and sq_norms is None:
         sq_norms = np.einsum("ij,ij->i", x, x)
     if m * n <= _ONE_SHOT:
-        return _one_shot(x, q, k, metric, valid, sq_norms)
+        out = _one_shot(x, q, k, metric, valid, sq_norms)
+        if evict:
+            release_rows(x, 0, n)
+        return out
     best_s = np.full((m, k), -np.inf, dtype=np.float32)
     best_i = np.full((m, k), -1, dtype=np.int64)
     block = max(_MIN_BLOCK, _SCORE_BUDGET // max(m, 1))
@@ -95,6 +101,8 @@ def exact_topk(
             if valid is not None:
                 s[:, ~valid[start:stop]] = -np.inf
             best_s, best_i = _merge_block(best_s, best_i, s, start, k)
+            if evict:
+                release_rows(x, start, stop)
     order = np.argsort(-best_s, axis=1, kind="stable")
     best_s = np.take_along_axis(best_s, order, axis=1)
     best_i = np.take_along_axis(best_i, order, axis=1)

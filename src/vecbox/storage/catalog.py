@@ -436,6 +436,12 @@ def rows_after(conn: sqlite3.Connection, rid: int) -> list[tuple[int, int, int, 
     return conn.execute("SELECT rid, seg_id, pos, id FROM rows WHERE rid > ? ORDER BY rid", (rid,)).fetchall()
 
 
+def row_id(conn: sqlite3.Connection, rid: int) -> str | None:
+    """External id of the row ``rid`` (``None`` when there is none)."""
+    row = conn.execute("SELECT id FROM rows WHERE rid = ?", (rid,)).fetchone()
+    return None if row is None else row[0]
+
+
 def deleted_since(conn: sqlite3.Connection, version: int) -> list[tuple[int]]:
     """Rids tombstoned by a version after ``version``."""
     return conn.execute("SELECT rid FROM rows WHERE deleted IS NOT NULL AND deleted > ?", (version,)).fetchall()

@@ -32,9 +32,9 @@ from typing import Any, Sequence
 import numpy as np
 
 from vecbox._fs import checksum_later
-from vecbox._rows import RowChunks, sq_norms
+from vecbox._rows import RowChunks, gather, sq_norms
 from vecbox.errors import CorruptCollectionError
-from vecbox.storage import catalog
+from vecbox.storage import catalog, rowmap
 from vecbox.storage.segments import SEGMENT_DIR, checksum_error, codes_file, has_floats, open_codes, open_segment
 
 
@@ -190,6 +190,8 @@ class LiveVectors:
         version = catalog.current_version(conn)
         if version == self.version:
             return
+        if self.version < 0:
+            self._load_saved(conn, version)
         self._follow_merges(conn)
         max_rid = int(self.rids[-1]) if self.n else 0
         rows = catalog.rows_after(conn, max_rid)
@@ -201,6 +203,27 @@ class LiveVectors:
             self._alive[self.positions(dead)] = False
             self._n_alive = None
         self.version = version
+        if len(rows) >= rowmap.MIN_ROWS and 4 * len(rows) >= self.n:  # a big read, a quarter of the rows or more:
+            self.save_rowmap()  # saves cost O(n) in all while a collection grows by commits of any size
+
+    def _load_saved(self, conn: sqlite3.Connection, version: int) -> None:
+        """Start a fresh view from the saved row map, when there is a valid one (then at its version)."""
+        saved = rowmap.load(self.root, conn, self.epoch, version)
+        if saved is None:
+            return
+        self._segments.update(saved.segments)
+        self._append(conn, np.stack([saved.rids, saved.seg, saved.pos], axis=1), saved.ids)
+        self._alive[: self.n] = saved.alive
+        self.version = saved.version
+
+    def save_rowmap(self) -> None:
+        """Save this view's rows for the next handle's first refresh (:mod:`vecbox.storage.rowmap`)."""
+        if self.n == 0:
+            return
+        seg = self._seg[: self.n]
+        used = {int(s): self._segments[int(s)] for s in distinct(seg)}
+        rowmap.save(self.root, self.epoch, rowmap.RowMap(self.version, self.rids, seg, self._pos[: self.n],
+                                                         self.alive, self.ids, used))
 
     def _follow_merges(self, conn: sqlite3.Connection) -> None:
         """Re-point rows whose segments were merged away; the pieces then follow the merged files."""
@@ -318,7 +341,7 @@ class LiveVectors:
         """
         positions = np.asarray(positions, dtype=np.int64)
         if self.code_size is None:
-            return self.x[positions]
+            return gather(self.x, positions)
         out = np.empty((len(positions), self.dim), dtype=np.float32)
         segs = self._seg[positions]
         for seg_id in distinct(segs):
