@@ -10,6 +10,7 @@ from typer.testing import CliRunner
 
 from tests.conftest import shared_data
 from vecbox.cli import app
+from vecbox.errors import InvalidInputError
 from vecbox.jobs.beir import evaluate_beir
 
 TINY = Path(__file__).parent / "data" / "beir_tiny"
@@ -21,6 +22,20 @@ def test_evaluate_beir_on_a_tiny_hand_made_set(tmp_path):
     assert 0.0 <= report.metrics["ndcg@10"] <= 1.0
     # With a handful of documents every relevant one is inside the top 100.
     assert report.metrics["recall@100"] == pytest.approx(1.0)
+
+
+def test_eval_beir_layers_and_dims_options_equal_the_elastic_model_string(tmp_path, monkeypatch):
+    monkeypatch.setenv("VECBOX_CACHE_DIR", str(tmp_path))
+    runner = CliRunner()
+    by_flags = runner.invoke(app, ["eval", "beir", str(TINY), "--layers", "2", "--dims", "64", "--json"])
+    by_name = runner.invoke(app, ["eval", "beir", str(TINY), "--model", "default@layers=2,dims=64", "--json"])
+    full = runner.invoke(app, ["eval", "beir", str(TINY), "--json"])
+    assert by_flags.exit_code == 0 and by_name.exit_code == 0 and full.exit_code == 0, by_flags.output
+    a, b, c = (json.loads(r.output) for r in (by_flags, by_name, full))
+    assert a["model"] == b["model"] and a["model"].endswith("@layers=2,dims=64") and "@" not in c["model"]
+    assert a["metrics"] == b["metrics"]
+    clash = runner.invoke(app, ["eval", "beir", str(TINY), "--model", "default@layers=3", "--layers", "2"])
+    assert isinstance(clash.exception, InvalidInputError) and "disagrees" in str(clash.exception)
 
 
 @pytest.mark.slow

@@ -23,14 +23,34 @@ def eval_beir(
     model: Annotated[str, typer.Option(help="'default' or a sentence-transformers path.")] = "default",
     mode: Annotated[str, typer.Option(help="dense (embeddings), lexical (BM25) or hybrid (both, fused).")] = "dense",
     fusion: Annotated[Optional[str], typer.Option(help="Hybrid fusion: default, rrf, minmax, zscore, 3sigma.")] = None,
+    layers: Annotated[Optional[int], typer.Option(help="Run only the model's first N transformer layers.")] = None,
+    dims: Annotated[Optional[int], typer.Option(help="Keep the first D dimensions of each vector (renormalised).")] = None,
     as_json: JsonOpt = False,
 ) -> None:
-    """Ingest a BEIR data set and report nDCG@k, recall@k and MRR@k (exact dense search, BM25, or both)."""
+    """Ingest a BEIR data set and report nDCG@k, recall@k and MRR@k (exact dense search, BM25, or both).
+
+    ``--layers``/``--dims`` evaluate an elastic setting of the model (the same as the model string
+    ``MODEL@layers=N,dims=D``), e.g. a Starbucks- or 2D-Matryoshka-tuned model at a rung of its ladder.
+    """
     from vecbox.jobs.beir import evaluate_beir
 
-    report = evaluate_beir(dataset_dir, split=split, model=model, show_progress=not as_json, mode=mode,
-                           fusion=fusion)
+    report = evaluate_beir(dataset_dir, split=split, model=_elastic(model, layers, dims), show_progress=not as_json,
+                           mode=mode, fusion=fusion)
     emit(report.as_dict(), as_json, lambda: _metrics_table(report))
+
+
+def _elastic(model: str, layers: int | None, dims: int | None) -> str:
+    """``model`` at the ``--layers``/``--dims`` setting; a setting given twice must agree."""
+    from vecbox.encoders._model import model_ref, parse_model_ref
+    from vecbox.errors import InvalidInputError
+
+    if layers is None and dims is None:
+        return model
+    base, l0, d0 = parse_model_ref(model)
+    for flag, given, inside in (("--layers", layers, l0), ("--dims", dims, d0)):
+        if given is not None and inside is not None and given != inside:
+            raise InvalidInputError(f"{flag} {given} disagrees with the model string {model!r}; give the setting once")
+    return model_ref(base, layers if layers is not None else l0, dims if dims is not None else d0)
 
 
 def _metrics_table(report: BeirReport) -> Table:
