@@ -37,9 +37,11 @@ import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 import _report as R
+import _scale_big as BIG
 
 NAME = "scale"
 K, M, EF_CONSTRUCTION, SEED, N_QUERIES, BATCH = 10, 32, 200, 0, 1000, 50_000
+LANCE_TIMEOUT = 3600.0  # seconds for LanceDB's whole step at 10^7
 FAISS_EF_GRID = (16, 24, 32, 48, 64, 96, 128, 192, 256)
 
 
@@ -49,6 +51,8 @@ def add_arguments(p: Any) -> None:
         "seeds": (int, "index seeds for the SciFact calibration check (default 3; quick 1)"),
         "skip": (str, "comma-separated parts to skip: calibration,synthetic,faiss"),
         "ef": (int, "build the synthetic index at this ef_search instead of calibrating it (a faster build)"),
+        "big": (lambda s: int(float(s)), "also run the bigger-than-RAM part at this many rows (e.g. 1e7; hours)"),
+        "big-skip": (str, "comma-separated steps of the big part to skip: lance"),
     })
     p.add_argument("--scale-phase", default=None, help=argparse.SUPPRESS)  # internal: one step in its own process
     p.add_argument("--scale-dir", default=None, help=argparse.SUPPRESS)
@@ -116,12 +120,12 @@ def calibration_check(seeds: int) -> dict[str, Any] | None:
 
 
 # ----------------------------------------------------------------------------- 2. the synthetic collection
-def _phase(name: str, workdir: Path) -> dict[str, Any]:
+def _phase(name: str, workdir: Path, timeout: float | None = None) -> dict[str, Any]:
     """Run one step in a new Python process (its own RSS); it writes its result as JSON."""
     out = workdir / f"{name}.json"
     cmd = [sys.executable, str(Path(__file__).resolve()), "--scale-phase", name, "--scale-dir", str(workdir)]
     env = {**os.environ, "HF_HUB_OFFLINE": "1", "TRANSFORMERS_OFFLINE": "1"}
-    subprocess.run(cmd, check=True, env=env)
+    subprocess.run(cmd, check=True, env=env, timeout=timeout)
     return json.loads(out.read_text())
 
 
@@ -231,7 +235,36 @@ def phase_faiss(workdir: Path) -> dict[str, Any]:
 
 
 PHASES = {"build": phase_build, "cold_ann": phase_cold_ann, "cold_exact": phase_cold_exact, "faiss": phase_faiss,
-          "warm_ann": phase_cold_ann, "warm_exact": phase_cold_exact}  # warm_*: a new process, files in the page cache
+          "warm_ann": phase_cold_ann, "warm_exact": phase_cold_exact,  # warm_*: a new process, files in the page cache
+          **BIG.PHASES}
+
+
+def big(n: int, skip: set[str]) -> dict[str, Any]:
+    """The bigger-than-RAM part (see benchmarks/_scale_big.py): vecbox, then LanceDB, on ``n`` rows."""
+    workdir = Path(tempfile.mkdtemp(prefix="vecbox-bench-scale-big-"))
+    try:
+        res: dict[str, Any] = {"n": n, "when": time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime())}
+        R.log(f"scale: generating {n:,} x 384 SYNTHETIC rows to disk, and the exact top-10 of {BIG.N_QUERIES:,} queries")
+        BIG.generate(workdir, n)
+        _drop_caches()
+        R.log("scale: vecbox ingest + build_index('ivf', memory_budget) in a new process")
+        res["vecbox"] = _phase("big_vecbox", workdir)
+        _drop_caches()
+        R.log("scale: vecbox new process: first search, 1,000 queries")
+        res["query"] = _phase("big_query", workdir)
+        if "lance" not in skip:
+            shutil.rmtree(workdir / "col", ignore_errors=True)  # room on disk for LanceDB's copy
+            _drop_caches()
+            R.log("scale: LanceDB ingest + IVF_PQ + queries in a new process")
+            try:
+                res["lance"] = _phase("big_lance", workdir, timeout=LANCE_TIMEOUT)
+            except subprocess.TimeoutExpired:
+                res["lance_failed"] = f"did not finish ingest + IVF_PQ build + queries in {LANCE_TIMEOUT / 60:.0f} min"
+            except subprocess.CalledProcessError as exc:
+                res["lance_failed"] = str(exc)
+        return res
+    finally:
+        shutil.rmtree(workdir, ignore_errors=True)
 
 
 def synthetic(n: int, skip: set[str], ef: int | None) -> dict[str, Any]:
@@ -323,6 +356,33 @@ def _tables(res: dict[str, Any]) -> list[tuple[str, list[str], list[list[Any]]]]
     return tables
 
 
+_KINDS = ("Default HNSW on the SciFact", "SYNTHETIC, HNSW", "SYNTHETIC on one 24 GB machine")
+
+
+def _kept_tables(new_titles: list[str]) -> list[str]:
+    """The section's tables of the kinds this run did not measure, kept as they were (each says when)."""
+    text = R.DOCS_PATH.read_text(encoding="utf-8") if R.DOCS_PATH.exists() else ""
+    begin, end = R._markers(NAME)
+    if begin not in text:
+        return []
+    old = text[text.index(begin) + len(begin) : text.index(end)]
+    when = next((ln for ln in old.splitlines() if ln.startswith("- **Measured:**")), "")
+    kept = []
+    for block in old.split("\n### ")[1:]:
+        title = block.splitlines()[0]
+        kind = next((k for k in _KINDS if k in title), None)
+        if kind is None or any(kind in t for t in new_titles):
+            continue
+        lines = block.rstrip().splitlines()
+        noted = any(ln.startswith("_Kept from an earlier run") for ln in lines[:3]) or "measured" in title
+        note = [f"_Kept from an earlier run ({when.replace('- **Measured:**', '').strip()})._", ""] if not noted else []
+        rest = lines[1:]
+        while rest and not rest[0]:
+            rest.pop(0)
+        kept += [f"### {lines[0]}", "", *note, *rest, ""]
+    return kept
+
+
 def main(args: argparse.Namespace) -> dict[str, Any]:
     if getattr(args, "scale_phase", None):
         run_phase(args.scale_phase, Path(args.scale_dir))
@@ -337,8 +397,15 @@ def main(args: argparse.Namespace) -> dict[str, Any]:
         res["calibration"] = calibration_check(seeds)
     if "synthetic" not in skip:
         res["synthetic"] = synthetic(n, skip, R.opt(args, "scale_ef", None))
+    n_big = R.opt(args, "scale_big", None)
+    if n_big:
+        big_skip = {s.strip() for s in str(R.opt(args, "scale_big_skip", "") or "").split(",") if s.strip()}
+        res["big"] = big(int(n_big), big_skip)
+    (Path(tempfile.gettempdir()) / "vecbox-bench-scale.json").write_text(json.dumps(res, indent=1, default=str))
     env = R.environment(getattr(args, "command", None), started)
     tables = _tables(res)
+    if res.get("big"):
+        tables.append(BIG.table(res["big"]))
     for title, headers, rows in tables:
         R.print_table(f"scale — {title}", headers, rows)
     if getattr(args, "write", not quick):
@@ -346,6 +413,7 @@ def main(args: argparse.Namespace) -> dict[str, Any]:
                 R.environment_markdown(env), "", f"Versions: {R.versions(['faiss-cpu', 'numpy'])}.", ""]
         for title, headers, rows in tables:
             body += [f"### {title}", "", R.md_table(headers, rows), ""]
+        body += _kept_tables([title for title, _, _ in tables])
         R.write_section(NAME, "\n".join(body))
     return res
 

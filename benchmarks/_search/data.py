@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import traceback
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, Iterator
 
 import _report as R
 import numpy as np
@@ -94,23 +94,31 @@ def sentences_dataset(max_n: int | None) -> Dataset | None:
     return Dataset("sentences", "SciFact sentences", x, q, attrs, note)
 
 
-def synthetic_dataset(n: int, n_queries: int, components: int = 1000, latent: int = 48, n_cats: int = 1000,
-                      chunk: int = 100_000) -> Dataset:
-    """SYNTHETIC: x = center[c] + 1.5 * (z W) + 0.5 * noise, normalised; c from a skewed mixture, z in 48-d."""
+def synthetic_blocks(total: int, components: int = 1000, latent: int = 48,
+                     chunk: int = 100_000) -> Iterator[tuple[int, np.ndarray]]:
+    """``(first row, rows)`` of the SYNTHETIC mixture, a block at a time (rows 0..total-1, unit vectors):
+    the same rows as :func:`synthetic_dataset`, for sizes that do not fit in RAM."""
     rng = np.random.default_rng([SEED, 2])
     centers = rng.standard_normal((components, DIM), dtype=np.float32)
     w = (rng.standard_normal((latent, DIM), dtype=np.float32) / np.sqrt(latent)).astype(np.float32)
     weights = 1.0 / np.arange(1, components + 1) ** 0.5
     weights /= weights.sum()
-    total = n + n_queries
-    out = np.empty((total, DIM), dtype=np.float32)
     for b, s in enumerate(range(0, total, chunk)):
         e = min(s + chunk, total)
         r = np.random.default_rng([SEED, 3, b])
         comp = r.choice(components, e - s, p=weights)
         blk = centers[comp] + 1.5 * (r.standard_normal((e - s, latent), dtype=np.float32) @ w)
         blk += 0.5 * r.standard_normal((e - s, DIM), dtype=np.float32)
-        out[s:e] = _normalise(blk)
+        yield s, _normalise(blk)
+
+
+def synthetic_dataset(n: int, n_queries: int, components: int = 1000, latent: int = 48, n_cats: int = 1000,
+                      chunk: int = 100_000) -> Dataset:
+    """SYNTHETIC: x = center[c] + 1.5 * (z W) + 0.5 * noise, normalised; c from a skewed mixture, z in 48-d."""
+    total = n + n_queries
+    out = np.empty((total, DIM), dtype=np.float32)
+    for s, blk in synthetic_blocks(total, components, latent, chunk):
+        out[s : s + len(blk)] = blk
     cat_p = 1.0 / np.arange(1, n_cats + 1) ** 0.8
     cat_p /= cat_p.sum()
     ra = np.random.default_rng([SEED, 4])
