@@ -114,6 +114,7 @@ class LiveVectors:
         self._norms = np.empty(0, dtype=np.float32)
         self._norms_n = 0  # rows whose squared norm is computed (on first use: it reads every row)
         self._ids = np.empty(0, dtype=object)
+        self._ids_saved: bytes | None = None  # ids of the first rows, as the saved row map holds them, until asked for
         self._seg = np.empty(0, dtype=np.int32)  # segment id and position of each row (for float reads)
         self._pos = np.empty(0, dtype=np.int32)
         self._segments: dict[int, tuple[str, int]] = {}
@@ -158,6 +159,10 @@ class LiveVectors:
 
     @property
     def ids(self) -> np.ndarray:
+        if self._ids_saved is not None:  # decoded on first use: a search that returns metadata never needs them
+            saved = rowmap.decode_ids(self._ids_saved)
+            self._ids[: len(saved)] = saved
+            self._ids_saved = None
         return self._ids[: self.n]
 
     @property
@@ -197,7 +202,8 @@ class LiveVectors:
         rows = catalog.rows_after(conn, max_rid)
         if rows:
             rids, seg_ids, pos, ids = zip(*rows)
-            self._append(conn, np.array([rids, seg_ids, pos], dtype=np.int64).T, ids)
+            self._append(conn, np.array(rids, dtype=np.int64), np.array(seg_ids, dtype=np.int64),
+                         np.array(pos, dtype=np.int64), ids)
         dead = np.array(catalog.deleted_since(conn, self.version), dtype=np.int64).ravel()
         if len(dead):
             self._alive[self.positions(dead)] = False
@@ -212,7 +218,8 @@ class LiveVectors:
         if saved is None:
             return
         self._segments.update(saved.segments)
-        self._append(conn, np.stack([saved.rids, saved.seg, saved.pos], axis=1), saved.ids)
+        self._append(conn, saved.rids, saved.seg, saved.pos, None)
+        self._ids_saved = saved.ids
         self._alive[: self.n] = saved.alive
         self.version = saved.version
 
@@ -277,18 +284,19 @@ class LiveVectors:
         used = {p[3] for p in pieces if p[2] == "map"}
         self._maps = {k: v for k, v in self._maps.items() if k in used}
 
-    def _append(self, conn: sqlite3.Connection, new: np.ndarray, ids: Sequence[str]) -> None:
-        m = len(new)
+    def _append(self, conn: sqlite3.Connection, rids: np.ndarray, seg_ids: np.ndarray, positions: np.ndarray,
+                ids: Sequence[str] | None) -> None:
+        """Add rows (in rid order) after the last one held; ``ids=None``: the caller fills their ids."""
+        m = len(rids)
         self._grow(self.n + m)
         segments = catalog.segment_files(conn)
         sums = catalog.segment_checksums(conn)
         self._segments.update(segments)
-        seg_ids = new[:, 1]
         bounds = np.concatenate(([0], np.flatnonzero(np.diff(seg_ids)) + 1, [m]))  # runs of one segment
         for a, b in zip(bounds[:-1].tolist(), bounds[1:].tolist()):
             seg_id = int(seg_ids[a])
             file, count = segments[seg_id]
-            pos = new[a:b, 2]
+            pos = positions[a:b]
             consecutive = bool(np.all(np.diff(pos) == 1))
             if consecutive and self._mappable(file, count):
                 if seg_id not in self._maps:
@@ -302,12 +310,13 @@ class LiveVectors:
             else:
                 seg = open_codes(self.root, file, count, self.code_size, checksums.get(codes_file(file)))
             self._to_ram(self.n + a, self.n + b, seg if whole else seg[pos])
-        self._rids[self.n : self.n + m] = new[:, 0]
-        self._ids[self.n : self.n + m] = ids
+        self._rids[self.n : self.n + m] = rids
+        if ids is not None:
+            self._ids[self.n : self.n + m] = ids
         self._alive[self.n : self.n + m] = True
         self._n_alive = None
-        self._seg[self.n : self.n + m] = new[:, 1]
-        self._pos[self.n : self.n + m] = new[:, 2]
+        self._seg[self.n : self.n + m] = seg_ids
+        self._pos[self.n : self.n + m] = positions
         self.n += m
         self._x = None
 

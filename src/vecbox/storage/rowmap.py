@@ -43,7 +43,7 @@ class RowMap:
     seg: np.ndarray  # int64
     pos: np.ndarray  # int64
     alive: np.ndarray  # bool
-    ids: np.ndarray  # object (str)
+    ids: np.ndarray | bytes  # object (str); as loaded, the NUL-joined UTF-8 block (see decode_ids)
     segments: dict[int, tuple[str, int]]  # seg_id -> (file, rows) of the segments the rows are in
 
 
@@ -76,6 +76,15 @@ def save(root: Path, epoch: int, rows: RowMap) -> None:
         pass  # only a speed-up: a handle that cannot write it reads the catalog next time too
 
 
+def decode_ids(block: bytes) -> np.ndarray:
+    """The ids of a saved row map's NUL-joined UTF-8 block, as an object array.
+
+    >>> decode_ids(chr(0).join(["a", "bé"]).encode()).tolist()
+    ['a', 'bé']
+    """
+    return np.array(block.decode().split("\x00"), dtype=object)
+
+
 def load(root: Path, conn: sqlite3.Connection, epoch: int, version: int) -> RowMap | None:
     """The saved row map, if it is intact and agrees with the catalog (read inside the caller's read
     transaction) at ``epoch`` and a version up to ``version``; else ``None``."""
@@ -88,17 +97,17 @@ def load(root: Path, conn: sqlite3.Connection, epoch: int, version: int) -> RowM
             arrays = {name: z[name] for name in _ARRAYS}
     except (OSError, ValueError, KeyError, TypeError, EOFError, zipfile.BadZipFile):
         return None  # absent, damaged (each member's CRC-32 is checked as it is read) or not ours
-    ids = np.array(arrays["ids"].tobytes().decode().split("\x00"), dtype=object)
+    ids = arrays["ids"].tobytes()
     n = meta["n"]
-    if n == 0 or any(len(arrays[k]) != n for k in ("rids", "seg", "pos", "alive")) or len(ids) != n:
+    if n == 0 or any(len(arrays[k]) != n for k in ("rids", "seg", "pos", "alive")) or ids.count(b"\x00") != n - 1:
         return None
     segments = {int(k): (v[0], int(v[1])) for k, v in meta["segments"].items()}
     held = catalog.segment_files(conn)
     if any(held.get(k) != v for k, v in segments.items()):
         return None  # a segment was merged away since: the rows moved
-    if catalog.row_id(conn, int(arrays["rids"][-1])) != ids[-1]:
+    if catalog.row_id(conn, int(arrays["rids"][-1])) != ids[ids.rfind(b"\x00") + 1 :].decode():
         return None  # another catalog (a file copied over) with the same epoch and version
     return RowMap(meta["version"], arrays["rids"], arrays["seg"], arrays["pos"], arrays["alive"], ids, segments)
 
 
-__all__ = ["FILE", "MIN_ROWS", "RowMap", "load", "save"]
+__all__ = ["FILE", "MIN_ROWS", "RowMap", "decode_ids", "load", "save"]
