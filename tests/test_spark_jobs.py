@@ -122,19 +122,22 @@ def test_knn_join_l2_and_k_beyond_corpus(spark):
     assert_same(got, want, atol=1e-4)
 
 
-def test_knn_join_approximate_recall(spark):
+@pytest.mark.parametrize("id_type", ["long", "string"])
+def test_knn_join_approximate_recall(spark, id_type):
     from vecbox.evaluation.metrics import knn_recall
     from vecbox.spark import approximate_recall, knn_join
 
     rng = np.random.default_rng(3)
     x = (rng.normal(size=(20, 16))[rng.integers(0, 20, 600)] + 0.3 * rng.normal(size=(600, 16))).astype(np.float32)
-    df = frame(spark, range(600), x, partitions=2)
+    ids = list(range(600)) if id_type == "long" else [f"row-{i:04d}" for i in rng.permutation(600)]
+    df = frame(spark, ids, x, partitions=2, id_type=id_type)
     approx = knn_join(df, df, k=10, exact=False, exclude_self=True, ef_search=64)
     got = result(approx)
-    want = exact(list(range(600)), x, list(range(600)), x, 10, "cosine", exclude_self=True)
-    recall = knn_recall([[n for n, _, _ in got[i]] for i in range(600)], [[n for n, _ in want[i]] for i in range(600)])
-    assert recall >= 0.95
-    for i in range(600):  # the scores are rescored exactly
+    want = exact(ids, x, ids, x, 10, "cosine", exclude_self=True)
+    recall = knn_recall([[ids.index(n) for n, _, _ in got[i]] for i in ids],
+                        [[ids.index(n) for n, _ in want[i]] for i in ids])
+    assert recall >= 0.95 and set(got) == set(ids)
+    for i in ids:  # the scores are rescored exactly
         exact_score = dict(want[i])
         for n, s, _ in got[i]:
             if n in exact_score:
