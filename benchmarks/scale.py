@@ -145,11 +145,10 @@ def _data(workdir: Path) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
 def phase_build(workdir: Path) -> dict[str, Any]:
     from vecbox import Collection
 
-    x, _, _ = _data(workdir)
     t0 = time.perf_counter()
-    with Collection.create(workdir / "col", dim=x.shape[1], metric="cosine") as col:
-        for start in range(0, len(x), BATCH):
-            col.add([str(i) for i in range(start, min(start + BATCH, len(x)))], np.asarray(x[start:start + BATCH]))
+    with Collection.create(workdir / "col", dim=384, metric="cosine") as col:
+        for start, rows in BIG._blocks(workdir / "x.npy", BATCH):  # plain reads: the source's pages are not our RSS
+            col.add([str(i) for i in range(start, start + len(rows))], rows)
         ingest = time.perf_counter() - t0
         mem_ingest = memory()
         t0 = time.perf_counter()

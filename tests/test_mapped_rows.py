@@ -334,3 +334,25 @@ def test_rows_of_a_mapping_bigger_than_the_limit_are_let_go_after_gathers_and_sc
     assert kept > 20e6 and max(after_gathers, after_scan, after_scan_of_one_map, released) < 2e6  # 2,000 scattered rows mapped most of the file; released: nothing stays
     assert np.array_equal(i, ref_i) and np.array_equal(i1, ref_i) and np.allclose(s, ref_s, rtol=1e-5)
     np.testing.assert_allclose(norms, np.einsum("ij,ij->i", x, x), rtol=1e-5)
+
+
+def test_checksums_read_files_without_mapping_them(tmp_path, rng):
+    import xxhash
+
+    from vecbox._fs import file_checksum, file_checksum_in_blocks
+
+    status = Path("/proc/self/status")
+    if not status.exists():
+        pytest.skip("RSS is read from /proc/self/status (Linux)")
+
+    def rss():
+        line = next(ln for ln in status.read_text().splitlines() if ln.startswith("VmRSS:"))
+        return int(line.split()[1]) * 1024
+
+    data = rng.integers(0, 256, 40 << 20, dtype=np.uint8).tobytes()  # 40 MB, not a multiple of the block
+    path = tmp_path / "f.bin"
+    path.write_bytes(data[:-7])
+    before = rss()
+    got = file_checksum(path), file_checksum_in_blocks(path, block=3 << 20)
+    assert got == (xxhash.xxh3_64_intdigest(data[:-7]),) * 2
+    assert rss() - before < 12 << 20  # one 8 MB buffer, not the file's 40 MB of mapped pages

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import mmap
 import os
 import queue
 import threading
@@ -24,26 +23,30 @@ def fsync_dir(path: Path) -> None:
 def file_checksum(path: Path) -> int:
     """XXH3-64 of a whole file (xxhash: ~10x faster than CRC-32, as strong for damage).
 
-    The file is hashed through a read-only memory map: no copy into Python buffers, and the
-    pages it faults in are the ones a caller memory-mapping the same file reads next.
+    >>> import tempfile; f = Path(tempfile.mkdtemp()) / "f"; _ = f.write_bytes(b"abc")
+    >>> file_checksum(f) == xxhash.xxh3_64_intdigest(b"abc")
+    True
     """
-    with open(path, "rb") as fh:
-        if os.fstat(fh.fileno()).st_size == 0:
-            return xxhash.xxh3_64_intdigest(b"")
-        with mmap.mmap(fh.fileno(), 0, access=mmap.ACCESS_READ) as mm:
-            return xxhash.xxh3_64_intdigest(mm)
+    return file_checksum_in_blocks(path)
 
 
 def file_checksum_in_blocks(path: Path, block: int = 8 << 20) -> int:
-    """:func:`file_checksum` a block at a time, for a background thread: each block's hash holds the
-    GIL for about a millisecond, so searches running meanwhile are not stalled behind a whole file."""
+    """:func:`file_checksum` a block at a time into one reused buffer.
+
+    Plain reads, not a memory map: the pages land in the page cache (where a caller mapping the
+    file next finds them) without being mapped into this process, so checking a 1.8 GB index adds
+    8 MB to RSS, not 1.8 GB. On a background thread each block's hash holds the GIL for about a
+    millisecond, so searches running meanwhile are not stalled behind a whole file.
+    """
     h = xxhash.xxh3_64()
-    with open(path, "rb") as fh:
-        if os.fstat(fh.fileno()).st_size == 0:
-            return h.intdigest()
-        with mmap.mmap(fh.fileno(), 0, access=mmap.ACCESS_READ) as mm, memoryview(mm) as view:
-            for start in range(0, len(view), block):
-                h.update(view[start : start + block])
+    buf = bytearray(block)
+    view = memoryview(buf)
+    with open(path, "rb", buffering=0) as fh:
+        while True:
+            got = fh.readinto(view)
+            if not got:
+                break
+            h.update(view[:got])
     return h.intdigest()
 
 
