@@ -135,7 +135,7 @@ class IndexMethods:
         with self._lock:
             cfg = writes.commit_index(self.path, self._conn, ann)
             if ann is not None and cfg:  # searches read the saved files through memory maps, as any handle
-                ann = AnnIndex.load(self.path / cfg["dir"])  # does: the built index's RAM copy is let go
+                ann = AnnIndex.load(self.path / cfg["dir"], just_saved=True)  # does: the built index's RAM copy is let go
             with self._state:
                 self._executor.set_index(ann, cfg)
 

@@ -382,8 +382,11 @@ class AnnIndex:
         return directory
 
     @classmethod
-    def load(cls, directory: Path) -> "AnnIndex":
+    def load(cls, directory: Path, *, just_saved: bool = False) -> "AnnIndex":
         """Read an index written by :meth:`save`; damaged files raise :class:`CorruptCollectionError`.
+
+        ``just_saved``: the caller's own :meth:`save` wrote and hashed these files a moment ago,
+        so they are not read again to check them (the check is for files that lay on disk).
 
         Nothing big is read: FAISS maps the graph and the vectors in place
         (``IO_FLAG_MMAP_IFC``) and the walk's codes are memory-mapped, so a load costs
@@ -399,6 +402,8 @@ class AnnIndex:
             for name, digest in (meta.get("checksums") or {}).items():  # absent in indexes saved before checksums
                 if name not in (_INDEX_FILE, _RIDS, *_CODES):
                     raise ValueError(f"{name} is not a file of an index")
+                if just_saved:
+                    continue
                 if (directory / name).stat().st_size >= CHECK_LATER_BYTES:
                     pending.append((name, checksum_later(directory / name, digest)))
                 elif file_checksum(directory / name) != digest:
