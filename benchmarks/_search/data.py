@@ -95,9 +95,10 @@ def sentences_dataset(max_n: int | None) -> Dataset | None:
 
 
 def synthetic_blocks(total: int, components: int = 1000, latent: int = 48,
-                     chunk: int = 100_000) -> Iterator[tuple[int, np.ndarray]]:
+                     chunk: int = 100_000, first_block: int = 0) -> Iterator[tuple[int, np.ndarray]]:
     """``(first row, rows)`` of the SYNTHETIC mixture, a block at a time (rows 0..total-1, unit vectors):
-    the same rows as :func:`synthetic_dataset`, for sizes that do not fit in RAM."""
+    the same rows as :func:`synthetic_dataset`, for sizes that do not fit in RAM. ``first_block``
+    draws other rows of the same mixture (e.g. 10**6: queries disjoint from every stored row)."""
     rng = np.random.default_rng([SEED, 2])
     centers = rng.standard_normal((components, DIM), dtype=np.float32)
     w = (rng.standard_normal((latent, DIM), dtype=np.float32) / np.sqrt(latent)).astype(np.float32)
@@ -105,7 +106,7 @@ def synthetic_blocks(total: int, components: int = 1000, latent: int = 48,
     weights /= weights.sum()
     for b, s in enumerate(range(0, total, chunk)):
         e = min(s + chunk, total)
-        r = np.random.default_rng([SEED, 3, b])
+        r = np.random.default_rng([SEED, 3, first_block + b])
         comp = r.choice(components, e - s, p=weights)
         blk = centers[comp] + 1.5 * (r.standard_normal((e - s, latent), dtype=np.float32) @ w)
         blk += 0.5 * r.standard_normal((e - s, DIM), dtype=np.float32)
