@@ -21,6 +21,13 @@ Measured, all in one run:
 Run: ``python benchmarks/run_all.py --only multivector`` (``--quick``: 600 documents,
 60 queries, prints only), or ``python benchmarks/multivector.py --encode-only`` to fill
 the token cache.
+
+``--multivector-model DIR`` runs the same measurements on the token vectors of a model with a
+late-interaction head trained for MaxSim (``vecbox train pairs --loss maxsim``, see
+``benchmarks/train.py --train-maxsim``) instead of MiniLM's untrained last layer:
+``python benchmarks/multivector.py --multivector-model DIR``. Its token cache is keyed by that
+model (name, files, head) and its report goes to its own section, ``multivector-late``, so the
+MiniLM baseline stays in ``multivector``.
 """
 
 from __future__ import annotations
@@ -64,6 +71,8 @@ def token_cache_dir() -> Path:
 
 
 def _cache_key(texts: list[str], tag: str, encoder: Any, kind: str) -> str:
+    # the fingerprint names the model (its path, files and late-interaction head), so two models'
+    # caches never mix; MiniLM's key is what it always was, so its existing cache stays valid
     h = hashlib.sha256(encoder.fingerprint.encode())
     h.update(kind.encode())
     for t in texts:
@@ -123,8 +132,18 @@ def cached_tokens(texts: list[str], tag: str, encoder: Any, kind: str) -> tuple[
     return x, offsets
 
 
-def scifact_tokens(root: Path = SCIFACT, limit: tuple[int, int] | None = None) -> dict[str, Any]:
-    """SciFact test split with its token vectors (cached).
+def model_tag(model: str) -> str:
+    """A short, file-name-safe label of ``model`` for cache files ("" for the bundled MiniLM)."""
+    if model in ("default", "all-MiniLM-L6-v2"):
+        return ""
+    name = "".join(c if c.isalnum() or c in "-_." else "-" for c in Path(model).expanduser().resolve().name)
+    return f"-{name[:40]}"
+
+
+def scifact_tokens(root: Path = SCIFACT, limit: tuple[int, int] | None = None,
+                   model: str = "default") -> dict[str, Any]:
+    """SciFact test split with its token vectors (cached), from ``model`` (MiniLM by default, or a
+    directory with a late-interaction head, whose head then gives the vectors).
 
     ``limit=(n_docs, n_queries)`` keeps the first ones; it slices the full cache when that
     exists and otherwise encodes (and caches) only the subset.
@@ -133,10 +152,11 @@ def scifact_tokens(root: Path = SCIFACT, limit: tuple[int, int] | None = None) -
     from vecbox.evaluation import load_beir
 
     data = load_beir(root, split="test")
-    enc = TokenEncoder(batch_size=32)
+    enc = TokenEncoder(model, batch_size=32)
     doc_ids, doc_texts = data.doc_texts()
     q_ids, q_texts = data.query_texts()
-    qtag, dtag = "scifact-test-queries", "scifact-corpus"
+    tag = model_tag(model)  # readable file names; the key's hash already differs by model
+    qtag, dtag = f"scifact-test-queries{tag}", f"scifact-corpus{tag}"
     if limit is not None and not (is_cached(doc_texts, dtag, enc, "document") and is_cached(q_texts, qtag, enc, "query")):
         doc_ids, doc_texts = doc_ids[: limit[0]], doc_texts[: limit[0]]
         q_ids, q_texts = q_ids[: limit[1]], q_texts[: limit[1]]
@@ -239,7 +259,22 @@ def peer_encoder(cfg: Any, d: int) -> Any:
 def add_arguments(group: argparse._ArgumentGroup) -> None:
     R.add_options(group, "multivector", {
         "latency-queries": (int, "queries timed one at a time for the latency columns (default 60)"),
+        "model": (str, "token vectors of this model instead of MiniLM's: a directory with a late-interaction "
+                       "head (vecbox train pairs --loss maxsim); report in section multivector-late"),
     })
+
+
+def _token_source(model: str, enc: Any, d: int) -> dict[str, str]:
+    """How the report names the token vectors, its section and its figures: MiniLM's or a trained head's."""
+    if model in ("default", "all-MiniLM-L6-v2"):
+        return {"section": "multivector", "img": "multivector", "short": "MiniLM",
+                "what": f"the bundled all-MiniLM-L6-v2 (last layer, L2-normalised, [CLS]/[SEP]/padding dropped, "
+                        f"d = {d})"}
+    head = getattr(enc, "head", None)
+    via = (f"its late-interaction head ({head['in_features']} → {head['out_features']}, trained for MaxSim)"
+           if head else "its last layer (no late-interaction head found)")
+    return {"section": "multivector-late", "img": "multivector_late", "short": "MaxSim-trained",
+            "what": f"`{Path(model).name}` through {via}, L2-normalised, [CLS]/[SEP]/padding dropped, d = {d}"}
 
 
 def main(args: argparse.Namespace) -> None:
@@ -258,7 +293,8 @@ def main(args: argparse.Namespace) -> None:
         return
     R.log("multivector: loading SciFact token vectors (encoding them on the first run)")
     t0 = time.perf_counter()
-    bundle = scifact_tokens(limit=(600, 60) if quick else None)
+    model = R.opt(args, "multivector_model", "default")
+    bundle = scifact_tokens(limit=(600, 60) if quick else None, model=model)
     load_s = time.perf_counter() - t0
     first_encode_s = bundle.get("encode_s")
     dx, do = bundle["docs"]
@@ -270,6 +306,7 @@ def main(args: argparse.Namespace) -> None:
         ds, qs = ds.take(np.arange(600)), qs.take(np.arange(60))
         doc_ids, q_ids = doc_ids[:600], q_ids[:60]
     n_docs, n_q, d = ds.n, qs.n, ds.d
+    source = _token_source(model, bundle["encoder"], d)
     qrels = {q: data.qrels[q] for q in q_ids}
     n_lat = min(n_q, 10 if quick else R.opt(args, "multivector_latency_queries", 60))
     ns = [n for n in NS if n <= n_docs]
@@ -416,7 +453,8 @@ def main(args: argparse.Namespace) -> None:
                          f"{r['enc_s']:.1f}", f"{r['fde_bytes'] / 2**20:,.0f}"])
     peer_present = any(r["t_peer"] for r in results.values())
 
-    title = "Multi-vector retrieval (MUVERA) on SciFact"
+    title = "Multi-vector retrieval (MUVERA) on SciFact" + ("" if source["section"] == "multivector" else
+                                                             ", MaxSim-trained token vectors")
     print_table(f"{title}: FDE candidate recall of the exact-Chamfer top-10", hdr_recall, rows_recall)
     print_table("Single-vector heuristic", ["k' per query token", "candidates (not dedup)", "candidates (dedup)",
                                             "recall of top-10"], rows_sv)
@@ -429,8 +467,9 @@ def main(args: argparse.Namespace) -> None:
     if not getattr(args, "write", False) or quick:
         return
     IMG.mkdir(parents=True, exist_ok=True)
-    _plot_recall(results, sv_counts_d, sv_counts_n, sv_rec, peer_curve, IMG / "multivector_recall.png")
-    _plot_e2e(e2e, ndcg_exact, brute_lat, IMG / "multivector_latency.png")
+    _plot_recall(results, sv_counts_d, sv_counts_n, sv_rec, peer_curve, IMG / f"{source['img']}_recall.png",
+                 source["short"])
+    _plot_e2e(e2e, ndcg_exact, brute_lat, IMG / f"{source['img']}_latency.png")
     best_ratio = (sv90_d / fde90) if (sv90_d and fde90) else None
     nodedup_ratio = (sv90_n / main90) if (sv90_n and main90) else None
     targets = [
@@ -456,8 +495,8 @@ Chamfer / MaxSim, Σ_q max_p ⟨q, p⟩. MUVERA fixed dimensional encodings (FDE
 turn each set into one vector whose inner products approximate Chamfer; the candidates from exact
 MIPS over document FDEs are reranked with exact Chamfer. Data: BEIR SciFact, {n_docs:,} documents
 ({ds.x.shape[0]:,} tokens, {ds.x.shape[0] / n_docs:.0f} per document after truncation to 256 word
-pieces) and {n_q} test queries ({qs.x.shape[0]:,} tokens); token vectors from the bundled
-all-MiniLM-L6-v2 (last layer, L2-normalised, [CLS]/[SEP]/padding dropped, d = {d}), cached on disk
+pieces) and {n_q} test queries ({qs.x.shape[0]:,} tokens); token vectors from
+{source["what"]}, cached on disk
 (`vecbox.encoders.tokens.TokenEncoder`; {_encode_note(load_s, first_encode_s)}). FDE configs
 are (R, k_sim, d_proj) with the AMS inner projection, documents filled, seed {SEED}; the last one
 adds a count-sketch final projection to 10,240 dims. The reference is the exact-Chamfer top-10 of
@@ -473,14 +512,14 @@ every query over all documents.
 
 {md_table(["target", "measured", "verdict"], targets, "lll")}
 
-{_reading(results, sv90_d, sv90_n, ratio90, best_ratio, nodedup_ratio, peer_curve)}
+{_reading(results, sv90_d, sv90_n, ratio90, best_ratio, nodedup_ratio, peer_curve, source["short"])}
 
 ### Recall of the FDE candidate list against the exact-Chamfer top-10
 
 {md_table(hdr_recall, rows_recall)}
 
 "Spearman" is the mean per-query rank correlation between FDE inner products and exact Chamfer
-over all documents. ![FDE recall](img/multivector_recall.png)
+over all documents. ![FDE recall](img/{source["img"]}_recall.png)
 
 ### Candidates needed (mean per query)
 
@@ -500,7 +539,7 @@ Latency is single-threaded (BLAS limited to one thread, as in the paper; on this
 machine OpenBLAS's second thread mostly waits), the median over {n_lat} queries run one at a time (query FDE + exact MIPS over the
 {n_docs:,} document FDEs + exact Chamfer of the candidates, read in place); brute force is exact Chamfer of
 one query against every document token. Batched over all {n_q} queries, brute force takes
-{brute_batch_s:.1f} s. ![latency](img/multivector_latency.png)
+{brute_batch_s:.1f} s. ![latency](img/{source["img"]}_latency.png)
 
 ### Memory and FDE encoding throughput
 
@@ -511,7 +550,7 @@ encodes all {n_docs:,} documents once.
 
 {md_table(["config", "docs/s", "tokens/s", "peer docs/s", "time vs peer", "corpus s", "FDE MiB"], rows_enc)}
 """
-    write_section("multivector", body)
+    write_section(source["section"], body)
 
 
 # --------------------------------------------------------------------------- helpers
@@ -528,7 +567,8 @@ def _single_thread() -> Any:
 
 
 def _reading(results: dict[str, Any], sv90_d: float | None, sv90_n: float | None, ratio90: float | None,
-             best_ratio: float | None, nodedup_ratio: float | None, peer_curve: np.ndarray | None) -> str:
+             best_ratio: float | None, nodedup_ratio: float | None, peer_curve: np.ndarray | None,
+             tokens: str = "MiniLM") -> str:
     """The paragraph that reads the candidate-count comparison (numbers from this run)."""
     n90 = {lb: _fmt_n(r["n90"]) for lb, r in results.items()}
     peer = ""
@@ -540,8 +580,10 @@ def _reading(results: dict[str, Any], sv90_d: float | None, sv90_n: float | None
         f"heuristic's raw count of token hits ({_fmt_f(sv90_n)}), but only {_fmt_x(ratio90)} than its deduplicated "
         f"union ({_fmt_f(sv90_d)}; {_fmt_x(best_ratio)} with the best config). The paper's 2–5× (Table 1, 90% recall: "
         "200 FDE candidates vs 800 deduplicated) was measured with ColBERTv2 token vectors on MS MARCO, which are "
-        "trained for MaxSim; MiniLM's last-layer tokens are not, and the nearest document tokens of a few query "
-        "tokens already find most of the Chamfer top-10. The inner projection width matters most: N for 90% is "
+        + ("trained for MaxSim; MiniLM's last-layer tokens are not, and the nearest document tokens of a few query "
+           "tokens already find most of the Chamfer top-10. " if tokens == "MiniLM" else
+           "trained for MaxSim on far more data than the unsupervised SciFact pairs of this run's head. ")
+        + "The inner projection width matters most: N for 90% is "
         f"{n90.get('(20,5,8)', 'n/a')} / {n90.get('(20,5,16)', 'n/a')} / {n90.get('(20,5,32)', 'n/a')} for d_proj = 8 / 16 / 32 at k_sim = 5, "
         f"while k_sim = 3 / 4 / 5 at d_proj = 8 gives {n90.get('(20,3,8)', 'n/a')} / {n90.get('(20,4,8)', 'n/a')} / "
         f"{n90.get('(20,5,8)', 'n/a')}.{peer} The heuristic is also not cheap: it needs a nearest-neighbour search over all "
@@ -576,7 +618,7 @@ def _peer_version() -> str:
 
 
 def _plot_recall(results: dict[str, Any], sv_d: list[float], sv_n: list[float], sv_r: list[float],
-                 peer_curve: np.ndarray | None, path: Path) -> None:
+                 peer_curve: np.ndarray | None, path: Path, tokens: str = "MiniLM") -> None:
     plt = R.pyplot()
     fig, ax = plt.subplots(figsize=(7, 4.5))
     for label, r in results.items():
@@ -592,7 +634,7 @@ def _plot_recall(results: dict[str, Any], sv_d: list[float], sv_n: list[float], 
     ax.set_ylim(0, 1.01)
     ax.set_xlabel("candidates per query")
     ax.set_ylabel("recall of the exact-Chamfer top-10")
-    ax.set_title("SciFact, MiniLM token vectors")
+    ax.set_title(f"SciFact, {tokens} token vectors")
     ax.legend(fontsize=7, loc="lower right")
     R.save_figure(fig, path, dpi=120)
 
@@ -613,14 +655,15 @@ def _plot_e2e(e2e: list[dict[str, float]], ndcg_exact: float, brute_lat: float, 
 
 
 if __name__ == "__main__":
-    if "--encode-only" in sys.argv:
-        b = scifact_tokens()
+    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("--quick", action="store_true")
+    p.add_argument("--write", action="store_true")
+    p.add_argument("--encode-only", action="store_true", help="fill the token cache and stop")
+    add_arguments(p.add_argument_group("multivector"))
+    a = p.parse_args()
+    if a.encode_only:
+        b = scifact_tokens(model=R.opt(a, "multivector_model", "default"))
         print("docs", b["docs"][0].shape, "queries", b["queries"][0].shape)
     else:
-        p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-        p.add_argument("--quick", action="store_true")
-        p.add_argument("--write", action="store_true")
-        add_arguments(p.add_argument_group("multivector"))
-        a = p.parse_args()
         a.command = "python benchmarks/multivector.py " + " ".join(sys.argv[1:])
         main(a)

@@ -18,6 +18,14 @@ and >= 2DMSE at every ladder size; full size after tuning >= base.
 Run: ``python benchmarks/run_all.py --only train`` (``--quick``: 64 documents, prints only);
 ``python benchmarks/train.py --train-grid`` for both sections (``--quick --train-grid``: a smoke
 run of the grid on 400 documents and 8 steps, prints only).
+
+Late interaction (issue 21, not run yet): ``python benchmarks/train.py --train-maxsim`` runs only this
+step: it trains the MaxSim head (:mod:`vecbox.train.late`, 128-d, ``loss="maxsim"``) on MiniLM with
+the grid's own unsupervised SciFact pairs (same count, seed, batch and step budget unless
+``--train-maxsim-steps`` / ``--train-maxsim-lr`` say otherwise), into the vecbox cache
+(``train-grid/full/maxsim``; resumable like the grid), and prints the MUVERA re-run to do next:
+``python benchmarks/multivector.py --multivector-model <that directory>``. It writes no section:
+the measurement is the multivector benchmark's.
 """
 
 from __future__ import annotations
@@ -47,8 +55,13 @@ def add_arguments(parser: Any) -> None:
         "grid-steps": (int, "grid: steps per loss, the same budget for all (default 150; --quick 8)"),
         "grid-batch": (int, "grid: pairs per step (default 32; --quick 8)"),
         "grid-minutes": (float, "grid: training minutes per model in this run; resume in the next (default none)"),
+        "maxsim-steps": (int, "--train-maxsim: steps (default: the grid's, --train-grid-steps)"),
+        "maxsim-lr": (float, "--train-maxsim: peak learning rate (default 2e-5, the grid's)"),
     })
     parser.add_argument("--train-grid", action="store_true", help="also run the training grid (hours)")
+    parser.add_argument("--train-maxsim", action="store_true",
+                        help="only train the late-interaction (MaxSim) head on the grid's pairs, for "
+                             "benchmarks/multivector.py --multivector-model (the other sections are not run)")
 
 
 def _scifact(n_docs: int) -> tuple[list[str], list[str]]:
@@ -190,21 +203,31 @@ def _ndcg_grid(model: str, docs: tuple[list[str], list[str]], queries: tuple[lis
     return out
 
 
+def _grid_pairs(quick: bool, args: Any, data: Any, doc_ids: list[str]) -> list[Any]:
+    """The grid's unsupervised pairs (title -> body, inverse cloze; seed 0) from the documents ``doc_ids``."""
+    from vecbox.train.pairs import Doc, make_pairs
+
+    n_pairs = R.opt(args, "train_grid_pairs", 64 if quick else 5000)
+    corpus = [Doc(i, data.corpus[i].get("title", ""), data.corpus[i].get("text", "")) for i in doc_ids]
+    return make_pairs(corpus, kinds=("title", "ict"), seed=0, max_pairs=n_pairs)
+
+
+def _grid_root(quick: bool) -> Path:
+    return Path(R.cache_dir()) / "train-grid" / ("quick" if quick else "full")
+
+
 def grid(quick: bool, args: Any) -> dict[str, Any]:
     """Train each loss with the same budget on the same pairs, then score every (layers, dims)."""
     import resource
 
     from vecbox.train.fit import TrainSettings, train
-    from vecbox.train.pairs import Doc, make_pairs
 
-    n_pairs = R.opt(args, "train_grid_pairs", 64 if quick else 5000)
     steps = R.opt(args, "train_grid_steps", 8 if quick else 150)
     batch = R.opt(args, "train_grid_batch", 8 if quick else 32)
     minutes = R.opt(args, "train_grid_minutes", None)
     data, doc_ids, doc_texts, q_ids, q_texts, qrels = _grid_data(quick)
-    corpus = [Doc(i, data.corpus[i].get("title", ""), data.corpus[i].get("text", "")) for i in doc_ids]
-    pairs = make_pairs(corpus, kinds=("title", "ict"), seed=0, max_pairs=n_pairs)
-    root = (Path(R.cache_dir()) / "train-grid" / ("quick" if quick else "full"))
+    pairs = _grid_pairs(quick, args, data, doc_ids)
+    root = _grid_root(quick)
     cache = None if quick else R.cache_dir()
     res: dict[str, Any] = {"n_docs": len(doc_ids), "n_queries": len(q_ids), "n_pairs": len(pairs), "steps": steps,
                            "batch": batch, "models": {}, "train": {}}
@@ -228,6 +251,46 @@ def grid(quick: bool, args: Any) -> dict[str, Any]:
             res["train"][loss] = {"seconds": card["Figures"]["wall time of this call (s)"], "finished": True,
                                   "peak_rss_gib": None, "note": "trained in an earlier run"}
         res["models"][loss] = _ndcg_grid(str(out), (doc_ids, doc_texts), (q_ids, q_texts), qrels, cache)
+    return res
+
+
+def train_maxsim(quick: bool, args: Any) -> dict[str, Any]:
+    """Train the late-interaction head (``loss="maxsim"``, 128-d) on MiniLM with the grid's pairs and budget.
+
+    Not run yet (issue 21). The result feeds ``benchmarks/multivector.py --multivector-model DIR``: the
+    MUVERA target (>= 3x fewer candidates than the single-vector heuristic for 90% recall), missed with
+    MiniLM's untrained token vectors, measured again on MaxSim-trained ones.
+    """
+    import resource
+
+    from vecbox.train.fit import TrainSettings, train
+
+    steps = R.opt(args, "train_maxsim_steps", R.opt(args, "train_grid_steps", 8 if quick else 150))
+    batch = R.opt(args, "train_grid_batch", 8 if quick else 32)
+    data, doc_ids, *_ = _grid_data(quick)
+    pairs = _grid_pairs(quick, args, data, doc_ids)
+    out = _grid_root(quick) / "maxsim"
+    if (out / "vecbox_train.json").is_file():  # trained by an earlier run: never train over it
+        R.log("train-maxsim: already trained; the MUVERA re-run: "
+              f"python benchmarks/multivector.py --multivector-model {out}")
+        return {"out": str(out), "finished": True, "note": "trained in an earlier run"}
+    settings = TrainSettings(loss="maxsim", batch_size=batch, max_steps=steps, seed=0, head_dim=128,
+                             lr=R.opt(args, "train_maxsim_lr", 2e-5), max_seq_length=64 if quick else 128,
+                             checkpoint_every=25)
+    R.log(f"train-maxsim: training the 128-d MaxSim head ({steps} steps of {batch} pairs) into {out}")
+    result = train("default", pairs, out, settings, max_minutes=R.opt(args, "train_grid_minutes", None),
+                   show_progress=True, data=f"SciFact corpus: {len(pairs)} title/inverse-cloze pairs")
+    res = {"out": str(out), "pairs": len(pairs), "steps": result.steps, "total_steps": result.total_steps,
+           "finished": result.finished, "seconds": round(result.seconds, 1),
+           "peak_rss_gib": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 2**20,
+           "first_loss": result.losses[0] if result.losses else None,
+           "last_loss": result.losses[-1] if result.losses else None}
+    print(json.dumps(res, indent=2))
+    if result.finished:
+        R.log("train-maxsim: done; next, the MUVERA re-run: "
+              f"python benchmarks/multivector.py --multivector-model {out}")
+    else:
+        R.log(f"train-maxsim: stopped at step {result.steps}/{result.total_steps}; run again to resume")
     return res
 
 
@@ -290,6 +353,9 @@ def main(args: Any) -> None:
     quick = bool(getattr(args, "quick", False))
     if not (R.SCIFACT / "corpus.jsonl").is_file():
         print(f"train: SciFact not found at {R.SCIFACT}; skipped", file=sys.stderr)
+        return
+    if getattr(args, "train_maxsim", False):  # its own step: trains a model, measures nothing here
+        train_maxsim(quick, args)
         return
     started, monitor = time.time(), R.CpuMonitor()
     write = bool(getattr(args, "write", not quick))

@@ -65,7 +65,9 @@ def train_pairs(
                                               "'positive' (and 'negatives').")],
     out: Annotated[Path, typer.Option(help="Directory of the trained model (checkpoints in OUT/checkpoints).")],
     model: Annotated[str, typer.Option(help="Base model: 'default' or a sentence-transformers path.")] = "default",
-    loss: Annotated[str, typer.Option(help="mnrl, matryoshka, 2dmse or starbucks.")] = "starbucks",
+    loss: Annotated[str, typer.Option(help="mnrl, matryoshka, 2dmse, starbucks, or maxsim (a late-interaction "
+                                           "token head for TokenEncoder / multi-vector collections).")
+                    ] = "starbucks",
     kinds: Annotated[str, typer.Option(help="Pairs made from a corpus: title (title->body), ict (sentence->rest).")
                      ] = "title,ict",
     max_pairs: Annotated[Optional[int], typer.Option(help="Use at most this many pairs (a seeded subset).")] = None,
@@ -77,6 +79,7 @@ def train_pairs(
     ladder: Annotated[Optional[str], typer.Option(help="Starbucks layer:dim pairs, e.g. 1:32,2:64,3:128,6:384 "
                                                        "(default: doubling from 32).")] = None,
     dims: Annotated[Optional[str], typer.Option(help="Matryoshka / 2DMSE widths, e.g. 384,192,96,48.")] = None,
+    head_dim: Annotated[int, typer.Option(help="maxsim: width of the token vectors the head gives.")] = 128,
     seed: Annotated[int, typer.Option(help="Seed of the data order, dropout and sampling.")] = 0,
     checkpoint_every: Annotated[int, typer.Option(help="Steps between checkpoints.")] = 50,
     max_minutes: Annotated[Optional[float], typer.Option(help="Wall-clock budget; run again to resume.")] = None,
@@ -88,7 +91,7 @@ def train_pairs(
     pairs, described = _load_pairs(data, kinds, max_pairs, seed)
     settings = TrainSettings(loss=loss, batch_size=batch_size, epochs=epochs, max_steps=max_steps, lr=lr,
                              max_seq_length=max_seq_length, seed=seed, checkpoint_every=checkpoint_every,
-                             dims=_ints(dims, "--dims"), ladder=_ladder(ladder))
+                             dims=_ints(dims, "--dims"), ladder=_ladder(ladder), head_dim=head_dim)
     result = train(model, pairs, out, settings, max_minutes=max_minutes, data=described, show_progress=not as_json)
     summary = {**result.to_dict(), "pairs": len(pairs), "data": described}
     summary["last_loss"] = result.losses[-1] if result.losses else None
@@ -97,8 +100,10 @@ def train_pairs(
     def render() -> str:
         state = "done" if result.finished else f"stopped at step {result.steps} (time budget); run again to resume"
         resumed = f", resumed from step {result.resumed_from}" if result.resumed_from else ""
+        late = (f" ({head_dim}-d token vectors: TokenEncoder({str(out)!r}))"
+                if loss == "maxsim" and result.finished else "")
         return (f"[bold]{loss}[/] on {described}: {result.steps}/{result.total_steps} steps in "
-                f"{result.seconds:.0f} s{resumed} - {state}; model in {out}")
+                f"{result.seconds:.0f} s{resumed} - {state}; model in {out}{late}")
 
     emit(summary, as_json, render)
 

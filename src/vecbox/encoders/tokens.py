@@ -11,19 +11,67 @@ padding and the special tokens the tokenizer adds ([CLS]/[SEP]/[PAD], <s>/</s>/<
 are dropped, so a text of t word pieces yields t vectors (after truncation to the
 model's ``max_seq_length``). [UNK] pieces stand for real input and are kept. An empty
 text yields no vectors (``offsets[i] == offsets[i + 1]``).
+
+A model with a *late-interaction head* (:mod:`vecbox.train.late`: a sentence-transformers ``Dense``
+that reads ``token_embeddings``, listed in the directory's ``modules.json``) gets its token vectors
+through the head: ``normalize(H @ W.T)`` instead of ``normalize(H)``, ``head_dim`` wide. The head is
+found from the directory's files, without loading weights, so ``dim`` and the cache key are known
+before the model is; the head's width and file are part of :attr:`TokenEncoder.fingerprint`.
 """
 
 from __future__ import annotations
 
+import json
 from collections.abc import Callable, Sequence
 from pathlib import Path
-from typing import Literal
+from typing import Any, Literal
 
 import numpy as np
 
 from vecbox.encoders._model import DEFAULT_MODEL, SentenceModel, model_fingerprint
 from vecbox.encoders.cache import TokenCache
 from vecbox.errors import InvalidInputError
+
+HEAD_INPUT = "token_embeddings"  # a Dense reading this key (not the pooled sentence_embedding) is a token head
+
+
+def special_token_ids(tokenizer: Any) -> np.ndarray:
+    """Token ids that carry no text: the tokenizer's CLS/SEP/PAD/BOS/EOS (not UNK, not MASK).
+
+    Shared with :mod:`vecbox.train.late`, so training masks exactly the tokens encoding drops.
+
+    >>> class Tok: cls_token_id, sep_token_id, pad_token_id = 101, 102, 0
+    >>> special_token_ids(Tok()).tolist()
+    [0, 101, 102]
+    """
+    ids = {getattr(tokenizer, f"{name}_token_id", None) for name in ("cls", "sep", "pad", "bos", "eos")}
+    return np.array(sorted(i for i in ids if i is not None), dtype=np.int64)
+
+
+def late_head(model_dir: Path) -> dict[str, Any] | None:
+    """The late-interaction head of a sentence-transformers directory, read from its files (no weights
+    loaded): ``{"index", "path", "in_features", "out_features", "output", ...}``, or ``None``.
+
+    The head is the first module of ``modules.json`` whose type is a ``Dense`` (sentence-transformers'
+    or PyLate's) and whose ``config.json`` reads ``token_embeddings``.
+
+    >>> late_head(Path(tmp)) is None   # no modules.json: no head
+    True
+    """
+    modules = Path(model_dir) / "modules.json"
+    if not modules.is_file():
+        return None
+    for entry in json.loads(modules.read_text(encoding="utf-8")):
+        if str(entry.get("type", "")).rsplit(".", 1)[-1] != "Dense":
+            continue
+        cfg_file = Path(model_dir) / entry.get("path", "") / "config.json"
+        if not cfg_file.is_file():
+            continue
+        cfg = json.loads(cfg_file.read_text(encoding="utf-8"))
+        if cfg.get("module_input_name") == HEAD_INPUT:
+            return {**cfg, "index": int(entry["idx"]), "path": entry.get("path", ""),
+                    "output": cfg.get("module_output_name") or HEAD_INPUT}
+    return None
 
 
 class TokenEncoder(SentenceModel):
@@ -33,6 +81,8 @@ class TokenEncoder(SentenceModel):
     ----------
     model : str
         ``"default"`` (bundled all-MiniLM-L6-v2) or a local sentence-transformers model directory.
+        A directory with a late-interaction head (trained by ``vecbox train pairs --loss maxsim``)
+        gives the head's vectors (128-d by default) instead of the transformer's states.
     batch_size : int
         Texts per forward pass (texts are length-sorted first, so padding is small).
     normalize : bool
@@ -76,14 +126,17 @@ class TokenEncoder(SentenceModel):
         if self._ref_dims is not None:
             raise InvalidInputError(f"model {model!r} sets dims, which applies to pooled vectors; token vectors "
                                     "keep the transformer's width - drop the dims part")
+        self.head = late_head(self.model_dir) if self.base_name != DEFAULT_MODEL else None
 
     # ------------------------------------------------------------------ model
 
     @property
     def dim(self) -> int:
-        """Width of the token vectors (the transformer's hidden size)."""
+        """Width of the token vectors: the late-interaction head's, else the transformer's hidden size."""
         if self._dim is None:
-            if self.base_name == DEFAULT_MODEL:
+            if self.head is not None:
+                self._dim = int(self.head["out_features"])  # known without loading the weights
+            elif self.base_name == DEFAULT_MODEL:
                 self._dim = 384
             else:
                 self._dim = int(self.model[0].auto_model.config.hidden_size)
@@ -91,15 +144,15 @@ class TokenEncoder(SentenceModel):
 
     @property
     def fingerprint(self) -> str:
-        """Identifies the model's weights and the token policy, for cache keys."""
+        """Identifies the model's weights and the token policy (the head included), for cache keys."""
         policy = "tokens:last-layer:l2:drop-special" if self.normalize else "tokens:last-layer:raw:drop-special"
+        if self.head is not None:  # models without a head keep their old keys (and their caches)
+            policy += f":head={self.head['path']}:{self.head['in_features']}->{self.head['out_features']}"
         return model_fingerprint(self.name, self.model_dir, policy)
 
     def special_ids(self) -> np.ndarray:
         """Token ids that are dropped: the tokenizer's CLS/SEP/PAD/BOS/EOS (not UNK, not MASK)."""
-        tok = self.model.tokenizer
-        ids = {getattr(tok, f"{name}_token_id", None) for name in ("cls", "sep", "pad", "bos", "eos")}
-        return np.array(sorted(i for i in ids if i is not None), dtype=np.int64)
+        return special_token_ids(self.model.tokenizer)
 
     # ------------------------------------------------------------------ encode
     def encode(
@@ -166,7 +219,11 @@ class TokenEncoder(SentenceModel):
         features = {k: (v.to(model.device) if isinstance(v, torch.Tensor) else v) for k, v in features.items()}
         with torch.inference_mode():
             out = model[0](features)  # the transformer module: last hidden state, before pooling
-        emb = out["token_embeddings"].float().cpu().numpy()
+            key = "token_embeddings"
+            if self.head is not None:  # the late-interaction head: a per-token linear map of those states
+                out = model[self.head["index"]](out)
+                key = self.head["output"]
+        emb = out[key].float().cpu().numpy()
         ids = features["input_ids"].cpu().numpy()
         keep = features["attention_mask"].cpu().numpy().astype(bool) & ~np.isin(ids, special)
         counts = keep.sum(axis=1)
@@ -177,7 +234,8 @@ class TokenEncoder(SentenceModel):
         return [np.ascontiguousarray(rows[bounds[j] : bounds[j + 1]]) for j in range(len(batch))]
 
     def __repr__(self) -> str:
-        return f"TokenEncoder({self.name!r}, batch_size={self.batch_size}, normalize={self.normalize})"
+        head = "" if self.head is None else f", head={self.head['in_features']}->{self.head['out_features']}"
+        return f"TokenEncoder({self.name!r}, batch_size={self.batch_size}, normalize={self.normalize}{head})"
 
 
-__all__ = ["TokenEncoder", "TokenCache"]
+__all__ = ["HEAD_INPUT", "TokenEncoder", "TokenCache", "late_head", "special_token_ids"]

@@ -29,8 +29,9 @@ def write_card(directory: str | Path, *, title: str, sections: Mapping[str, Mapp
 
     The card replaces the one sentence-transformers writes; the model loads as before
     (``SentenceTransformer(directory)``, ``TextEncoder(directory)``, ``Collection.create(model=directory)``).
-    It records the SHA-256 of ``model.safetensors``, which also keys the encoders' caches
-    (:func:`vecbox.encoders._model.model_fingerprint`).
+    It records the SHA-256 of ``model.safetensors`` and of any module's own weights (a late-interaction
+    head's ``1_Dense/model.safetensors``); the card's JSON also keys the encoders' caches
+    (:func:`vecbox.encoders._model.model_fingerprint`), so new weights never reuse old cached vectors.
     """
     directory = Path(directory)
     directory.mkdir(parents=True, exist_ok=True)
@@ -43,13 +44,14 @@ def write_card(directory: str | Path, *, title: str, sections: Mapping[str, Mapp
             lines += [body, ""]
         else:
             lines += ["| | |", "| :--- | :--- |"] + [f"| {k} | {_cell(v)} |" for k, v in body.items()] + [""]
-    weights = directory / "model.safetensors"
-    digest = hashlib.sha256(weights.read_bytes()).hexdigest() if weights.is_file() else None
-    if digest:
-        lines += [f"Weights: `model.safetensors`, SHA-256 `{digest}`.", ""]
+    weights = {f.relative_to(directory).as_posix(): hashlib.sha256(f.read_bytes()).hexdigest()
+               for f in sorted(directory.rglob("*.safetensors")) if "checkpoints" not in f.relative_to(directory).parts}
+    digest = weights.get("model.safetensors")
+    if weights:
+        lines += ["Weights: " + "; ".join(f"`{name}`, SHA-256 `{sha}`" for name, sha in weights.items()) + ".", ""]
     path = directory / "README.md"
     path.write_text("\n".join(lines), encoding="utf-8")
-    facts = {"title": title, "created": created, "weights_sha256": digest, **sections}
+    facts = {"title": title, "created": created, "weights_sha256": digest, "weights": weights, **sections}
     (directory / CARD_FILE).write_text(json.dumps(facts, indent=2, default=str), encoding="utf-8")
     return path
 

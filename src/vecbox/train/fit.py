@@ -15,6 +15,8 @@ again with the same ``OUT``, model, pairs and settings, and refuses one of anoth
 The finished model is a sentence-transformers directory (``model.safetensors``, modules,
 tokenizer) with a model card (``README.md``, ``vecbox_train.json``): data, loss, ladder, steps,
 losses, wall time. Load it with ``TextEncoder(OUT)`` or ``Collection.create(..., model=OUT)``.
+With ``loss="maxsim"`` it also holds the late-interaction head (``1_Dense/``,
+:mod:`vecbox.train.late`), which ``TokenEncoder(OUT)`` applies to its token vectors.
 
 >>> from vecbox.train.tiny import make_tiny_model
 >>> from vecbox.train.pairs import Pair
@@ -70,11 +72,12 @@ class TrainSettings:
     ladder: tuple[tuple[int, int], ...] | None = None  # Starbucks (layer, dim) pairs
     kl_temperature: float = 0.3
     scale: float = 20.0
+    head_dim: int = 128  # "maxsim": width of the late-interaction head (ColBERT's 128)
 
     def check(self) -> None:
         if self.loss not in LOSSES:
             raise InvalidInputError(f"loss must be one of {', '.join(LOSSES)}; got {self.loss!r}")
-        for name in ("batch_size", "epochs", "max_seq_length", "checkpoint_every"):
+        for name in ("batch_size", "epochs", "max_seq_length", "checkpoint_every", "head_dim"):
             value = getattr(self, name)
             if not isinstance(value, int) or value < 1:
                 raise InvalidInputError(f"{name} must be a positive integer; got {value!r}")
@@ -124,9 +127,18 @@ def _lr_factor(step: int, total: int, warmup: float) -> float:
     return max(0.0, (total - step + 1) / max(1, total - w))
 
 
+def _recipe(settings: TrainSettings) -> dict[str, Any]:
+    """The settings that shape a run: ``head_dim`` only for ``"maxsim"``, so runs of the other losses keep
+    the fingerprint (and the checkpoints) they had before the field existed."""
+    out = asdict(settings)
+    if settings.loss != "maxsim":
+        del out["head_dim"]
+    return out
+
+
 def _fingerprint(model: str, pairs: Sequence[Pair], settings: TrainSettings) -> str:
     h = hashlib.sha256(model.encode())
-    h.update(json.dumps(asdict(settings), sort_keys=True).encode())
+    h.update(json.dumps(_recipe(settings), sort_keys=True).encode())
     for p in pairs:
         h.update(json.dumps([p.anchor, p.positive, list(p.negatives)]).encode())
     return h.hexdigest()[:16]
@@ -218,8 +230,9 @@ def train(model: str | Path, pairs: Sequence[Pair], out: str | Path, settings: T
     inference_length = st.max_seq_length  # training truncates harder (cost); the written model keeps its own
     st.max_seq_length = settings.max_seq_length
     st.train()
+    # "maxsim" attaches its head to st here, before the optimiser and any checkpoint see the parameters
     loss_fn = make_loss(settings.loss, st, dims=settings.dims, ladder=settings.ladder, scale=settings.scale,
-                        kl_temperature=settings.kl_temperature)
+                        kl_temperature=settings.kl_temperature, head_dim=settings.head_dim, seed=settings.seed)
     params = [p for p in st.parameters() if p.requires_grad]
     decay = [p for p in params if p.ndim >= 2]
     no_decay = [p for p in params if p.ndim < 2]  # biases and LayerNorm weights, as usual
@@ -265,7 +278,7 @@ def train(model: str | Path, pairs: Sequence[Pair], out: str | Path, settings: T
             if step < total and (step % settings.checkpoint_every == 0 or out_of_time):
                 _save_checkpoint(ckpt_dir, step, st, opt, ordered,
                                  {"step": step, "losses": losses, "fingerprint": fingerprint,
-                                  "settings": asdict(settings)})
+                                  "settings": _recipe(settings)})
             if out_of_time and step < total:
                 return TrainResult(out, step, total, False, resumed, time.perf_counter() - t0, losses)
     finally:
@@ -279,7 +292,7 @@ def train(model: str | Path, pairs: Sequence[Pair], out: str | Path, settings: T
     shutil.rmtree(ckpt_dir, ignore_errors=True)
     n_layers, dim = model_shape(st)
     recipe: dict[str, Any] = {"base model": name, "loss": settings.loss, "steps": total, "pairs": len(pairs),
-                              "hard negatives per pair": n_neg, **asdict(settings)}
+                              "hard negatives per pair": n_neg, **_recipe(settings)}
     if settings.loss == "starbucks":
         recipe["ladder"] = [list(p) for p in (settings.ladder or default_ladder(n_layers, dim))]
     figures = {"first loss": losses[0] if losses else None,
@@ -287,8 +300,16 @@ def train(model: str | Path, pairs: Sequence[Pair], out: str | Path, settings: T
                "wall time of this call (s)": round(seconds, 1), "resumed from step": resumed}
     use = ("Elastic: `TextEncoder(PATH, layers=l, dims=d)` for each (l, d) of the ladder."
            if settings.loss in ("starbucks", "2dmse") else "`TextEncoder(PATH)`")
-    write_card(out, title="Fine-tuned by vecbox.train", sections={"Data": data or f"{len(pairs)} pairs",
-                                                                  "Training": recipe, "Figures": figures, "Use": use})
+    sections: dict[str, Any] = {"Data": data or f"{len(pairs)} pairs", "Training": recipe, "Figures": figures}
+    if settings.loss == "maxsim":
+        from vecbox.train.late import late_head_card
+
+        sections["Late-interaction head"] = late_head_card(st, out)
+        use = (f"Late interaction: `TokenEncoder(PATH)` gives {settings.head_dim}-d token vectors through the head; "
+               f"`Collection.create(DIR, model=PATH, multivector=FDEConfig(...), token_dim={settings.head_dim})` "
+               "then `add_texts` / `search_text`. `TextEncoder(PATH)` still gives the transformer's pooled vectors.")
+    sections["Use"] = use
+    write_card(out, title="Fine-tuned by vecbox.train", sections=sections)
     return TrainResult(out, total, total, True, resumed, seconds, losses)
 
 

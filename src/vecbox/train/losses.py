@@ -8,7 +8,9 @@
 - ``"2dmse"``: its ``Matryoshka2dLoss`` around MNRL (2D Matryoshka, as the 2DMSE paper: one random
   prior layer and one random dimension per step, plus the last layer, with a KL term);
 - ``"starbucks"``: :class:`StarbucksLoss` around MNRL: a fixed ladder of (layer, dim) pairs, every
-  pair every step, each with a KL term to the full model (Starbucks, Zhuang et al. 2024).
+  pair every step, each with a KL term to the full model (Starbucks, Zhuang et al. 2024);
+- ``"maxsim"``: late interaction, :class:`~vecbox.train.late.MaxSimLoss`: a ``head_dim``-wide token head
+  (attached to the model) trained with in-batch negatives on ColBERT MaxSim scores.
 
 The default ladder (:func:`default_ladder`) doubles the width with each layer from 32, capped at
 the model's width: for all-MiniLM-L6-v2 (6 layers, 384-d) it is
@@ -29,7 +31,7 @@ torch = require("torch", "text", "vecbox.train")
 from torch import nn  # noqa: E402
 from torch.nn import functional as F  # noqa: E402
 
-LOSSES = ("mnrl", "matryoshka", "2dmse", "starbucks")
+LOSSES = ("mnrl", "matryoshka", "2dmse", "starbucks", "maxsim")
 
 
 def default_ladder(n_layers: int, dim: int) -> tuple[tuple[int, int], ...]:
@@ -156,15 +158,22 @@ class StarbucksLoss(nn.Module):
 
 
 def make_loss(name: str, model: Any, *, dims: Sequence[int] | None = None,
-              ladder: Iterable[Sequence[int]] | None = None, scale: float = 20.0, kl_temperature: float = 0.3) -> Any:
-    """The training loss ``name`` (one of :data:`LOSSES`) for ``model``, around MNRL.
+              ladder: Iterable[Sequence[int]] | None = None, scale: float = 20.0, kl_temperature: float = 0.3,
+              head_dim: int = 128, seed: int = 0) -> Any:
+    """The training loss ``name`` (one of :data:`LOSSES`) for ``model``, around MNRL (``"maxsim"``: its own).
 
     ``dims``: the Matryoshka widths (``"matryoshka"``, ``"2dmse"``; default :func:`default_dims`);
     ``ladder``: the Starbucks (layer, dim) pairs (default :func:`default_ladder`); ``scale``: MNRL's
-    inverse temperature; ``kl_temperature``: the 2DMSE / Starbucks KL term (0 disables it).
+    inverse temperature (MaxSim's too, per query token); ``kl_temperature``: the 2DMSE / Starbucks KL
+    term (0 disables it); ``head_dim``, ``seed``: width and initialisation of the late-interaction head
+    ``"maxsim"`` attaches to ``model`` (one it already has is kept).
     """
     if name not in LOSSES:
         raise InvalidInputError(f"loss must be one of {', '.join(LOSSES)}; got {name!r}")
+    if name == "maxsim":
+        from vecbox.train.late import MaxSimLoss
+
+        return MaxSimLoss(model, scale=scale, head_dim=head_dim, seed=seed)
     from sentence_transformers.sentence_transformer import losses as st_losses
 
     base = st_losses.MultipleNegativesRankingLoss(model, scale=scale)
