@@ -53,7 +53,7 @@ def make_tiny_model(path: str | Path, *, layers: int = 4, hidden: int = 32, head
     raw.mkdir(parents=True, exist_ok=True)
     vocab = raw / "vocab.txt"
     vocab.write_text("\n".join(dict.fromkeys(_SPECIAL + _WORDS + _PIECES)) + "\n", encoding="utf-8")
-    tokenizer = BertTokenizerFast(vocab_file=str(vocab), do_lower_case=True)
+    tokenizer = BertTokenizerFast(vocab=str(vocab), do_lower_case=True)  # vocab_file= is ignored by transformers 5
     config = BertConfig(vocab_size=tokenizer.vocab_size, hidden_size=hidden, num_hidden_layers=layers,
                         num_attention_heads=heads, intermediate_size=2 * hidden, max_position_embeddings=128)
     torch.manual_seed(seed)
