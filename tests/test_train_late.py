@@ -299,8 +299,8 @@ def test_a_multivector_collection_on_the_trained_head(trained, tmp_path):
     from vecbox.multivector import FDEConfig
 
     docs = [p.positive for p in TOY]
-    col = Collection.create(tmp_path / "c", model=str(trained), multivector=FDEConfig(10, 3, 16, seed=1),
-                            token_dim=128)
+    col = Collection.create(tmp_path / "c", model=str(trained), multivector=FDEConfig(10, 3, 16, seed=1))
+    # token_dim is taken from the model's token encoder: the head's 128, not the pooled width
     col.add_texts(docs, ids=[str(i) for i in range(len(docs))])
     assert col.count() == len(docs) and col.info()["multivector"]["token_dim"] == 128
     enc = TokenEncoder(str(trained))

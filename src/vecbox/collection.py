@@ -173,6 +173,8 @@ class Collection(IndexMethods, TextMethods, HybridMethods, OperationsMethods):
 
             if not isinstance(multivector, FDEConfig):
                 raise InvalidInputError(f"multivector must be an FDEConfig; got {type(multivector).__name__}")
+            if token_dim is None and encoder is not None:  # a late-interaction head makes tokens narrower
+                token_dim = encoder.token_encoder().dim
             token_dim = v.check_positive_int(token_dim if token_dim is not None else dim, "token_dim")
             mv_cfg = {"fde": multivector.to_dict(), "token_dim": token_dim}
             dim, metric = multivector.output_dim(token_dim), "dot"
