@@ -267,6 +267,9 @@ def big(n: int, skip: set[str], keep_dir: str | None = None) -> dict[str, Any]:
                   f"{BIG.N_QUERIES:,} queries")
             BIG.generate(workdir, n)
             meta.write_text(json.dumps(res))
+        for earlier in sorted(workdir.glob("earlier-*")):  # results of an earlier vecbox run on the same rows
+            run = {k: json.loads((earlier / f"big_{k}.json").read_text()) for k in ("vecbox", "query")}
+            res.setdefault("earlier", {})[(earlier / "label.txt").read_text().strip()] = run
         res["vecbox"] = step("big_vecbox", "vecbox ingest + build_index('ivf', memory_budget) in a new process")
         res["query"] = step("big_query", "vecbox new process: first search, 1,000 queries")
         if "lance" not in skip and res["query"] is not None:
