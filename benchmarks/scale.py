@@ -54,6 +54,7 @@ def add_arguments(p: Any) -> None:
         "big": (lambda s: int(float(s)), "also run the bigger-than-RAM part at this many rows (e.g. 1e7; hours)"),
         "big-skip": (str, "comma-separated steps of the big part to skip: lance; all (report only)"),
         "big-dir": (str, "keep the big part's files here, and resume from the steps already done"),
+        "big-redo": (str, "steps to run again though done: lance (a wider grid on the table already built)"),
     })
     p.add_argument("--scale-phase", default=None, help=argparse.SUPPRESS)  # internal: one step in its own process
     p.add_argument("--scale-dir", default=None, help=argparse.SUPPRESS)
@@ -239,18 +240,19 @@ PHASES = {"build": phase_build, "cold_ann": phase_cold_ann, "cold_exact": phase_
           **BIG.PHASES}
 
 
-def big(n: int, skip: set[str], keep_dir: str | None = None) -> dict[str, Any]:
+def big(n: int, skip: set[str], keep_dir: str | None = None, redo: frozenset[str] = frozenset()) -> dict[str, Any]:
     """The bigger-than-RAM part (see benchmarks/_scale_big.py): vecbox, then LanceDB, on ``n`` rows.
 
     With ``keep_dir`` the files stay there, and a step whose result is already there is not run
-    again (a run stopped midway resumes; ``--scale-big-skip all`` only reports what is there).
+    again (a run stopped midway resumes; ``--scale-big-skip all`` only reports what is there) unless
+    named in ``redo`` (``lance``: LanceDB's step goes on with a wider grid on the table it built).
     """
     workdir = Path(keep_dir) if keep_dir else Path(tempfile.mkdtemp(prefix="vecbox-bench-scale-big-"))
     workdir.mkdir(parents=True, exist_ok=True)
 
     def step(name: str, what: str, timeout: float | None = None) -> dict[str, Any] | None:
         done = workdir / f"{name}.json"
-        if done.exists():
+        if done.exists() and name.removeprefix("big_") not in redo:
             return json.loads(done.read_text())
         if "all" in skip:
             return None
@@ -389,7 +391,8 @@ def main(args: argparse.Namespace) -> dict[str, Any]:
     n_big = R.opt(args, "scale_big", None)
     if n_big:
         big_skip = {s.strip() for s in str(R.opt(args, "scale_big_skip", "") or "").split(",") if s.strip()}
-        res["big"] = big(int(n_big), big_skip, R.opt(args, "scale_big_dir", None))
+        redo = frozenset(s.strip() for s in str(R.opt(args, "scale_big_redo", "") or "").split(",") if s.strip())
+        res["big"] = big(int(n_big), big_skip, R.opt(args, "scale_big_dir", None), redo)
     (Path(tempfile.gettempdir()) / "vecbox-bench-scale.json").write_text(json.dumps(res, indent=1, default=str))
     report(res, getattr(args, "command", None), started, write=getattr(args, "write", not quick))
     return res
