@@ -250,13 +250,14 @@ def big(n: int, skip: set[str], keep_dir: str | None = None, redo: frozenset[str
     workdir = Path(keep_dir) if keep_dir else Path(tempfile.mkdtemp(prefix="vecbox-bench-scale-big-"))
     workdir.mkdir(parents=True, exist_ok=True)
 
-    def step(name: str, what: str, timeout: float | None = None) -> dict[str, Any] | None:
+    def step(name: str, what: str, timeout: float | None = None, cold: bool = True) -> dict[str, Any] | None:
         done = workdir / f"{name}.json"
         if done.exists() and name.removeprefix("big_") not in redo:
             return json.loads(done.read_text())
         if "all" in skip:
             return None
-        _drop_caches()
+        if cold:
+            _drop_caches()
         R.log(f"scale: {what}")
         return _phase(name, workdir, timeout)
 
@@ -274,6 +275,8 @@ def big(n: int, skip: set[str], keep_dir: str | None = None, redo: frozenset[str
             res.setdefault("earlier", {})[(earlier / "label.txt").read_text().strip()] = run
         res["vecbox"] = step("big_vecbox", "vecbox ingest + build_index('ivf', memory_budget) in a new process")
         res["query"] = step("big_query", "vecbox new process: first search, 1,000 queries")
+        res["query_warm"] = step("big_query_warm", "the same, a new process with the files in the page cache",
+                                 cold=False)
         if "lance" not in skip and res["query"] is not None:
             shutil.rmtree(workdir / "col", ignore_errors=True)  # room on disk for LanceDB's copy
             try:
