@@ -31,6 +31,7 @@ LANCE_GRID_MORE = ((384, 40), (512, 40), (768, 40), (1024, 40))  # a second run'
 
 
 def memory() -> dict[str, float]:
+    """MB resident now (VmRSS; anonymous, file-backed) and the peak (VmHWM), from /proc/self/status."""
     out: dict[str, float] = {}
     for line in Path("/proc/self/status").read_text().splitlines():
         key, _, value = line.partition(":")
@@ -98,13 +99,14 @@ def phase_vecbox(workdir: Path) -> dict[str, Any]:
             "disk_mb": R.dir_bytes(workdir / "col") / 2**20}
 
 
-def phase_query(workdir: Path) -> dict[str, Any]:
+def time_queries(path: Path, q: np.ndarray, truth: np.ndarray) -> dict[str, Any]:
+    """Open the collection at ``path`` in this (new) process: seconds to the first answer, then the
+    queries one at a time and as one batch (QPS), their recall@10 against ``truth``, and the plan."""
     from vecbox import Collection
     from vecbox.evaluation.metrics import knn_recall
 
-    q, truth = np.load(workdir / "q.npy"), np.load(workdir / "truth.npy")
     t0 = time.perf_counter()
-    col = Collection.open(workdir / "col")
+    col = Collection.open(path)
     first = col.search(q[0], k=K)
     cold = time.perf_counter() - t0
     assert len(first) == K
@@ -115,8 +117,12 @@ def phase_query(workdir: Path) -> dict[str, Any]:
     col.search_batch(q, k=K)
     batch = time.perf_counter() - t0
     return {"first_s": cold, "qps_single": len(q) / single, "qps_batch": len(q) / batch,
-            "recall": float(knn_recall(np.array(got), truth, K)), "memory": memory(), "resident_mb": resident_by_kind(),
-            "plan": col.search(q[0], k=K, explain=True).plan.path}
+            "recall": float(knn_recall(np.array(got), truth, K)), "plan": col.search(q[0], k=K, explain=True).plan.path}
+
+
+def phase_query(workdir: Path) -> dict[str, Any]:
+    res = time_queries(workdir / "col", np.load(workdir / "q.npy"), np.load(workdir / "truth.npy"))
+    return {**res, "memory": memory(), "resident_mb": resident_by_kind()}
 
 
 def resident_by_kind() -> dict[str, float]:

@@ -61,14 +61,7 @@ def add_arguments(p: Any) -> None:
 
 
 # ----------------------------------------------------------------------------- memory of this process
-def memory() -> dict[str, float]:
-    """MB resident now (anonymous, file-backed), and the peak (VmHWM), from /proc/self/status."""
-    out: dict[str, float] = {}
-    for line in Path("/proc/self/status").read_text().splitlines():
-        key, _, value = line.partition(":")
-        if key in ("VmHWM", "VmRSS", "RssAnon", "RssFile"):
-            out[key] = int(value.split()[0]) / 1024
-    return out
+memory = BIG.memory  # MB resident now (anonymous, file-backed) and the peak (VmHWM), from /proc/self/status
 
 
 def _drop_caches() -> bool:
@@ -161,25 +154,10 @@ def phase_build(workdir: Path) -> dict[str, Any]:
 
 
 def phase_cold_ann(workdir: Path) -> dict[str, Any]:
-    from vecbox import Collection
-    from vecbox.evaluation.metrics import knn_recall
-
     _, q, truth = _data(workdir)
     before = memory()
-    t0 = time.perf_counter()
-    col = Collection.open(workdir / "col")
-    first = col.search(q[0], k=K)
-    cold = time.perf_counter() - t0
-    assert len(first) == K
-    t0 = time.perf_counter()
-    got = [[int(h.id) for h in col.search(v, k=K)] for v in q]
-    single = time.perf_counter() - t0
-    t0 = time.perf_counter()
-    col.search_batch(q, k=K)
-    batch = time.perf_counter() - t0
-    return {"cold_first_s": cold, "qps_single": len(q) / single, "qps_batch": len(q) / batch,
-            "recall": float(knn_recall(np.array(got), truth, K)), "memory_before": before, "memory_after": memory(),
-            "plan": col.search(q[0], k=K, explain=True).plan.path}
+    res = BIG.time_queries(workdir / "col", q, truth)
+    return {**res, "cold_first_s": res.pop("first_s"), "memory_before": before, "memory_after": memory()}
 
 
 def phase_cold_exact(workdir: Path) -> dict[str, Any]:
@@ -238,6 +216,43 @@ def phase_faiss(workdir: Path) -> dict[str, Any]:
 PHASES = {"build": phase_build, "cold_ann": phase_cold_ann, "cold_exact": phase_cold_exact, "faiss": phase_faiss,
           "warm_ann": phase_cold_ann, "warm_exact": phase_cold_exact,  # warm_*: a new process, files in the page cache
           **BIG.PHASES}
+
+
+def synthetic(n: int, skip: set[str], ef: int | None) -> dict[str, Any]:
+    from _search.data import synthetic_dataset
+
+    from vecbox.index.flat import exact_topk
+
+    workdir = Path(tempfile.mkdtemp(prefix="vecbox-bench-scale-"))
+    try:
+        R.log(f"scale: generating {n:,} x 384 SYNTHETIC vectors and {N_QUERIES:,} queries")
+        ds = synthetic_dataset(n, N_QUERIES)
+        np.save(workdir / "x.npy", ds.x)
+        np.save(workdir / "q.npy", ds.q)
+        R.log("scale: exact top-10 of the queries")
+        _, truth = exact_topk(ds.x, ds.q, K, "dot")
+        np.save(workdir / "truth.npy", truth)
+        del ds
+        R.trim_memory()
+        res: dict[str, Any] = {"n": n, "fixed_ef": ef}
+        (workdir / "config.json").write_text(json.dumps({"ef": ef}))
+        R.log("scale: vecbox ingest + build_index('hnsw') in a new process")
+        res["build"] = _phase("build", workdir)
+        res["dropped_cache"] = _drop_caches()
+        R.log("scale: vecbox cold open + first ANN search, then 1,000 queries, in a new process")
+        res["cold_ann"] = _phase("cold_ann", workdir)
+        _drop_caches()
+        R.log("scale: vecbox cold open + first exact search, in a new process")
+        res["cold_exact"] = _phase("cold_exact", workdir)
+        R.log("scale: the same two, new processes with the files in the page cache")
+        res["warm_ann"] = _phase("warm_ann", workdir)
+        res["warm_exact"] = _phase("warm_exact", workdir)
+        if "faiss" not in skip:
+            R.log("scale: FAISS HNSW (same M, efConstruction) in a new process")
+            res["faiss"] = _phase("faiss", workdir)
+        return res
+    finally:
+        shutil.rmtree(workdir, ignore_errors=True)
 
 
 def big(n: int, skip: set[str], keep_dir: str | None = None, redo: frozenset[str] = frozenset()) -> dict[str, Any]:
