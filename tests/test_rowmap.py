@@ -176,3 +176,19 @@ def test_building_an_index_saves_the_map_for_the_next_handle(tmp_path, rng, read
     with Collection.open(root) as col:
         hits = col.search(x[7], k=3)
         assert reads == [0] and hits[0].id == "7"  # every row came from the saved map
+
+
+def test_a_temporary_map_left_by_a_dead_writer_is_removed_by_the_next_save(tmp_path, rng):
+    import os
+    import time
+
+    x = rng.standard_normal((120, D)).astype(np.float32)
+    root = tmp_path / "c"
+    _make(root, x, 120)
+    old, fresh = root / "tmp-rowmap-dead.npz", root / "tmp-rowmap-writing.npz"
+    old.write_bytes(b"half a row map")
+    fresh.write_bytes(b"another writer's, being written")
+    os.utime(old, (time.time() - 2 * rowmap.ABANDONED_AFTER,) * 2)
+    view = _view(root)  # reads 120 rows: saves the map
+    assert (root / rowmap.FILE).exists() and not old.exists() and fresh.exists()
+    assert view.ids.tolist() == [f"doc-{i}é" for i in range(120)]

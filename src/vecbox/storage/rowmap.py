@@ -21,6 +21,7 @@ import json
 import os
 import sqlite3
 import tempfile
+import time
 import zipfile
 from dataclasses import dataclass
 from pathlib import Path
@@ -30,6 +31,8 @@ import numpy as np
 from vecbox.storage import catalog
 
 FILE = "rowmap.npz"
+_TMP_PREFIX = "tmp-rowmap-"
+ABANDONED_AFTER = 600.0  # seconds: a temporary row map this old belongs to a writer that died
 MIN_ROWS = 50_000  # a refresh that read at least this many rows from the catalog saves the map for the next handle
 _ARRAYS = ("rids", "seg", "pos", "alive", "ids")
 
@@ -63,8 +66,9 @@ def save(root: Path, epoch: int, rows: RowMap) -> None:
     }
     meta = {"epoch": epoch, "version": rows.version, "n": len(rows.rids),
             "segments": {str(k): list(v) for k, v in rows.segments.items()}}
+    _remove_abandoned(root)
     try:
-        fd, tmp = tempfile.mkstemp(prefix="tmp-rowmap-", suffix=".npz", dir=root)
+        fd, tmp = tempfile.mkstemp(prefix=_TMP_PREFIX, suffix=".npz", dir=root)
         try:
             with os.fdopen(fd, "wb") as fh:
                 np.savez(fh, meta=np.frombuffer(json.dumps(meta).encode(), dtype=np.uint8), **arrays)
@@ -83,6 +87,17 @@ def decode_ids(block: bytes) -> np.ndarray:
     ['a', 'bé']
     """
     return np.array(block.decode().split("\x00"), dtype=object)
+
+
+def _remove_abandoned(root: Path, older_than: float = ABANDONED_AFTER) -> None:
+    """Remove temporary row maps a process left when it died mid-write (older than ``older_than`` s)."""
+    now = time.time()
+    for path in root.glob(_TMP_PREFIX + "*.npz"):
+        try:
+            if now - path.stat().st_mtime > older_than:
+                path.unlink()
+        except OSError:  # gone meanwhile, or not ours to remove
+            pass
 
 
 def load(root: Path, conn: sqlite3.Connection, epoch: int, version: int) -> RowMap | None:
