@@ -356,3 +356,25 @@ def test_checksums_read_files_without_mapping_them(tmp_path, rng):
     got = file_checksum(path), file_checksum_in_blocks(path, block=3 << 20)
     assert got == (xxhash.xxh3_64_intdigest(data[:-7]),) * 2
     assert rss() - before < 12 << 20  # one 8 MB buffer, not the file's 40 MB of mapped pages
+
+
+def test_scattered_rows_of_a_big_mapping_are_read_without_mapping_them(tmp_path, rng, monkeypatch):
+    import gc
+
+    from vecbox import _rows
+
+    x = rng.standard_normal((5000, 64)).astype(np.float32)
+    np.save(tmp_path / "x.npy", x)
+    mm = np.load(tmp_path / "x.npy", mmap_mode="r")
+    m = RowChunks([mm[:1234], mm[1234:4000], mm[4000:]])
+    monkeypatch.setattr(_rows, "KEEP_MAPPED_BYTES", 1 << 10)  # every mapping counts as big
+    rows = np.array([0, 4999, 1233, 1234, 7, 7, 3999, 4000, -1])
+    assert np.array_equal(_rows.gather(m, rows), x[rows])
+    assert np.array_equal(_rows.gather(mm, rows), x[rows])
+    assert np.array_equal(_rows.gather(mm, rows[:6].reshape(2, 3)), x[rows[:6].reshape(2, 3)])
+    assert _rows._file_of(mm[1234:4000]) is not None and _rows._FDS  # read through a descriptor of the file
+    with pytest.raises(IndexError):
+        _rows.gather(mm, np.array([5000]))
+    del m, mm
+    gc.collect()
+    assert not _rows._FDS  # the descriptor closes with the map

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import mmap
 import os
+import weakref
 from collections.abc import Iterator
 from typing import Any
 
@@ -105,9 +106,7 @@ class RowChunks:
         evict = evicts(self)
         for p in np.unique(which).tolist():
             sel = np.flatnonzero(which == p)
-            out[sel] = self._pieces[p][rows[sel] - int(self.starts[p])]
-            if evict:
-                release_scattered(self._pieces[p], rows[sel] - int(self.starts[p]))
+            _take_into(self._pieces[p], rows[sel] - int(self.starts[p]), out, sel, evict)
         return out
 
     def __array__(self, dtype: Any = None, copy: Any = None) -> np.ndarray:
@@ -171,15 +170,68 @@ def evicts(x: np.ndarray | RowChunks) -> bool:
 
 
 def gather(x: np.ndarray | RowChunks, rows: np.ndarray) -> np.ndarray:
-    """``x[rows]`` as a new array; rows read from a big mapping are released after (:func:`evicts`).
+    """``x[rows]`` as a new array; rows of a big mapping are read without mapping them (:func:`evicts`).
 
     >>> gather(np.arange(6.0).reshape(3, 2), np.array([2, 0])).tolist()
     [[4.0, 5.0], [0.0, 1.0]]
     """
-    out = x[rows]
-    if not isinstance(x, RowChunks) and evicts(x):
-        release_scattered(x, np.asarray(rows, dtype=np.int64).ravel())
-    return out
+    if isinstance(x, RowChunks) or not evicts(x):
+        return x[rows]
+    flat = np.asarray(rows, dtype=np.int64).ravel()
+    flat = np.where(flat < 0, flat + len(x), flat)
+    if len(flat) and (flat.min() < 0 or flat.max() >= len(x)):
+        raise IndexError(f"row index out of range for {len(x)} rows")
+    out = np.empty((len(flat),) + x.shape[1:], x.dtype)
+    _take_into(x, flat, out, np.arange(len(flat)), True)
+    return out.reshape(np.shape(rows) + x.shape[1:])
+
+
+# A few scattered rows of a big mapping are read with pread: a page fault would map a whole page-cache
+# folio (up to 2 MB) that must then be released again; a read copies 1.5 KB and maps nothing.
+PREAD_MAX_ROWS = 4096
+_FDS: dict[int, int] = {}  # id of a root memmap -> a read-only descriptor of its file, closed with it
+
+
+def _take_into(piece: np.ndarray, local: np.ndarray, out: np.ndarray, sel: np.ndarray, evict: bool) -> None:
+    """``out[sel] = piece[local]``; with ``evict``, without leaving the rows' pages mapped."""
+    where = _file_of(piece) if evict and len(local) <= PREAD_MAX_ROWS and out.flags.c_contiguous else None
+    if where is None:
+        out[sel] = piece[local]
+        if evict:
+            release_scattered(piece, local)
+        return
+    fd, first, stride = where
+    for i, r in zip(sel.tolist(), local.tolist()):
+        view = memoryview(out[i]).cast("B")
+        if os.preadv(fd, [view], first + r * stride) != len(view):
+            raise OSError(f"short read of row {r} of a segment file (truncated meanwhile?)")
+
+
+def _file_of(arr: np.ndarray) -> tuple[int, int, int] | None:
+    """``(fd, file offset of row 0, row stride)`` of rows of a memory-mapped ``.npy`` (``None`` otherwise)."""
+    root: Any = arr
+    while isinstance(getattr(root, "base", None), np.memmap):
+        root = root.base
+    if not isinstance(root, np.memmap) or getattr(root, "filename", None) is None or not arr.flags.c_contiguous:
+        return None
+    fd = _FDS.get(id(root))
+    if fd is None:
+        try:
+            fd = os.open(root.filename, os.O_RDONLY)
+        except OSError:
+            return None
+        _FDS[id(root)] = fd
+        weakref.finalize(root, _close, id(root), fd)
+    offset = root.offset + arr.__array_interface__["data"][0] - root.__array_interface__["data"][0]
+    return fd, offset, arr.strides[0]
+
+
+def _close(key: int, fd: int) -> None:
+    _FDS.pop(key, None)
+    try:
+        os.close(fd)
+    except OSError:
+        pass
 
 
 def release_scattered(piece: np.ndarray, rows: np.ndarray) -> None:
