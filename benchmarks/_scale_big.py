@@ -99,9 +99,10 @@ def phase_vecbox(workdir: Path) -> dict[str, Any]:
             "disk_mb": R.dir_bytes(workdir / "col") / 2**20}
 
 
-def time_queries(path: Path, q: np.ndarray, truth: np.ndarray) -> dict[str, Any]:
+def time_queries(path: Path, q: np.ndarray, truth: np.ndarray) -> tuple[dict[str, Any], Any]:
     """Open the collection at ``path`` in this (new) process: seconds to the first answer, then the
-    queries one at a time and as one batch (QPS), their recall@10 against ``truth``, and the plan."""
+    queries one at a time and as one batch (QPS), their recall@10 against ``truth``, and the plan;
+    and the open collection (measure memory while it is held)."""
     from vecbox import Collection
     from vecbox.evaluation.metrics import knn_recall
 
@@ -117,12 +118,14 @@ def time_queries(path: Path, q: np.ndarray, truth: np.ndarray) -> dict[str, Any]
     col.search_batch(q, k=K)
     batch = time.perf_counter() - t0
     return {"first_s": cold, "qps_single": len(q) / single, "qps_batch": len(q) / batch,
-            "recall": float(knn_recall(np.array(got), truth, K)), "plan": col.search(q[0], k=K, explain=True).plan.path}
+            "recall": float(knn_recall(np.array(got), truth, K)), "plan": col.search(q[0], k=K, explain=True).plan.path}, col
 
 
 def phase_query(workdir: Path) -> dict[str, Any]:
-    res = time_queries(workdir / "col", np.load(workdir / "q.npy"), np.load(workdir / "truth.npy"))
-    return {**res, "memory": memory(), "resident_mb": resident_by_kind()}
+    res, col = time_queries(workdir / "col", np.load(workdir / "q.npy"), np.load(workdir / "truth.npy"))
+    res.update(memory=memory(), resident_mb=resident_by_kind())
+    col.close()
+    return res
 
 
 def resident_by_kind() -> dict[str, float]:

@@ -156,8 +156,10 @@ def phase_build(workdir: Path) -> dict[str, Any]:
 def phase_cold_ann(workdir: Path) -> dict[str, Any]:
     _, q, truth = _data(workdir)
     before = memory()
-    res = BIG.time_queries(workdir / "col", q, truth)
-    return {**res, "cold_first_s": res.pop("first_s"), "memory_before": before, "memory_after": memory()}
+    res, col = BIG.time_queries(workdir / "col", q, truth)
+    res.update(cold_first_s=res.pop("first_s"), memory_before=before, memory_after=memory())
+    col.close()
+    return res
 
 
 def phase_cold_exact(workdir: Path) -> dict[str, Any]:
