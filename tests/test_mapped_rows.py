@@ -269,26 +269,33 @@ def test_a_memory_budget_picks_the_storage_and_refuses_what_cannot_fit(tmp_path,
         assert col.index_info()["storage"] == "sq8"  # refused builds left the index as it was
 
 
-def test_released_rows_leave_rss_and_read_back_the_same(tmp_path, rng):
-    from vecbox._rows import release_rows
-
+def _rss_file() -> int:
+    """Bytes of file-backed pages resident in this process (skips the test off Linux)."""
     status = Path("/proc/self/status")
     if not status.exists():
         pytest.skip("RSS is read from /proc/self/status (Linux)")
+    line = next(ln for ln in status.read_text().splitlines() if ln.startswith("RssFile:"))
+    return int(line.split()[1]) * 1024
 
-    def rss_file():
-        line = next(ln for ln in status.read_text().splitlines() if ln.startswith("RssFile:"))
-        return int(line.split()[1]) * 1024
 
-    x = rng.standard_normal((40_000, 256)).astype(np.float32)  # 41 MB
+def _mapped_41mb(tmp_path: Path, rng: np.random.Generator) -> tuple[np.ndarray, np.ndarray, RowChunks]:
+    """40,000 x 256 float32 rows, saved and memory-mapped: (the rows, the map, the map in two pieces)."""
+    _rss_file()
+    x = rng.standard_normal((40_000, 256)).astype(np.float32)
     np.save(tmp_path / "x.npy", x)
     mm = np.load(tmp_path / "x.npy", mmap_mode="r")
-    m = RowChunks([mm[:15_000], mm[15_000:]])
-    before = rss_file()
+    return x, mm, RowChunks([mm[:15_000], mm[15_000:]])
+
+
+def test_released_rows_leave_rss_and_read_back_the_same(tmp_path, rng):
+    from vecbox._rows import release_rows
+
+    x, _, m = _mapped_41mb(tmp_path, rng)
+    before = _rss_file()
     total = float(sum(float(np.asarray(m[s:s + 5000]).sum()) for s in range(0, 40_000, 5000)))  # touch every page
-    touched = rss_file()
+    touched = _rss_file()
     release_rows(m, 0, 40_000)
-    after = rss_file()
+    after = _rss_file()
     assert touched - before > 30e6 and touched - after > 30e6  # the pages were resident, and were let go
     assert total == pytest.approx(float(x.sum()), rel=1e-4)
     assert np.array_equal(m[123:130], x[123:130])  # and read back the same (from the page cache)
@@ -298,39 +305,28 @@ def test_released_rows_leave_rss_and_read_back_the_same(tmp_path, rng):
 def test_rows_of_a_mapping_bigger_than_the_limit_are_let_go_after_gathers_and_scans(tmp_path, rng, monkeypatch):
     from vecbox import _rows
 
-    status = Path("/proc/self/status")
-    if not status.exists():
-        pytest.skip("RSS is read from /proc/self/status (Linux)")
-
-    def rss_file():
-        line = next(ln for ln in status.read_text().splitlines() if ln.startswith("RssFile:"))
-        return int(line.split()[1]) * 1024
-
-    x = rng.standard_normal((40_000, 256)).astype(np.float32)  # 41 MB
-    np.save(tmp_path / "x.npy", x)
-    mm = np.load(tmp_path / "x.npy", mmap_mode="r")
-    m = RowChunks([mm[:15_000], mm[15_000:]])
+    x, mm, m = _mapped_41mb(tmp_path, rng)
     (tmp_path / "x.npy").read_bytes()  # in the page cache: faults map their 64 KB neighbourhood
     rows = rng.integers(0, 40_000, 2000)
     q = rng.standard_normal((3, 256)).astype(np.float32)
     ref_s, ref_i = exact_topk(x, q, 7, "dot")
 
     monkeypatch.setattr(_rows, "KEEP_MAPPED_BYTES", 1 << 40)  # under the limit: pages stay mapped
-    before = rss_file()
+    before = _rss_file()
     assert np.array_equal(_rows.gather(m, rows), x[rows])
-    kept = rss_file() - before
+    kept = _rss_file() - before
     _rows.release_rows(m, 0, 40_000)
 
     monkeypatch.setattr(_rows, "KEEP_MAPPED_BYTES", 1 << 20)  # over it: what a gather or a scan maps is let go
-    before = rss_file()
+    before = _rss_file()
     assert np.array_equal(_rows.gather(m, rows), x[rows]) and np.array_equal(_rows.gather(mm, rows), x[rows])
-    after_gathers = rss_file() - before
+    after_gathers = _rss_file() - before
     s, i = exact_topk(m, q, 7, "dot")
-    after_scan = rss_file() - before
+    after_scan = _rss_file() - before
     s1, i1 = exact_topk(mm, q, 7, "dot")
-    after_scan_of_one_map = rss_file() - before
+    after_scan_of_one_map = _rss_file() - before
     norms = _rows.sq_norms(m)
-    released = rss_file() - before
+    released = _rss_file() - before
     assert kept > 20e6 and max(after_gathers, after_scan, after_scan_of_one_map, released) < 2e6  # 2,000 scattered rows mapped most of the file; released: nothing stays
     assert np.array_equal(i, ref_i) and np.array_equal(i1, ref_i) and np.allclose(s, ref_s, rtol=1e-5)
     np.testing.assert_allclose(norms, np.einsum("ij,ij->i", x, x), rtol=1e-5)
