@@ -335,7 +335,7 @@ def test_rows_of_a_mapping_bigger_than_the_limit_are_let_go_after_gathers_and_sc
 def test_checksums_read_files_without_mapping_them(tmp_path, rng):
     import xxhash
 
-    from vecbox._fs import file_checksum, file_checksum_in_blocks
+    from vecbox._fs import file_checksum
 
     status = Path("/proc/self/status")
     if not status.exists():
@@ -349,7 +349,7 @@ def test_checksums_read_files_without_mapping_them(tmp_path, rng):
     path = tmp_path / "f.bin"
     path.write_bytes(data[:-7])
     before = rss()
-    got = file_checksum(path), file_checksum_in_blocks(path, block=3 << 20)
+    got = file_checksum(path), file_checksum(path, block=3 << 20)
     assert got == (xxhash.xxh3_64_intdigest(data[:-7]),) * 2
     assert rss() - before < 12 << 20  # one 8 MB buffer, not the file's 40 MB of mapped pages
 

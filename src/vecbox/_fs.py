@@ -20,32 +20,23 @@ def fsync_dir(path: Path) -> None:
         os.close(fd)
 
 
-def file_checksum(path: Path) -> int:
-    """XXH3-64 of a whole file (xxhash: ~10x faster than CRC-32, as strong for damage).
+def file_checksum(path: Path, block: int = 8 << 20) -> int:
+    """XXH3-64 of a whole file (xxhash: ~10x faster than CRC-32, as strong for damage), read a block
+    at a time into one reused buffer.
+
+    Plain reads, not a memory map: the pages land in the page cache (where a caller mapping the
+    file next finds them) without being mapped into this process, so checking a 1.8 GB index adds
+    8 MB to RSS, not 1.8 GB. On the background thread each block's hash holds the GIL for about a
+    millisecond, so searches running meanwhile are not stalled behind a whole file.
 
     >>> import tempfile; f = Path(tempfile.mkdtemp()) / "f"; _ = f.write_bytes(b"abc")
     >>> file_checksum(f) == xxhash.xxh3_64_intdigest(b"abc")
     True
     """
-    return file_checksum_in_blocks(path)
-
-
-def file_checksum_in_blocks(path: Path, block: int = 8 << 20) -> int:
-    """:func:`file_checksum` a block at a time into one reused buffer.
-
-    Plain reads, not a memory map: the pages land in the page cache (where a caller mapping the
-    file next finds them) without being mapped into this process, so checking a 1.8 GB index adds
-    8 MB to RSS, not 1.8 GB. On a background thread each block's hash holds the GIL for about a
-    millisecond, so searches running meanwhile are not stalled behind a whole file.
-    """
     h = xxhash.xxh3_64()
-    buf = bytearray(block)
-    view = memoryview(buf)
+    view = memoryview(bytearray(block))
     with open(path, "rb", buffering=0) as fh:
-        while True:
-            got = fh.readinto(view)
-            if not got:
-                break
+        while got := fh.readinto(view):
             h.update(view[:got])
     return h.intdigest()
 
@@ -86,7 +77,7 @@ def _check_forever() -> None:
 
 def _intact(path: Path, expected: int) -> bool:
     try:
-        return file_checksum_in_blocks(path) == expected
+        return file_checksum(path) == expected
     except FileNotFoundError:
         return True
     except OSError:  # unreadable: as good as damaged

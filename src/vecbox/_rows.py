@@ -54,6 +54,7 @@ class RowChunks:
         self.shape = (int(self.starts[-1]), first.shape[1])
         self.dtype = first.dtype
         self.ndim = 2
+        self.mapped = any(_mapping(p) is not None for p in pieces)  # read from files (asked on every gather)
 
     def __len__(self) -> int:
         return self.shape[0]
@@ -166,7 +167,7 @@ def evicts(x: np.ndarray | RowChunks) -> bool:
     """
     if x.nbytes <= KEEP_MAPPED_BYTES:
         return False
-    return any(_mapping(p) is not None for _, p in row_pieces(x))
+    return x.mapped if isinstance(x, RowChunks) else _mapping(x) is not None
 
 
 def gather(x: np.ndarray | RowChunks, rows: np.ndarray) -> np.ndarray:
@@ -198,7 +199,7 @@ def _take_into(piece: np.ndarray, local: np.ndarray, out: np.ndarray, sel: np.nd
     if where is None:
         out[sel] = piece[local]
         if evict:
-            release_scattered(piece, local)
+            _release_scattered(piece, local)
         return
     fd, first, stride = where
     for i, r in zip(sel.tolist(), local.tolist()):
@@ -234,7 +235,7 @@ def _close(key: int, fd: int) -> None:
         pass
 
 
-def release_scattered(piece: np.ndarray, rows: np.ndarray) -> None:
+def _release_scattered(piece: np.ndarray, rows: np.ndarray) -> None:
     """Release the pages a gather of ``rows`` of a mapped ``piece`` mapped, fault-around and large
     folios included: each row's aligned :data:`FAULT_AROUND` window, overlapping windows joined into one call."""
     mm = _mapping(piece)
@@ -281,4 +282,4 @@ def _release(arr: np.ndarray) -> None:
         pass
 
 
-__all__ = ["KEEP_MAPPED_BYTES", "RowChunks", "evicts", "gather", "release_rows", "release_scattered", "row_pieces", "sq_norms"]
+__all__ = ["KEEP_MAPPED_BYTES", "RowChunks", "evicts", "gather", "release_rows", "row_pieces", "sq_norms"]

@@ -115,6 +115,7 @@ class LiveVectors:
         self._norms_n = 0  # rows whose squared norm is computed (on first use: it reads every row)
         self._ids = np.empty(0, dtype=object)
         self._ids_saved: bytes | None = None  # ids of the first rows, as the saved row map holds them, until asked for
+        self._map_version = -1  # the version of the row map this view loaded or saved (no need to save it again)
         self._seg = np.empty(0, dtype=np.int32)  # segment id and position of each row (for float reads)
         self._pos = np.empty(0, dtype=np.int32)
         self._segments: dict[int, tuple[str, int]] = {}
@@ -221,16 +222,17 @@ class LiveVectors:
         self._append(conn, saved.rids, saved.seg, saved.pos, None)
         self._ids_saved = saved.ids
         self._alive[: self.n] = saved.alive
-        self.version = saved.version
+        self.version = self._map_version = saved.version
 
     def save_rowmap(self) -> None:
         """Save this view's rows for the next handle's first refresh (:mod:`vecbox.storage.rowmap`)."""
-        if self.n == 0:
+        if self.n == 0 or self._map_version == self.version:  # the map on disk already holds these rows
             return
         seg = self._seg[: self.n]
         used = {int(s): self._segments[int(s)] for s in distinct(seg)}
         rowmap.save(self.root, self.epoch, rowmap.RowMap(self.version, self.rids, seg, self._pos[: self.n],
                                                          self.alive, self.ids, used))
+        self._map_version = self.version
 
     def _follow_merges(self, conn: sqlite3.Connection) -> None:
         """Re-point rows whose segments were merged away; the pieces then follow the merged files."""
