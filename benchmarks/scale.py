@@ -428,7 +428,7 @@ def report(res: dict[str, Any], command: str | None, started: float, write: bool
         R.print_table(f"scale — {title}", headers, rows)
     if write:
         body = ["## Scale: one copy of the vectors, cold start, calibration on real queries (issue 23)", "",
-                R.environment_markdown(env), "", f"Versions: {R.versions(['faiss-cpu', 'numpy'])}.", ""]
+                R.environment_markdown(env), "", f"Versions: {R.versions(['faiss-cpu', 'numpy'] + (['lancedb'] if (res.get('big') or {}).get('lance') else []))}.", ""]
         for title, headers, rows in tables:
             body += [f"### {title}", "", R.md_table(headers, rows), ""]
         body += _kept_tables([title for title, _, _ in tables])
