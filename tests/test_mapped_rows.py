@@ -374,3 +374,46 @@ def test_scattered_rows_of_a_big_mapping_are_read_without_mapping_them(tmp_path,
     del m, mm
     gc.collect()
     assert not _rows._FDS  # the descriptor closes with the map
+
+
+def _resident_of(path: Path) -> int:
+    """Bytes of ``path``'s pages mapped into this process and resident (0 when it is not mapped)."""
+    smaps = Path("/proc/self/smaps")
+    if not smaps.exists():
+        pytest.skip("resident pages per mapping are read from /proc/self/smaps (Linux)")
+    total, inside = 0, False
+    for line in smaps.read_text().splitlines():
+        head = line.split(maxsplit=1)[0]
+        if "-" in head and not head.endswith(":"):  # a mapping's first line: range perms offset dev inode path
+            inside = line.rstrip().endswith(str(path))
+        elif inside and head == "Rss:":
+            total += int(line.split()[1]) * 1024
+    return total
+
+
+@pytest.mark.parametrize("by_pread", [False, True])
+def test_a_loaded_hnsw_index_reads_its_rescored_rows_without_mapping_them(tmp_path, rng, monkeypatch, by_pread):
+    # the walk over codes reads its final rows in float; read through FAISS's map of index.faiss they
+    # made the whole float storage resident, read by pread they stay in the page cache only
+    from vecbox.index import ann as ann_mod
+
+    if ann_mod.walk_module() is None:
+        pytest.skip("the C walk is not built")
+    monkeypatch.setattr(ann_mod, "PREAD_ROWS_BYTES", 0 if by_pread else 1 << 62)
+    x = _clustered(rng, 20_000, 128)  # 10 MB of floats in index.faiss
+    q = x[rng.choice(len(x), 300, replace=False)] + 0.05 * rng.standard_normal((300, 128)).astype(np.float32)
+    with Collection.create(tmp_path / "c", dim=128, metric="cosine") as col:
+        col.add([str(i) for i in range(len(x))], x)
+        col.build_index("hnsw", M=8, target_recall=None)
+    (d,) = (tmp_path / "c" / "indexes").iterdir()
+    with Collection.open(tmp_path / "c") as col:
+        hits = [[h.id for h in col.search(v, k=10)] for v in q]
+        resident = _resident_of(d / "index.faiss")
+        exact = [[h.id for h in col.search(v, k=10, exact=True)] for v in q]
+    recall = np.mean([len(set(a) & set(b)) / 10 for a, b in zip(hits, exact)])
+    assert recall >= 0.9
+    floats = x.nbytes
+    if by_pread:
+        assert resident < floats / 3, resident  # the graph's pages, not the rows'
+    else:
+        assert resident > floats / 2, resident

@@ -265,3 +265,61 @@ def test_indexes_of_64_dimensions_or_more_walk_codes_and_track_exact(monkeypatch
         _, truth = exact_topk(x, q, K, "cosine", valid=valid)
         assert knn_recall(lab, truth) >= 0.95
         np.testing.assert_allclose(scores, np.einsum("qkd,qd->qk", x[lab], q), rtol=1e-5, atol=1e-5)
+
+
+@pytest.mark.parametrize("filtered", [False, True])
+def test_the_rescore_stops_early_with_the_answers_of_rescoring_all_ef(index, clustered, filtered):
+    # a walk over codes rescores its ef candidates in code order and stops once no later one can
+    # enter the k best; reference: numpy's exact distances of all ef candidates (k = ef rescores them all)
+    idx, xx, metric = index
+    walker = idx.walker()
+    q = np.ascontiguousarray(_queries(clustered[2], metric))
+    mask = np.random.default_rng(5).random(len(xx)) < 0.4
+    allow = np.packbits(mask, bitorder="little") if filtered else None
+    walker.set_codes(*ann.walk_codes(xx, metric != "l2"))
+    try:
+        for ef in (16, 48):
+            dist, lab = idx.search_plain(q, K, ef, allow)
+            _, cand = idx.search_plain(q, ef, ef, allow)
+            for qi, row, labs, d in zip(q, cand, lab, dist):
+                row = row[row >= 0]
+                exact = ((xx[row] - qi) ** 2).sum(1) if metric == "l2" else -(xx[row] @ qi)
+                want = row[np.argsort(exact, kind="stable")[:K]]
+                assert set(labs.tolist()) == set(want.tolist())
+                assert not filtered or mask[labs].all()
+            rows = xx[lab]
+            exact = ((rows - q[:, None]) ** 2).sum(-1) if metric == "l2" else np.einsum("qkd,qd->qk", rows, q)
+            np.testing.assert_allclose(dist, exact, rtol=1e-4, atol=1e-4)
+    finally:
+        walker.set_codes(None)
+
+
+def test_rows_read_from_a_file_answer_as_the_rows_in_memory(index, clustered, tmp_path):
+    idx, xx, metric = index
+    walker = idx.walker()
+    q = np.ascontiguousarray(_queries(clustered[2], metric))
+    path = tmp_path / "rows.bin"
+    path.write_bytes(b"\x07" * 100 + np.ascontiguousarray(xx, dtype=np.float32).tobytes())  # rows at offset 100
+    (tmp_path / "short.bin").write_bytes(b"\x00" * 100)
+    walker.set_codes(*ann.walk_codes(xx, metric != "l2"))
+    try:
+        want = idx.search_plain(q, K, 32)
+        with open(path, "rb") as fh:
+            walker.read_rows_from(fh.fileno(), 100)
+        # the graph keeps its own descriptor: closing ours changes nothing
+        for got in (idx.search_plain(q, K, 32), idx.search_plain(q[:1], K, 32, reuse=True)):
+            np.testing.assert_array_equal(got[1], want[1][: len(got[1])])
+            np.testing.assert_allclose(got[0], want[0][: len(got[0])], rtol=1e-6)
+        with open(tmp_path / "short.bin", "rb") as fh:
+            walker.read_rows_from(fh.fileno(), 0)
+        with pytest.raises(OSError, match="rows file"):  # a short read is an error, never rows of zeros
+            idx.search_plain(q, K, 32)
+        with pytest.raises(OSError, match="rows file"):
+            idx.search_plain(q[:1], K, 32)
+        with pytest.raises(ValueError):
+            walker.read_rows_from(-1, 0)
+        walker.read_rows_from(None)
+        np.testing.assert_array_equal(idx.search_plain(q, K, 32)[1], want[1])
+    finally:
+        walker.read_rows_from(None)
+        walker.set_codes(None)

@@ -37,6 +37,8 @@
 #include <stdint.h>
 #include <stdlib.h>
 #include <string.h>
+#include <errno.h>
+#include <unistd.h>
 
 typedef struct {
     float d;
@@ -53,6 +55,7 @@ typedef struct Work {
     Item *top;
     size_t top_cap;
     float *wq; /* the query times the codes' scales (a walk over 8-bit codes) */
+    float *row; /* one float row read from the file (read_rows_from) */
     struct Work *next;
 } Work;
 
@@ -76,6 +79,13 @@ typedef struct {
     int ncbufs;
     const uint8_t *codes;
     const float *cscale, *coff, *cnorm;
+    /* read_rows_from(fd, offset): the final ef rows are read from this file (row v at offset + v * 4d)
+       by pread instead of through the vectors' map, so the float rows never enter this process's RSS:
+       only the page cache holds them (at 10^6 x 384 the map made the whole 1.5 GB resident after a few
+       hundred queries, since one fault maps up to 2 MB of a large page-cache folio) */
+    int rowfd; /* a dup of the caller's descriptor, owned; meaningful when has_rowfd */
+    int has_rowfd;
+    int64_t rowoff;
     Work *pool; /* free scratch, taken and given back while holding the GIL */
 } Graph;
 
@@ -230,12 +240,14 @@ static Work *work_new(int64_t n, int d) {
     if (!w) return NULL;
     w->tags = calloc((size_t)(n > 0 ? n : 1), 1);
     w->wq = malloc((size_t)d * sizeof(float));
+    w->row = malloc((size_t)d * sizeof(float));
     w->cand_cap = 1024;
     w->cand = malloc(w->cand_cap * sizeof(Item));
     w->top_cap = 256;
     w->top = malloc(w->top_cap * sizeof(Item));
-    if (!w->tags || !w->cand || !w->top || !w->wq) {
+    if (!w->tags || !w->cand || !w->top || !w->wq || !w->row) {
         free(w->wq);
+        free(w->row);
         free(w->tags);
         free(w->cand);
         free(w->top);
@@ -251,10 +263,12 @@ static void work_free(Work *w) {
     free(w->cand);
     free(w->top);
     free(w->wq);
+    free(w->row);
     free(w);
 }
 
-/* One query. Returns 0, or -1 when memory ran out (the caller raises MemoryError). */
+/* One query. Returns 0, -1 when memory ran out (the caller raises MemoryError), or -2 when a row could
+   not be read from the rows' file (the caller raises OSError; errno says why). */
 static int walk_one(const Graph *g, Work *w, const float *q, int k, int ef, const uint8_t *allow, int two_hop,
                     float *od, int64_t *ol) {
     const int d = g->d;
@@ -390,14 +404,46 @@ static int walk_one(const Graph *g, Work *w, const float *q, int k, int ef, cons
             }
         }
     }
-    if (codes) { /* the ef best by their codes, scored exactly: keep the k best of those */
-        for (size_t j = 0; j < ntop; j++) __builtin_prefetch(x + (size_t)top[j].id * d);
-        for (size_t j = 0; j < ntop; j++) top[j].d = dist(q, x + (size_t)top[j].id * d, d, ip);
+    if (codes) {
+        /* The ef best by their codes, scored exactly in the order of their codes' distances; a row's code
+           distance is within `slack` of its exact one (half a step of each dimension's range, weighted by
+           |q|), so once a row's code distance less the slack is above the k-th best exact distance so far,
+           neither it nor any after it can be among the k best: stop there. The same answers as rescoring
+           all ef rows, from fewer rows read (measured: ~1/3 of them on the 384-d mixture at ef 64). */
         qsort(top, ntop, sizeof(Item), item_cmp);
-        if (ntop > (size_t)k) ntop = (size_t)k;
+        float slack = 0.f;
+        for (int i = 0; i < d; i++) slack += fabsf(q[i]) * g->cscale[i];
+        slack *= ip ? 0.505f : 1.01f; /* L2: -2 <q, x>; the 1 % covers the sums' float rounding */
+        if ((size_t)k + 1 > w->cand_cap) {
+            Item *t = realloc(w->cand, ((size_t)k + 1) * sizeof(Item));
+            if (!t) return -1;
+            w->cand = t;
+            w->cand_cap = (size_t)k + 1;
+        }
+        Item *best = w->cand; /* max-heap of the k best exact distances */
+        size_t nbest = 0;
+        const size_t nb = (size_t)d * 4;
         for (size_t j = 0; j < ntop; j++) {
-            od[j] = ip ? -top[j].d : top[j].d;
-            ol[j] = top[j].id;
+            if (nbest == (size_t)k && top[j].d - slack - 1e-4f * (1.f + fabsf(top[j].d)) > best[0].d) break;
+            const float *r;
+            if (g->has_rowfd) {
+                ssize_t got = pread(g->rowfd, w->row, nb, (off_t)(g->rowoff + (int64_t)top[j].id * (int64_t)nb));
+                if (got != (ssize_t)nb) {
+                    if (got >= 0) errno = EIO; /* a short read: the file is shorter than the index says */
+                    return -2;
+                }
+                r = w->row;
+            } else {
+                r = x + (size_t)top[j].id * d;
+                if (j + 1 < ntop) __builtin_prefetch(x + (size_t)top[j + 1].id * d);
+            }
+            max_push(best, &nbest, (Item){dist(q, r, d, ip), top[j].id});
+            if (nbest > (size_t)k) max_pop(best, &nbest);
+        }
+        for (size_t j = nbest; j-- > 0;) {
+            od[j] = ip ? -best[0].d : best[0].d;
+            ol[j] = best[0].id;
+            max_pop(best, &nbest);
         }
         return 0;
     }
@@ -425,21 +471,29 @@ typedef struct {
     const uint8_t *allow;
     float *od;
     int64_t *ol;
-    int failed;
+    int failed; /* walk_one's non-zero return */
+    int err;    /* errno after a failed read (errno is per thread) */
 } Job;
 
 static void *run_job(void *arg) {
     Job *j = arg;
     for (Py_ssize_t i = j->first; i < j->nq; i += j->step)
-        if (walk_one(j->g, j->w, j->q + i * j->g->d, j->k, j->ef, j->allow, j->two_hop, j->od + i * j->k,
-                     j->ol + i * j->k) != 0) {
-            j->failed = 1;
+        if ((j->failed = walk_one(j->g, j->w, j->q + i * j->g->d, j->k, j->ef, j->allow, j->two_hop,
+                                  j->od + i * j->k, j->ol + i * j->k)) != 0) {
+            j->err = errno;
             break;
         }
     return NULL;
 }
 
 /* ------------------------------------------------------------- Python object */
+static void walk_error(int rc) {
+    if (rc == -2)
+        PyErr_SetFromErrnoWithFilename(PyExc_OSError, "the index's rows file (read_rows_from)");
+    else
+        PyErr_NoMemory();
+}
+
 static int get_buffer(PyObject *obj, Py_buffer *view, Py_ssize_t itemsize, int writable, const char *what) {
     if (PyObject_GetBuffer(obj, view, PyBUF_C_CONTIGUOUS | (writable ? PyBUF_WRITABLE : 0)) != 0) return -1;
     if (itemsize != 1 && view->itemsize != itemsize) { /* 1: any bytes (the bitmap) */
@@ -453,6 +507,7 @@ static int get_buffer(PyObject *obj, Py_buffer *view, Py_ssize_t itemsize, int w
 static void Graph_dealloc(Graph *self) {
     for (int i = 0; i < self->nbufs; i++) PyBuffer_Release(&self->bufs[i]);
     for (int i = 0; i < self->ncbufs; i++) PyBuffer_Release(&self->cbufs[i]);
+    if (self->has_rowfd) close(self->rowfd);
     while (self->pool) {
         Work *w = self->pool;
         self->pool = w->next;
@@ -571,9 +626,13 @@ static PyObject *Graph_search(Graph *self, PyObject *const *args, Py_ssize_t nar
         }
     }
     Py_END_ALLOW_THREADS
-    for (int t = 0; t < threads; t++) failed |= jobs[t].failed;
+    for (int t = 0; t < threads; t++)
+        if (jobs[t].failed) {
+            failed = jobs[t].failed;
+            errno = jobs[t].err;
+        }
     if (failed) {
-        PyErr_NoMemory();
+        walk_error(failed);
         goto done;
     }
     result = Py_NewRef(Py_None);
@@ -691,7 +750,7 @@ static PyObject *Graph_search_hits(Graph *self, PyObject *const *args, Py_ssize_
     rc = walk_one(self, w, qv, k, ef, have_allow ? al.buf : NULL, two_hop && have_allow, od, ol);
     Py_END_ALLOW_THREADS
     if (rc != 0) {
-        PyErr_NoMemory();
+        walk_error(rc);
         goto done;
     }
     if (ol[k - 1] < 0) { /* fewer than k: the general path falls back to an exact scan */
@@ -751,7 +810,39 @@ fail:
     return NULL;
 }
 
+/* read_rows_from(fd, offset) or read_rows_from(None): read the final ef rows of a walk over codes from
+   the file open as fd (row v at offset + v * 4d; the descriptor is duplicated, the caller may close
+   its own), or through the vectors' buffer again. Call it before the graph is searched from other
+   threads, as set_codes. */
+static PyObject *Graph_read_rows_from(Graph *self, PyObject *const *args, Py_ssize_t nargs) {
+    if (!(nargs == 2 || (nargs == 1 && args[0] == Py_None))) {
+        PyErr_SetString(PyExc_TypeError, "read_rows_from(fd, offset) or read_rows_from(None)");
+        return NULL;
+    }
+    int fd = -1;
+    long long off = 0;
+    if (nargs == 2) {
+        fd = (int)PyLong_AsLong(args[0]);
+        off = PyLong_AsLongLong(args[1]);
+        if (PyErr_Occurred()) return NULL;
+        if (fd < 0 || off < 0) {
+            PyErr_SetString(PyExc_ValueError, "read_rows_from: a descriptor and an offset, both >= 0");
+            return NULL;
+        }
+        fd = dup(fd);
+        if (fd < 0) return PyErr_SetFromErrno(PyExc_OSError);
+    }
+    if (self->has_rowfd) close(self->rowfd);
+    self->has_rowfd = fd >= 0;
+    self->rowfd = fd;
+    self->rowoff = (int64_t)off;
+    Py_RETURN_NONE;
+}
+
 static PyMethodDef Graph_methods[] = {
+    {"read_rows_from", (PyCFunction)(void (*)(void))Graph_read_rows_from, METH_FASTCALL,
+     "read_rows_from(fd, offset) or read_rows_from(None): a walk over codes reads the float rows it rescores "
+     "from this file (row v at offset + v * 4 * dim) by pread, not through the vectors' map."},
     {"set_codes", (PyCFunction)(void (*)(void))Graph_set_codes, METH_FASTCALL,
      "set_codes(codes, scale, offset, sq_norms) or set_codes(None): walk over 8-bit codes of the rows and "
      "rescore the final ef exactly (sq_norms: L2 only), or over the float rows."},
