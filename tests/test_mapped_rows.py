@@ -417,3 +417,23 @@ def test_a_loaded_hnsw_index_reads_its_rescored_rows_without_mapping_them(tmp_pa
         assert resident < floats / 3, resident  # the graph's pages, not the rows'
     else:
         assert resident > floats / 2, resident
+
+
+def test_background_checks_run_at_the_lowest_cpu_priority_and_the_process_keeps_its_own(tmp_path):
+    # the checks are background work: a new handle's first search (its BLAS scan) should not share
+    # two cores with them; reference: the kernel's own record of each thread's nice value
+    import os
+    import sys
+
+    from vecbox import _fs
+
+    if not sys.platform.startswith("linux"):
+        pytest.skip("per-thread priorities are Linux's")
+    f = tmp_path / "f.bin"
+    f.write_bytes(b"x" * 1000)
+    mine = os.getpriority(os.PRIO_PROCESS, 0)
+    assert _fs.checksum_later(f, _fs.file_checksum(f)).result() is True
+    assert _fs.checksum_later(f, 1).result() is False
+    stat = Path(f"/proc/self/task/{_fs._CHECKER.native_id}/stat").read_text()
+    assert int(stat.rsplit(")", 1)[1].split()[16]) == 19  # field 19 of stat: nice
+    assert os.getpriority(os.PRIO_PROCESS, 0) == mine  # the rest of the process is untouched

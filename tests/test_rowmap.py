@@ -185,7 +185,7 @@ def test_a_temporary_map_left_by_a_dead_writer_is_removed_by_the_next_save(tmp_p
     x = rng.standard_normal((120, D)).astype(np.float32)
     root = tmp_path / "c"
     _make(root, x, 120)
-    old, fresh = root / "tmp-rowmap-dead.npz", root / "tmp-rowmap-writing.npz"
+    old, fresh = root / "tmp-rowmap-dead.bin", root / "tmp-rowmap-writing.bin"
     old.write_bytes(b"half a row map")
     fresh.write_bytes(b"another writer's, being written")
     os.utime(old, (time.time() - 2 * rowmap.ABANDONED_AFTER,) * 2)
