@@ -9,6 +9,9 @@ Steps, each in its own process (so each peak RSS is its own), over a working dir
   memory-mapped segments. Time and peak RSS of each.
 - ``big_query``: a new process opens the collection, runs one search (the first answer), then the
   1,000 queries one at a time (QPS, recall@10 against exact) and as one batch; RSS and peak RSS.
+- ``big_faiss``: FAISS IVF-PQ with a float refine (``IVF{nlist},PQ{2m}x4fs,RFlat``: the same lists
+  and code bytes as vecbox, the floats for the rescore held in RAM - so only where they fit), its
+  (nprobe, k_factor) raised along a grid until its recall@10 reaches vecbox's; the same queries.
 - ``big_lance``: LanceDB (its own on-disk format) ingests the same rows, builds IVF_PQ with the same
   partitions and code bytes, and its (nprobes, refine_factor) are raised along a grid until its
   recall@10 on the queries reaches vecbox's; then the same 1,000 queries one at a time.
@@ -25,9 +28,13 @@ import numpy as np
 
 import _report as R
 
-K, N_QUERIES, BATCH, NLIST, BUDGET = 10, 1000, 50_000, 2048, "1GB"  # 2,048 lists: ~4,900 rows each at 10^7; a 4,096-list k-means on these 2 cores is ~4x the time
+K, N_QUERIES, BATCH, NLIST = 10, 1000, 50_000, 2048  # 2,048 lists: ~4,900 rows each at 10^7; a 4,096-list k-means on these 2 cores is ~4x the time
 LANCE_GRID = ((16, 4), (32, 4), (32, 10), (64, 10), (64, 20), (128, 20), (128, 40), (256, 40))
 LANCE_GRID_MORE = ((384, 40), (512, 40), (768, 40), (1024, 40))  # a second run's sweep, when the first stopped short
+BUDGET_PER_ROW = 2**30 / 10**7  # memory_budget: 1 GB at 10^7 rows, which picks 48-byte PQ codes (as at 10^6: 102 MB)
+FAISS_GRID = ((16, 4), (32, 4), (32, 8), (64, 8), (64, 16), (128, 16), (128, 32), (256, 32), (512, 32))  # (nprobe, k_factor)
+FAISS_MAX_BYTES = 8 << 30  # FAISS's refine keeps every float in RAM: run it only where they fit with room to spare
+TRAIN_ROWS = 256  # per list: FAISS's own default cap on k-means training rows
 
 
 def memory() -> dict[str, float]:
@@ -91,9 +98,10 @@ def phase_vecbox(workdir: Path) -> dict[str, Any]:
         after_ingest = memory()
         t0 = time.perf_counter()
         past = np.load(workdir / "past.npy") if (workdir / "past.npy").exists() else None
-        info = col.build_index("ivf", nlist=NLIST, memory_budget=BUDGET, calibration_queries=past)
+        budget = int(BUDGET_PER_ROW * col.count())
+        info = col.build_index("ivf", nlist=NLIST, memory_budget=budget, calibration_queries=past)
         build = time.perf_counter() - t0
-    return {"ingest_s": ingest, "build_s": build, "after_ingest": after_ingest, "after_build": memory(),
+    return {"ingest_s": ingest, "build_s": build, "after_ingest": after_ingest, "after_build": memory(), "budget": budget,
             "storage": info["storage"], "pq_bytes": info.get("pq_bytes"), "nprobe": info.get("nprobe"),
             "calibration": info.get("calibration"), "index_memory": info.get("memory"),
             "disk_mb": R.dir_bytes(workdir / "col") / 2**20}
@@ -200,7 +208,51 @@ def phase_lance(workdir: Path) -> dict[str, Any]:
             "memory": mem, "disk_mb": R.dir_bytes(workdir / "lance") / 2**20}
 
 
-PHASES = {"big_vecbox": phase_vecbox, "big_query": phase_query, "big_query_warm": phase_query, "big_lance": phase_lance}
+def phase_faiss(workdir: Path) -> dict[str, Any]:
+    import faiss
+
+    from vecbox.evaluation.metrics import knn_recall
+    from vecbox.index.ann import pq_spec
+
+    q, truth = np.load(workdir / "q.npy"), np.load(workdir / "truth.npy")
+    target = json.loads((workdir / "big_query.json").read_text())["recall"]
+    pq = json.loads((workdir / "big_vecbox.json").read_text()).get("pq_bytes") or 48
+    x = np.load(workdir / "x.npy", mmap_mode="r")
+    t0 = time.perf_counter()
+    index = faiss.index_factory(x.shape[1], f"IVF{NLIST},{pq_spec(x.shape[1], pq)},RFlat", faiss.METRIC_INNER_PRODUCT)
+    sample = np.random.default_rng(0).choice(len(x), min(len(x), TRAIN_ROWS * NLIST), replace=False)
+    index.train(np.ascontiguousarray(x[np.sort(sample)]))
+    for _, blk in _blocks(workdir / "x.npy"):
+        index.add(blk)
+    build = time.perf_counter() - t0
+    del x
+    after_build = memory()
+
+    def run(vs: np.ndarray, nprobe: int, k_factor: int, batch: bool = False) -> np.ndarray:
+        params = faiss.IndexRefineSearchParameters(k_factor=k_factor, base_index_params=faiss.SearchParametersIVF(nprobe=nprobe))
+        if batch:
+            return index.search(vs, K, params=params)[1]
+        return np.concatenate([index.search(v[None, :], K, params=params)[1] for v in vs])
+
+    sweep, chosen = [], FAISS_GRID[-1]
+    for nprobe, k_factor in FAISS_GRID:
+        rec = float(knn_recall(run(q[:200], nprobe, k_factor), truth[:200], K))
+        sweep.append((nprobe, k_factor, rec))
+        if rec >= target:
+            chosen = (nprobe, k_factor)
+            break
+    t0 = time.perf_counter()
+    got = run(q, *chosen)
+    single = time.perf_counter() - t0
+    t0 = time.perf_counter()
+    run(q, *chosen, batch=True)
+    batch = time.perf_counter() - t0
+    return {"build_s": build, "pq_bytes": pq, "nprobe": chosen[0], "k_factor": chosen[1], "sweep": sweep,
+            "recall": float(knn_recall(got, truth, K)), "qps_single": len(q) / single, "qps_batch": len(q) / batch,
+            "after_build": after_build, "memory": memory()}
+
+
+PHASES = {"big_vecbox": phase_vecbox, "big_faiss": phase_faiss, "big_query": phase_query, "big_query_warm": phase_query, "big_lance": phase_lance}
 
 
 def lance_vs(qy: dict[str, Any], ln: dict[str, Any]) -> str:
@@ -228,7 +280,7 @@ def table(big: dict[str, Any]) -> tuple[str, list[str], list[list[Any]]]:
     rows = [
         ["ingest (s)", f"{b['ingest_s']:,.0f}", lance("ingest_s", "{:,.0f}"), ""],
         [f"build IVF{NLIST} (s)", f"{b['build_s']:,.0f}", lance("build_s", "{:,.0f}"), ""],
-        ["index", f"{b['storage']} {b.get('pq_bytes') or ''} bytes (memory_budget={BUDGET}), nprobe "
+        ["index", f"{b['storage']} {b.get('pq_bytes') or ''} bytes (memory_budget={b.get('budget', 2**30) / 2**20:,.0f} MB), nprobe "
          f"{b['nprobe']} calibrated ({cal.get('recall', float('nan')):.3f} on {cal.get('queries', '?')} "
          f"{'past queries (other draws of the mixture than the test queries)' if cal.get('source') == 'supplied' else cal.get('source', '?')}"
          f"{'' if cal.get('reached', True) else ', target not reached: the largest nprobe tried'})",
@@ -264,6 +316,24 @@ def table(big: dict[str, Any]) -> tuple[str, list[str], list[list[Any]]]:
                      f"{run['query']['qps_single']:,.0f} one at a time / {run['query']['qps_batch']:,.0f} batch; "
                      f"build {run['vecbox']['build_s']:,.0f} s, peak RSS "
                      f"{max(run['vecbox']['after_build']['VmHWM'], run['query']['memory']['VmHWM']):,.0f} MB", "", ""])
-    title = (f"{big['n']:,} x 384 SYNTHETIC on one 24 GB machine: vecbox IVF-PQ + exact rescore vs LanceDB "
-             f"IVF_PQ (measured {big['when']})")
-    return title, ["", "vecbox", "LanceDB", "target"], rows
+    fs = big.get("faiss")
+    title = (f"{big['n']:,} x 384 SYNTHETIC on one 24 GB machine: vecbox IVF-PQ + exact rescore vs "
+             f"{'FAISS IVF-PQ + refine and ' if fs else ''}LanceDB IVF_PQ (measured {big['when']})")
+    if not fs:
+        return title, ["", "vecbox", "LanceDB", "target"], rows
+    ratio = (f"vecbox {R.fmt_ratio(qy['qps_single'] / fs['qps_single'])} FAISS's, one query at a time; "
+             f"{R.fmt_ratio(qy['qps_batch'] / fs['qps_batch'])} in a batch") if fs["recall"] + 0.005 >= qy["recall"] else \
+        f"FAISS never reached {qy['recall']:.3f} in its grid (its best {fs['recall']:.3f})"
+    by_label = {
+        f"build IVF{NLIST} (s)": f"{fs['build_s']:,.0f}",
+        "index": f"IVF{NLIST}, PQ {fs.get('pq_bytes', '?')} bytes (4-bit fast-scan), RFlat; nprobe {fs['nprobe']}, k_factor {fs['k_factor']}",
+        "peak RSS, ingest + build (MB)": f"{fs['after_build']['VmHWM']:,.0f}",
+        "peak RSS, new process + 1,000 queries (MB)": f"{fs['memory']['VmHWM']:,.0f} (its build and queries: one process)",
+        "recall@10, 1,000 queries": f"{fs['recall']:.3f}",
+        "QPS, one query at a time (a new process, page cache dropped: rows rescored from disk)": f"{fs['qps_single']:,.0f} ({ratio})",
+        "QPS, one batch of 1,000": f"{fs['qps_batch']:,.0f}",
+    }
+    rows = [[r[0], r[1], by_label.get(r[0], ""), *r[2:]] for r in rows]
+    rows.append(["FAISS (nprobe, k_factor): recall@10 on the first 200 queries", "",
+                 ", ".join(f"({a}, {b_}): {r:.3f}" for a, b_, r in fs["sweep"]), "", ""])
+    return title, ["", "vecbox", "FAISS IVF-PQ + refine", "LanceDB", "target"], rows

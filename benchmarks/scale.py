@@ -52,7 +52,7 @@ def add_arguments(p: Any) -> None:
         "skip": (str, "comma-separated parts to skip: calibration,synthetic,faiss"),
         "ef": (int, "build the synthetic index at this ef_search instead of calibrating it (a faster build)"),
         "big": (lambda s: int(float(s)), "also run the bigger-than-RAM part at this many rows (e.g. 1e7; hours)"),
-        "big-skip": (str, "comma-separated steps of the big part to skip: lance; all (report only)"),
+        "big-skip": (str, "comma-separated steps of the big part to skip: faiss,lance; all (report only)"),
         "big-dir": (str, "keep the big part's files here, and resume from the steps already done"),
         "big-redo": (str, "steps to run again though done: lance (a wider grid on the table already built)"),
     })
@@ -294,6 +294,8 @@ def big(n: int, skip: set[str], keep_dir: str | None = None, redo: frozenset[str
         res["query"] = step("big_query", "vecbox new process: first search, 1,000 queries")
         res["query_warm"] = step("big_query_warm", "the same, a new process with the files in the page cache",
                                  cold=False)
+        if "faiss" not in skip and res["query"] is not None and n * 384 * 4 <= BIG.FAISS_MAX_BYTES:
+            res["faiss"] = step("big_faiss", "FAISS IVF-PQ + RFlat (floats in RAM) + queries in a new process", cold=False)
         if "lance" not in skip and res["query"] is not None:
             shutil.rmtree(workdir / "col", ignore_errors=True)  # room on disk for LanceDB's copy
             try:
