@@ -41,16 +41,11 @@ def eval_beir(
 
 def _elastic(model: str, layers: int | None, dims: int | None) -> str:
     """``model`` at the ``--layers``/``--dims`` setting; a setting given twice must agree."""
-    from vecbox.encoders._model import model_ref, parse_model_ref
-    from vecbox.errors import InvalidInputError
+    from vecbox.encoders._model import elastic_settings, model_ref
 
     if layers is None and dims is None:
         return model
-    base, l0, d0 = parse_model_ref(model)
-    for flag, given, inside in (("--layers", layers, l0), ("--dims", dims, d0)):
-        if given is not None and inside is not None and given != inside:
-            raise InvalidInputError(f"{flag} {given} disagrees with the model string {model!r}; give the setting once")
-    return model_ref(base, layers if layers is not None else l0, dims if dims is not None else d0)
+    return model_ref(*elastic_settings(model, layers, dims))
 
 
 def _metrics_table(report: BeirReport) -> Table:

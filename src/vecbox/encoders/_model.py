@@ -75,6 +75,21 @@ def _opt_int(s: str | None) -> int | None:
     return None if s is None else int(s)
 
 
+def elastic_settings(model: str, layers: int | None, dims: int | None) -> tuple[str, int | None, int | None]:
+    """``(model, layers, dims)`` from a model reference and the settings passed beside it: each
+    comes from either place, and one given in both must agree (else :class:`InvalidInputError`).
+
+    >>> elastic_settings("m@layers=3", None, 64)
+    ('m', 3, 64)
+    """
+    base, ref_layers, ref_dims = parse_model_ref(model)
+    for what, given, inside in (("layers", layers, ref_layers), ("dims", dims, ref_dims)):
+        if given is not None and inside is not None and given != inside:
+            raise InvalidInputError(f"model {model!r} says {what}={inside} but {what}={given} was passed "
+                                    "(it disagrees); give the setting once")
+    return base, layers if layers is not None else ref_layers, dims if dims is not None else ref_dims
+
+
 def model_ref(name: str, layers: int | None, dims: int | None) -> str:
     """The reference string of a model at an elastic setting (inverse of :func:`parse_model_ref`).
 
@@ -209,13 +224,10 @@ class SentenceModel:
     fingerprint: str
 
     def __init__(self, model: str, *, batch_size: int, normalize: bool, query_prompt: str, document_prompt: str,
-                 cache_dir: str | Path | None, device: str, layers: int | None = None) -> None:
-        base, ref_layers, self._ref_dims = parse_model_ref(model)
-        if ref_layers is not None and layers is not None and ref_layers != layers:
-            raise InvalidInputError(f"model {model!r} says layers={ref_layers} but layers={layers} was passed; "
-                                    "give it once")
+                 cache_dir: str | Path | None, device: str, layers: int | None = None, dims: int | None = None) -> None:
+        base, layers, self._dims_setting = elastic_settings(model, layers, dims)
         self.base_name, self.model_dir = resolve_model(base)
-        self.layers = check_layers(layers if layers is not None else ref_layers, self.model_dir, self.base_name)
+        self.layers = check_layers(layers, self.model_dir, self.base_name)
         self.name = model_ref(self.base_name, self.layers, None)
         self.batch_size = check_positive_int(batch_size, "batch_size")
         self.normalize = bool(normalize)

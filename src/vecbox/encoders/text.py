@@ -87,11 +87,8 @@ class TextEncoder(SentenceModel):
         self.output = output
         self._token_encoder: TokenEncoder | None = None
         super().__init__(model, batch_size=batch_size, normalize=normalize, query_prompt=query_prompt,
-                         document_prompt=document_prompt, cache_dir=cache_dir, device=device, layers=layers)
-        if self._ref_dims is not None and dims is not None and self._ref_dims != dims:
-            raise InvalidInputError(f"model {model!r} says dims={self._ref_dims} but dims={dims} was passed; "
-                                    "give it once")
-        self.dims = self._check_dims(dims if dims is not None else self._ref_dims)
+                         document_prompt=document_prompt, cache_dir=cache_dir, device=device, layers=layers, dims=dims)
+        self.dims = self._check_dims(self._dims_setting)
         self.name = model_ref(self.base_name, self.layers, self.dims)
 
     def _check_dims(self, dims: int | None) -> int | None:

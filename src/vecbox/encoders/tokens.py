@@ -123,7 +123,7 @@ class TokenEncoder(SentenceModel):
     ) -> None:
         super().__init__(model, batch_size=batch_size, normalize=normalize, query_prompt=query_prompt,
                          document_prompt=document_prompt, cache_dir=cache_dir, device=device, layers=layers)
-        if self._ref_dims is not None:
+        if self._dims_setting is not None:
             raise InvalidInputError(f"model {model!r} sets dims, which applies to pooled vectors; token vectors "
                                     "keep the transformer's width - drop the dims part")
         self.head = late_head(self.model_dir) if self.base_name != DEFAULT_MODEL else None
