@@ -323,3 +323,61 @@ def test_rows_read_from_a_file_answer_as_the_rows_in_memory(index, clustered, tm
     finally:
         walker.read_rows_from(None)
         walker.set_codes(None)
+
+
+# ------------------------------------------------------------------ a saved index read in place
+@pytest.mark.parametrize("metric", ["l2", "cosine"])
+def test_a_saved_hnsw_file_is_read_in_place_as_faiss_reads_it(tmp_path, metric):
+    rng = np.random.default_rng(3)
+    x = rng.standard_normal((3000, 64)).astype(np.float32)
+    built = AnnIndex.build(x, np.arange(1, 3001), metric, IndexParams("hnsw", M=8, ef_construction=40))
+    built.save(tmp_path / "i")
+    f = ann.hnsw_file(tmp_path / "i" / "index.faiss")
+    ref = faiss.read_index(str(tmp_path / "i" / "index.faiss"))  # FAISS's own reader (the reference)
+    h = ref.hnsw
+    assert (f.d, f.ntotal, f.entry, f.max_level, f.inner_product) == (
+        ref.d, ref.ntotal, h.entry_point, h.max_level, metric != "l2")
+    for mine, theirs in ((f.cum, h.cum_nneighbor_per_level), (f.levels, h.levels), (f.offsets, h.offsets),
+                         (f.neighbors, h.neighbors)):
+        np.testing.assert_array_equal(mine, faiss.vector_to_array(theirs))
+    np.testing.assert_array_equal(f.x, faiss.rev_swig_ptr(faiss.downcast_index(ref.storage).get_xb(), 3000 * 64).reshape(3000, 64))
+    loaded = AnnIndex.load(tmp_path / "i")
+    q = np.ascontiguousarray(x[:20] + 0.1)
+    np.testing.assert_array_equal(loaded.search(q, K, effort=32)[1], built.search(q, K, effort=32)[1])
+    assert loaded.faiss_index._index is None  # FAISS's index was never read
+    assert loaded.faiss_index.ntotal == 3000 and loaded.faiss_index.is_trained  # read when asked for
+
+
+def test_a_damaged_graph_is_walked_without_reading_outside_it(tmp_path):
+    # the walk reads the graph in place without FAISS's pass over every list: ids and offsets out of
+    # range (a damaged file, caught later by its checksum) must end lists, not read outside the arrays
+    rng = np.random.default_rng(4)
+    x = rng.standard_normal((2000, 64)).astype(np.float32)
+    AnnIndex.build(x, np.arange(1, 2001), "l2", IndexParams("hnsw", M=8, ef_construction=40)).save(tmp_path / "i")
+    path = tmp_path / "i" / "index.faiss"
+    f = ann.hnsw_file(path)
+    file_start = f.x.ctypes.data - f.floats_at  # the map's first byte: each view's place in the file follows
+    spots = {name: getattr(f, name).ctypes.data - file_start for name in ("neighbors", "offsets")}
+    ids, offsets = f.neighbors.copy(), f.offsets.copy()
+    del f
+    ids[::3] = 2_000_000_000  # ids far out of range
+    offsets[5:50] = 1 << 60  # lists that would start far outside the neighbour array
+    data = bytearray(path.read_bytes())
+    for name, arr in (("neighbors", ids), ("offsets", offsets)):
+        data[spots[name] : spots[name] + arr.nbytes] = arr.tobytes()
+    path.write_bytes(bytes(data))
+    idx = AnnIndex.load(tmp_path / "i", just_saved=True)  # as if the file broke after its check
+    for two_hop, allow in ((False, None), (True, np.packbits(rng.random(2000) < 0.2, bitorder="little"))):
+        _, lab = idx.search(np.ascontiguousarray(x[:50]), K, effort=32, allow=allow, two_hop=two_hop)
+        assert ((lab >= -1) & (lab < 2000)).all()
+
+
+def test_files_that_are_not_hnsw_flat_are_left_to_faiss_and_short_ones_refused(tmp_path):
+    x = np.random.default_rng(5).standard_normal((2000, 64)).astype(np.float32)
+    AnnIndex.build(x, np.arange(1, 2001), "l2", IndexParams("ivf", nlist=8)).save(tmp_path / "ivf")
+    assert ann.hnsw_file(tmp_path / "ivf" / "index.faiss") is None
+    AnnIndex.build(x, np.arange(1, 2001), "l2", IndexParams("hnsw", M=8)).save(tmp_path / "h")
+    path = tmp_path / "h" / "index.faiss"
+    path.write_bytes(path.read_bytes()[:-100])
+    with pytest.raises(ValueError, match="index.faiss"):
+        ann.hnsw_file(path)

@@ -68,6 +68,7 @@ typedef struct {
     const uint64_t *offsets;
     const int32_t *levels;
     const int32_t *cum;
+    uint64_t nnbr; /* length of nbr */
     int64_t n;
     int d;
     int32_t entry;
@@ -267,6 +268,16 @@ static void work_free(Work *w) {
     free(w);
 }
 
+/* Node v's neighbours at a level, or NULL when its offset points outside the neighbour array. The
+   graph is read in place from the file, without FAISS's pass over every list when it reads an index:
+   a damaged file (which the file's background checksum check reports) makes the walk skip a node or
+   end a list early, never read outside the arrays. */
+static inline const int32_t *list_of(const Graph *g, int32_t v, int level) {
+    uint64_t o = g->offsets[v];
+    if (o > g->nnbr || g->nnbr - o < (uint64_t)g->cum[level + 1]) return NULL;
+    return g->nbr + o + g->cum[level];
+}
+
 /* One query. Returns 0, -1 when memory ran out (the caller raises MemoryError), or -2 when a row could
    not be read from the rows' file (the caller raises OSError; errno says why). */
 static int walk_one(const Graph *g, Work *w, const float *q, int k, int ef, const uint8_t *allow, int two_hop,
@@ -294,6 +305,8 @@ static int walk_one(const Graph *g, Work *w, const float *q, int k, int ef, cons
     const size_t ahead_bytes = row_bytes <= 512 ? row_bytes : 64;
 #define ROW(v) (rows + (size_t)(v) * row_bytes)
 #define ALLOWED(v) (!allow || (allow[(v) >> 3] >> ((v) & 7)) & 1)
+/* a neighbour id (a list ends at -1); an id out of range - a damaged file - ends the list too */
+#define NODE(v) ((uint32_t)(v) < (uint32_t)g->n)
     for (int j = 0; j < k; j++) {
         od[j] = ip ? -INFINITY : INFINITY;
         ol[j] = -1;
@@ -313,9 +326,10 @@ static int walk_one(const Graph *g, Work *w, const float *q, int k, int ef, cons
         int changed = 1;
         while (changed) {
             changed = 0;
-            const int32_t *nb = g->nbr + g->offsets[cur] + g->cum[level];
-            const int32_t *end = g->nbr + g->offsets[cur] + g->cum[level + 1];
-            for (; nb < end && *nb >= 0; nb++) {
+            const int32_t *nb = list_of(g, cur, level);
+            if (!nb) break;
+            const int32_t *end = nb + (g->cum[level + 1] - g->cum[level]);
+            for (; nb < end && NODE(*nb); nb++) {
                 float dv = DIST(*nb);
                 if (dv < dcur) {
                     dcur = dv;
@@ -349,13 +363,15 @@ static int walk_one(const Graph *g, Work *w, const float *q, int k, int ef, cons
         Item c = w->cand[0];
         if (c.d > lower && ntop == (size_t)ef) break;
         min_pop(w->cand, &ncand);
-        const int32_t *nb = g->nbr + g->offsets[c.id];
+        const int32_t *nb = list_of(g, c.id, 0);
+        if (!nb) continue;
         if (ncand) { /* the next candidate's list: a random read, issued while this one is scored */
-            const int32_t *next = g->nbr + g->offsets[w->cand[0].id];
-            for (size_t o = 0; o < width; o += 16) __builtin_prefetch(next + o);
+            const int32_t *next = list_of(g, w->cand[0].id, 0);
+            if (next)
+                for (size_t o = 0; o < width; o += 16) __builtin_prefetch(next + o);
         }
         size_t nf = 0;
-        for (size_t j = 0; j < width && nb[j] >= 0; j++) {
+        for (size_t j = 0; j < width && NODE(nb[j]); j++) {
             int32_t v = nb[j];
             if (tags[v] != gen && (!two_hop || ALLOWED(v))) {
                 tags[v] = gen;
@@ -364,16 +380,18 @@ static int walk_one(const Graph *g, Work *w, const float *q, int k, int ef, cons
             }
         }
         if (two_hop) /* the lists read below are random reads: issue them together (1.5x faster at 10^6 rows) */
-            for (size_t j = 0; j < width && nb[j] >= 0; j++)
+            for (size_t j = 0; j < width && NODE(nb[j]); j++)
                 if (!ALLOWED(nb[j])) {
-                    const int32_t *nb2 = g->nbr + g->offsets[nb[j]];
-                    for (size_t o = 0; o < width; o += 16) __builtin_prefetch(nb2 + o);
+                    const int32_t *nb2 = list_of(g, nb[j], 0);
+                    if (nb2)
+                        for (size_t o = 0; o < width; o += 16) __builtin_prefetch(nb2 + o);
                 }
         if (two_hop) /* fill the list up with the allowed neighbours of disallowed neighbours */
-            for (size_t j = 0; j < width && nb[j] >= 0 && nf < width; j++) {
+            for (size_t j = 0; j < width && NODE(nb[j]) && nf < width; j++) {
                 if (ALLOWED(nb[j])) continue;
-                const int32_t *nb2 = g->nbr + g->offsets[nb[j]];
-                for (size_t i2 = 0; i2 < width && nb2[i2] >= 0 && nf < width; i2++) {
+                const int32_t *nb2 = list_of(g, nb[j], 0);
+                if (!nb2) continue;
+                for (size_t i2 = 0; i2 < width && NODE(nb2[i2]) && nf < width; i2++) {
                     int32_t u = nb2[i2];
                     if (tags[u] != gen && ALLOWED(u)) {
                         tags[u] = gen;
@@ -458,6 +476,7 @@ static int walk_one(const Graph *g, Work *w, const float *q, int k, int ef, cons
 #undef DIST8
 #undef ROW
 #undef ALLOWED
+#undef NODE
     return 0;
 }
 
@@ -535,13 +554,17 @@ static int Graph_init(Graph *self, PyObject *args, PyObject *kwds) {
     self->offsets = self->bufs[2].buf;
     self->levels = self->bufs[3].buf;
     self->cum = self->bufs[4].buf;
+    self->nnbr = (uint64_t)(self->bufs[1].len / 4);
     self->n = self->bufs[3].len / 4;
     self->d = d;
     self->entry = entry;
     self->max_level = max_level;
     self->ip = ip;
     Py_ssize_t ncum = self->bufs[4].len / 4;
-    if (d <= 0 || self->bufs[0].len / 4 != self->n * (Py_ssize_t)d || self->bufs[2].len / 8 != self->n + 1 ||
+    /* cum bounds every list's span (and the level-0 width sizes a buffer on the stack) */
+    int bad_cum = ncum < 2 || self->cum[0] != 0 || self->cum[1] > 4096;
+    for (Py_ssize_t i = 0; i + 1 < ncum && !bad_cum; i++) bad_cum = self->cum[i + 1] < self->cum[i];
+    if (bad_cum || self->n >= INT32_MAX || d <= 0 || self->bufs[0].len / 4 != self->n * (Py_ssize_t)d || self->bufs[2].len / 8 != self->n + 1 ||
         max_level + 2 > ncum || (self->n > 0 && (entry < 0 || entry >= self->n)) ||
         (self->n > 0 && (Py_ssize_t)self->offsets[self->n] > self->bufs[1].len / 4)) {
         PyErr_SetString(PyExc_ValueError, "inconsistent HNSW graph arrays");

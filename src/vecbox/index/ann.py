@@ -29,6 +29,7 @@ from __future__ import annotations
 import json
 import math
 import os
+import struct
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -193,6 +194,7 @@ class AnnIndex:
     pending: list[tuple[str, Any]] = field(default_factory=list, repr=False)  # (file, Future[bool]) checks
     build_peak_bytes: int | None = None  # how far RSS rose while it was built (saved)
     directory: Path | None = field(default=None, repr=False)  # where it was loaded from (None: built, not loaded)
+    hnsw_file: "HnswFile | None" = field(default=None, repr=False)  # a loaded HNSW-flat file's parts, read in place
 
     @property
     def n(self) -> int:
@@ -320,18 +322,22 @@ class AnnIndex:
             return out[0], out[1]
         dist = np.empty((len(q), k), dtype=np.float32)
         lab = np.empty((len(q), k), dtype=np.int64)
-        faiss = _FAISS or _faiss()
         if walker:  # as many threads as FAISS would use (OpenMP's setting, which callers limit)
-            walker.search(q, k, effort, allow, dist, lab, 1 if len(q) == 1 else faiss.omp_get_max_threads(), two_hop)
+            threads = 1 if len(q) == 1 else (_FAISS or _faiss()).omp_get_max_threads()
+            walker.search(q, k, effort, allow, dist, lab, threads, two_hop)
         else:
+            faiss = _FAISS or _faiss()
             self.faiss_index.search_c(len(q), faiss.swig_ptr(q), k, faiss.swig_ptr(dist), faiss.swig_ptr(lab),
                                       self._params(effort, k, allow))
         return dist, lab
 
     def _out_buffers(self, k: int) -> tuple[Any, ...]:
-        faiss = _FAISS or _faiss()
         d1, l1 = np.empty((1, k), dtype=np.float32), np.empty((1, k), dtype=np.int64)
-        out = self._one[k] = (d1, l1, faiss.swig_ptr(d1), faiss.swig_ptr(l1))
+        if self.walker():  # FAISS's pointers only for FAISS's search (a walk needs no import of faiss)
+            out = self._one[k] = (d1, l1, None, None)
+        else:
+            faiss = _FAISS or _faiss()
+            out = self._one[k] = (d1, l1, faiss.swig_ptr(d1), faiss.swig_ptr(l1))
         return out
 
     def _params(self, effort: int, k: int, allow: np.ndarray | None) -> Any:
@@ -358,7 +364,8 @@ class AnnIndex:
         """Write ``index.faiss`` + ``rids.npy`` + ``meta.json`` into a new directory (fsynced)."""
         faiss = _faiss()
         directory.mkdir(parents=True)
-        faiss.write_index(self.faiss_index, str(directory / _INDEX_FILE))
+        index = self.faiss_index
+        faiss.write_index(index.get() if isinstance(index, FaissOnDemand) else index, str(directory / _INDEX_FILE))
         arrays = {_RIDS: self.rids}
         if self.walks_codes:
             self.walker()  # made at build by the calibration already; saved so a load need not make them
@@ -400,7 +407,6 @@ class AnnIndex:
         (:attr:`pending`; :meth:`problem` reports a mismatch, and the index is then treated
         as damaged); smaller ones are checked here.
         """
-        faiss = _faiss()
         pending: list[tuple[str, Any]] = []
         try:
             meta = json.loads((directory / _META).read_text(encoding="utf-8"))
@@ -414,7 +420,12 @@ class AnnIndex:
                 elif file_checksum(directory / name) != digest:
                     raise ValueError(f"{name} does not match its checksum (flipped bytes, or another file)")
             rids = np.load(directory / _RIDS, allow_pickle=False)
-            index = faiss.read_index(str(directory / _INDEX_FILE), faiss.IO_FLAG_MMAP_IFC)
+            hnsw = hnsw_file(directory / _INDEX_FILE) if walk_module() is not None else None
+            if hnsw is not None:  # vecbox's walk reads it in place: FAISS (~0.2 s to import) waits until needed
+                index: Any = FaissOnDemand(directory / _INDEX_FILE, hnsw.d, hnsw.ntotal)
+            else:
+                faiss = _faiss()
+                index = faiss.read_index(str(directory / _INDEX_FILE), faiss.IO_FLAG_MMAP_IFC)
             params = IndexParams(**meta["params"])
             walks = meta.get("walks")  # absent in indexes saved before the walks were calibrated
             if walks is not None and not (isinstance(walks, dict) and all(
@@ -433,7 +444,7 @@ class AnnIndex:
             raise CorruptCollectionError(damaged_message(directory, str(exc))) from None
         return cls(params, meta["metric"], rids.astype(np.int64), index, int(meta["version"]),
                    float(meta.get("build_seconds", 0.0)), walk_calibration=walks, calibrated_recall=recall,
-                   calibration=calibration, codes=codes, pending=pending, directory=directory,
+                   calibration=calibration, codes=codes, pending=pending, directory=directory, hnsw_file=hnsw,
                    build_peak_bytes=meta.get("build_peak_bytes") if isinstance(meta.get("build_peak_bytes"), int) else None)
 
     def problem(self) -> str | None:
@@ -506,62 +517,161 @@ def _load_codes(directory: Path, n: int, d: int) -> tuple[np.ndarray, ...] | Non
 
 
 def _graph_of(index: AnnIndex) -> Any:
-    """A ``_walk.Graph`` reading ``index``'s FAISS graph and vectors in place (no copy), or ``None``.
+    """A ``_walk.Graph`` reading ``index``'s graph and vectors in place (no copy), or ``None``.
 
-    The arrays are views of FAISS's own memory: the graph is only valid while the FAISS
-    index lives and is not changed, which holds for an :class:`AnnIndex` (built or loaded
-    once, never added to).
+    A loaded index's arrays are views of its file (:class:`HnswFile`); a built one's are views
+    of FAISS's own memory, valid while the FAISS index lives unchanged, which holds for an
+    :class:`AnnIndex` (built or loaded once, never added to).
     """
     walk = walk_module()
     if walk is None or index.params.kind != "hnsw" or index.params.storage != "flat" or index.n == 0:
         return None
-    faiss = _faiss()
-    fi = faiss.downcast_index(index.faiss_index)
-    if not isinstance(fi, faiss.IndexHNSWFlat):  # pragma: no cover - what build() makes for hnsw+flat
-        return None
-    h, n, d = fi.hnsw, fi.ntotal, fi.d
-    view = faiss.rev_swig_ptr
-    x = view(faiss.downcast_index(fi.storage).get_xb(), n * d)
-    ip = fi.metric_type == faiss.METRIC_INNER_PRODUCT
-    graph = walk.Graph(
-        x, view(h.neighbors.data(), h.neighbors.size()),
-        view(h.offsets.data(), h.offsets.size()), view(h.levels.data(), h.levels.size()),
-        faiss.vector_to_array(h.cum_nneighbor_per_level), d, int(h.entry_point), int(h.max_level), ip,
-    )
+    f = index.hnsw_file
+    if f is not None:
+        n, d, ip, x = f.ntotal, f.d, f.inner_product, f.x
+        graph = walk.Graph(x.reshape(-1), f.neighbors, f.offsets, f.levels, f.cum, d, f.entry, f.max_level, ip)
+    else:
+        faiss = _faiss()
+        fi = faiss.downcast_index(index.faiss_index)
+        if not isinstance(fi, faiss.IndexHNSWFlat):  # pragma: no cover - what build() makes for hnsw+flat
+            return None
+        h, n, d = fi.hnsw, fi.ntotal, fi.d
+        view = faiss.rev_swig_ptr
+        x = view(faiss.downcast_index(fi.storage).get_xb(), n * d).reshape(n, d)
+        ip = fi.metric_type == faiss.METRIC_INNER_PRODUCT
+        graph = walk.Graph(
+            x.reshape(-1), view(h.neighbors.data(), h.neighbors.size()),
+            view(h.offsets.data(), h.offsets.size()), view(h.levels.data(), h.levels.size()),
+            faiss.vector_to_array(h.cum_nneighbor_per_level), d, int(h.entry_point), int(h.max_level), ip,
+        )
     if index.walks_codes:
         if index.codes is None:
-            index.codes = walk_codes(x.reshape(n, d), ip)
+            index.codes = walk_codes(x, ip)
         graph.set_codes(*index.codes)
-        _read_rows_by_pread(graph, index, n * d)
+        if f is not None and 4 * n * d >= PREAD_ROWS_BYTES:
+            _read_rows_by_pread(graph, index.directory / _INDEX_FILE, f.floats_at)
     return graph
 
 
-def _read_rows_by_pread(graph: Any, index: AnnIndex, values: int) -> None:
-    """Have a walk over codes read the float rows it rescores from ``index.faiss`` by ``pread``.
+def _read_rows_by_pread(graph: Any, path: Path, offset: int) -> None:
+    """Have a walk over codes read the float rows it rescores from ``path`` (at ``offset``) by ``pread``.
 
-    Only the final ef rows of a walk are read in float, at random: through FAISS's map of the
-    file each such read faults in up to 2 MB (a large page-cache folio), so after a few hundred
-    queries the whole float storage was resident (10^6 x 384: 2,118 MB of file pages against
-    FAISS's 1,789 MB in all). Read by ``pread`` they stay in the page cache, shared and
-    reclaimable, and RSS holds the graph and the codes. FAISS writes an ``IndexHNSWFlat``'s
-    storage last - the count of floats (uint64), then the floats - which is checked here; an
-    index built in this process (not loaded) keeps reading its rows in RAM.
+    Only the final rows of a walk are read in float, at random: through a map of the file each
+    such read faults in up to 2 MB (a large page-cache folio), so after a few hundred queries the
+    whole float storage was resident (10^6 x 384: 2,118 MB of file pages against FAISS's 1,789 MB
+    in all). Read by ``pread`` they stay in the page cache, shared and reclaimable, and RSS holds
+    the graph and the codes. An index built in this process (not loaded) reads its rows in RAM.
     """
-    if index.directory is None or 4 * values < PREAD_ROWS_BYTES:
-        return
-    path = index.directory / _INDEX_FILE
     try:
         fd = os.open(path, os.O_RDONLY)
     except OSError:
-        return
+        return  # the walk reads the rows through the map
     try:
-        offset = os.fstat(fd).st_size - 4 * values
-        first = np.asarray(index.faiss_index.reconstruct(0), dtype=np.float32).tobytes()
-        if (offset >= 8 and int.from_bytes(os.pread(fd, 8, offset - 8), "little") == values
-                and os.pread(fd, len(first), offset) == first):
-            graph.read_rows_from(fd, offset)
+        graph.read_rows_from(fd, offset)
     finally:
         os.close(fd)
+
+
+@dataclass
+class HnswFile:
+    """The parts of a saved FAISS ``IndexHNSWFlat`` (``index.faiss``), as views of one read-only map."""
+
+    d: int
+    ntotal: int
+    inner_product: bool
+    cum: np.ndarray  # int32: where each level's neighbours start in a node's list
+    levels: np.ndarray  # int32 (n,)
+    offsets: np.ndarray  # uint64 (n + 1,): where each node's list starts in ``neighbors``
+    neighbors: np.ndarray  # int32, -1 padded
+    entry: int
+    max_level: int
+    floats_at: int  # byte offset of the float rows in the file
+    x: np.ndarray  # float32 (n, d): the rows
+
+
+_HEADER = struct.Struct("<iqqqBi")  # FAISS's index header: d, ntotal, two dummies, is_trained, metric_type
+
+
+def hnsw_file(path: Path) -> HnswFile | None:
+    """``path``'s parts when it holds an ``IndexHNSWFlat`` (else ``None``: FAISS reads it), read in place.
+
+    vecbox's walk needs the graph and the rows, not FAISS's index object; and FAISS, reading an HNSW
+    index, goes through every neighbour list (its checks on a file it is handed), which from a cold
+    page cache took ~1.1 s for the 80 MB graph of 300k rows, one 4 KB fault at a time. Here nothing
+    is read but the headers: the first searches touch the pages they need. The walk bounds-checks
+    every list it reads instead (``_walk.c``: ``list_of``), and the file's checksum is checked in
+    the background as before.
+
+    The layout is FAISS's ``write_index`` (faiss/impl/index_write.cpp): the tag ``IHNf``; the
+    index header; the HNSW's vectors, each a uint64 count then its items (assign_probas float64,
+    cum_nneighbor_per_level int32, levels int32, offsets uint64, neighbors int32); entry point,
+    max level, efConstruction, efSearch and a dummy (int32); then the storage, an ``IndexFlat``
+    (tag, header, the count of floats, the floats). Raises ``ValueError`` when these do not hold
+    together.
+    """
+    mm = np.memmap(path, dtype=np.uint8, mode="r")
+    if len(mm) < 4 or bytes(mm[:4]) != b"IHNf":
+        return None
+    at = 4
+
+    def take(size: int) -> bytes:
+        nonlocal at
+        if at + size > len(mm):
+            raise ValueError("index.faiss ends early")
+        at += size
+        return bytes(mm[at - size : at])
+
+    def header() -> tuple[int, int, int]:
+        d, ntotal, _, _, _, metric = _HEADER.unpack(take(_HEADER.size))
+        if metric > 1:
+            take(4)  # metric_arg
+        return d, ntotal, metric
+
+    def vector(dtype: str) -> np.ndarray:
+        nonlocal at
+        count = int.from_bytes(take(8), "little")
+        size = count * np.dtype(dtype).itemsize
+        if at + size > len(mm):
+            raise ValueError("index.faiss ends early")
+        at += size
+        return mm[at - size : at].view(dtype)
+
+    d, ntotal, metric = header()
+    vector("<f8")  # assign_probas: for adding, not searching
+    cum, levels, offsets, neighbors = vector("<i4"), vector("<i4"), vector("<u8"), vector("<i4")
+    entry, max_level = struct.unpack("<ii", take(8))
+    take(12)  # efConstruction, efSearch, a dummy
+    if take(4) not in (b"IxFI", b"IxF2") or header()[:2] != (d, ntotal):
+        raise ValueError("index.faiss: the storage is not the flat rows of this graph")
+    vector_at = at
+    if int.from_bytes(take(8), "little") != ntotal * d or vector_at + 8 + 4 * ntotal * d != len(mm):
+        raise ValueError("index.faiss: the rows do not end the file")
+    if metric not in (0, 1) or d <= 0 or len(levels) != ntotal or len(offsets) != ntotal + 1:
+        raise ValueError("index.faiss: the graph's sizes do not agree")
+    x = mm[vector_at + 8 :].view("<f4").reshape(ntotal, d)
+    return HnswFile(d, ntotal, metric == 0, cum, levels, offsets, neighbors, entry, max_level, vector_at + 8, x)
+
+
+class FaissOnDemand:
+    """A saved index's FAISS object, read (memory-mapped) on first use; ``d`` and ``ntotal`` without it.
+
+    A loaded HNSW-flat index is searched by vecbox's walk over :func:`hnsw_file`'s views, so FAISS's
+    read (and its pass over the graph) is left to what needs FAISS's own search.
+    """
+
+    def __init__(self, path: Path, d: int, ntotal: int) -> None:
+        self.path, self.d, self.ntotal = path, d, ntotal
+        self._index: Any = None
+
+    def get(self) -> Any:
+        """The FAISS index (read now if it was not yet)."""
+        if self._index is None:
+            faiss = _faiss()
+            self._index = faiss.read_index(str(self.path), faiss.IO_FLAG_MMAP_IFC)
+        return self._index
+
+    def __getattr__(self, name: str) -> Any:  # what is not defined here is FAISS's
+        return getattr(self.get(), name)
 
 
 def walk_codes(x: np.ndarray, inner_product: bool) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray | None]:
