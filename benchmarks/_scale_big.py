@@ -151,6 +151,21 @@ def resident_by_kind() -> dict[str, float]:
     return out
 
 
+def sweep_to(target: float, grid: tuple[tuple[int, int], ...], search: Any, truth: np.ndarray,
+             sweep: list[tuple[Any, ...]] | None = None) -> tuple[tuple[int, int], list[tuple[Any, ...]]]:
+    """The first grid point whose recall@10 (``search(a, b)``'s labels against ``truth``) reaches
+    ``target`` - or the last one - and every point tried, with its recall, after ``sweep``."""
+    from vecbox.evaluation.metrics import knn_recall
+
+    sweep = list(sweep or [])
+    for a, b in grid:
+        rec = float(knn_recall(search(a, b), truth, K))
+        sweep.append((a, b, rec))
+        if rec >= target:
+            return (a, b), sweep
+    return grid[-1], sweep
+
+
 def phase_lance(workdir: Path) -> dict[str, Any]:
     import lancedb
     import pyarrow as pa
@@ -190,14 +205,8 @@ def phase_lance(workdir: Path) -> dict[str, Any]:
             out[i, : len(ids)] = ids
         return out
 
-    sweep = [tuple(row) for row in before.get("sweep", [])]
-    chosen = grid[-1]
-    for nprobes, refine in grid:
-        rec = float(knn_recall(run(q[:200], nprobes, refine), truth[:200], K))
-        sweep.append((nprobes, refine, rec))
-        if rec >= target:
-            chosen = (nprobes, refine)
-            break
+    chosen, sweep = sweep_to(target, grid, lambda a, b: run(q[:200], a, b), truth[:200],
+                             [tuple(row) for row in before.get("sweep", [])])
     t0 = time.perf_counter()
     got = run(q, *chosen)
     single = time.perf_counter() - t0
@@ -234,13 +243,7 @@ def phase_faiss(workdir: Path) -> dict[str, Any]:
             return index.search(vs, K, params=params)[1]
         return np.concatenate([index.search(v[None, :], K, params=params)[1] for v in vs])
 
-    sweep, chosen = [], FAISS_GRID[-1]
-    for nprobe, k_factor in FAISS_GRID:
-        rec = float(knn_recall(run(q[:200], nprobe, k_factor), truth[:200], K))
-        sweep.append((nprobe, k_factor, rec))
-        if rec >= target:
-            chosen = (nprobe, k_factor)
-            break
+    chosen, sweep = sweep_to(target, FAISS_GRID, lambda a, b: run(q[:200], a, b), truth[:200])
     t0 = time.perf_counter()
     got = run(q, *chosen)
     single = time.perf_counter() - t0
