@@ -63,17 +63,19 @@ def peak_growth() -> Iterator[dict[str, int | None]]:
     the result's ``"bytes"`` is ``None`` where it cannot be measured.
 
     >>> with peak_growth() as peak:
-    ...     block = b"x" * (50 << 20)  # written, so resident (a zeroed bytearray may be untouched fresh pages)
-    >>> peak["bytes"] is None or peak["bytes"] >= 40 << 20
+    ...     block = b"x" * (100 << 20)  # written, so resident (a zeroed bytearray may be untouched fresh pages)
+    >>> peak["bytes"] is None or peak["bytes"] >= 50 << 20
     True
     """
     out: dict[str, int | None] = {"bytes": None}
-    start = _status("VmRSS")
     try:
         Path("/proc/self/clear_refs").write_text("5\n")  # reset VmHWM to the current RSS
         reset = True
     except OSError:
         reset = False
+    # the reset peak is the RSS at the reset: read before it, other threads' frees or reclaimed file pages in
+    # between made the growth look smaller (the doctest failed at random in a long test process)
+    start = _status("VmHWM") if reset else None
     try:
         yield out
     finally:
