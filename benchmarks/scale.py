@@ -158,6 +158,12 @@ def phase_cold_ann(workdir: Path) -> dict[str, Any]:
     before = memory()
     res, col = BIG.time_queries(workdir / "col", q, truth)
     res.update(cold_first_s=res.pop("first_s"), memory_before=before, memory_after=memory())
+    # the same queries again: the maps are warm now, as FAISS's index is in RAM after its build (the first
+    # pass of a new process also faults the graph and codes in, which FAISS's process never does)
+    t0 = time.perf_counter()
+    for v in q:
+        col.search(v, k=K)
+    res["qps_single_again"] = len(q) / (time.perf_counter() - t0)
     col.close()
     return res
 
@@ -334,8 +340,12 @@ def _tables(res: dict[str, Any]) -> list[tuple[str, list[str], list[list[Any]]]]
             [f"ef (vecbox: {'fixed' if syn.get('fixed_ef') else 'calibrated'}; FAISS: first to reach vecbox's recall)",
              b["ef"], f["ef"] if f else "", ""],
             ["recall@10, 1,000 queries", f"{ca['recall']:.3f}", f"{f['recall']:.3f}" if f else "", ""],
-            *([["QPS, one query at a time: a new process with the files in the page cache; FAISS: its process "
-                "after the build", f"{wa['qps_single']:,.0f}", f"{f['qps_single']:,.0f}" if f else "",
+            *([["QPS, one query at a time, the queries' second pass in a new process (maps warm); FAISS: its "
+                "process after the build", f"{wa['qps_single_again']:,.0f}", f"{f['qps_single']:,.0f}" if f else "",
+                R.fmt_ratio(wa["qps_single_again"] / f["qps_single"]) if f else ""]] if wa and "qps_single_again" in wa else []),
+            *([["QPS, one query at a time: the first 1,000 queries of a new process with the files in the page cache "
+                "(they also map the graph and codes in); FAISS: its process after the build",
+                f"{wa['qps_single']:,.0f}", f"{f['qps_single']:,.0f}" if f else "",
                 R.fmt_ratio(wa["qps_single"] / f["qps_single"]) if f else ""],
                ["QPS, one batch of 1,000, the same", f"{wa['qps_batch']:,.0f}", f"{f['qps_batch']:,.0f}" if f else "",
                 R.fmt_ratio(wa["qps_batch"] / f["qps_batch"]) if f else ""]] if wa else []),
