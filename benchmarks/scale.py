@@ -383,6 +383,13 @@ _KINDS = ("Default HNSW on the SciFact", "SYNTHETIC, HNSW", "cold start and memo
           "SYNTHETIC on one 24 GB machine")
 
 
+def _kind(title: str) -> tuple[str, str] | None:
+    """A table's kind and size (``("SYNTHETIC on one 24 GB machine", "10,000,000")``): a run at 10^6
+    replaces the 10^6 table of its kind, not the 10^7 one."""
+    kind = next((k for k in _KINDS if k in title), None)
+    return (kind, title.split(" x ")[0] if " x " in title else "") if kind else None
+
+
 def _kept_tables(new_titles: list[str]) -> list[str]:
     """The section's tables of the kinds this run did not measure, kept as they were (each says when)."""
     text = R.DOCS_PATH.read_text(encoding="utf-8") if R.DOCS_PATH.exists() else ""
@@ -392,10 +399,11 @@ def _kept_tables(new_titles: list[str]) -> list[str]:
     old = text[text.index(begin) + len(begin) : text.index(end)]
     when = next((ln for ln in old.splitlines() if ln.startswith("- **Measured:**")), "")
     kept = []
+    replaced = {_kind(t) for t in new_titles}
     for block in old.split("\n### ")[1:]:
         title = block.splitlines()[0]
-        kind = next((k for k in _KINDS if k in title), None)
-        if kind is None or any(kind in t for t in new_titles):
+        kind = _kind(title)
+        if kind is None or kind in replaced:
             continue
         lines = block.rstrip().splitlines()
         noted = any(ln.startswith("_Kept from an earlier run") for ln in lines[:3]) or "measured" in title
