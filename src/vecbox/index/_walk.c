@@ -640,7 +640,7 @@ static PyObject *Graph_search(Graph *self, PyObject *const *args, Py_ssize_t nar
     int failed = 0;
     for (int t = 0; t < threads; t++)
         jobs[t] = (Job){self, ws[t], q.buf, nq, t, threads, k, ef, two_hop && have_allow,
-                        have_allow ? al.buf : NULL, od.buf, ol.buf, 0};
+                        have_allow ? al.buf : NULL, od.buf, ol.buf, 0, 0};
     Py_BEGIN_ALLOW_THREADS
     if (threads == 1) {
         run_job(&jobs[0]);
