@@ -12,6 +12,7 @@ import numpy as np
 import pytest
 
 from vecbox import Collection
+from vecbox._memory import mapped_resident
 from vecbox._rows import RowChunks
 from vecbox.errors import CorruptCollectionError
 from vecbox.index.flat import exact_topk
@@ -376,21 +377,6 @@ def test_scattered_rows_of_a_big_mapping_are_read_without_mapping_them(tmp_path,
     assert not _rows._FDS  # the descriptor closes with the map
 
 
-def _resident_of(path: Path) -> int:
-    """Bytes of ``path``'s pages mapped into this process and resident (0 when it is not mapped)."""
-    smaps = Path("/proc/self/smaps")
-    if not smaps.exists():
-        pytest.skip("resident pages per mapping are read from /proc/self/smaps (Linux)")
-    total, inside = 0, False
-    for line in smaps.read_text().splitlines():
-        head = line.split(maxsplit=1)[0]
-        if "-" in head and not head.endswith(":"):  # a mapping's first line: range perms offset dev inode path
-            inside = line.rstrip().endswith(str(path))
-        elif inside and head == "Rss:":
-            total += int(line.split()[1]) * 1024
-    return total
-
-
 @pytest.mark.parametrize("by_pread", [False, True])
 def test_a_loaded_hnsw_index_reads_its_rescored_rows_without_mapping_them(tmp_path, rng, monkeypatch, by_pread):
     # the walk over codes reads its final rows in float; read through FAISS's map of index.faiss they
@@ -408,7 +394,10 @@ def test_a_loaded_hnsw_index_reads_its_rescored_rows_without_mapping_them(tmp_pa
     (d,) = (tmp_path / "c" / "indexes").iterdir()
     with Collection.open(tmp_path / "c") as col:
         hits = [[h.id for h in col.search(v, k=10)] for v in q]
-        resident = _resident_of(d / "index.faiss")
+        mem = mapped_resident(d / "index.faiss")
+        if mem is None:
+            pytest.skip("resident pages per mapping are read from /proc/self/smaps (Linux)")
+        resident = mem["resident_bytes"]
         exact = [[h.id for h in col.search(v, k=10, exact=True)] for v in q]
     recall = np.mean([len(set(a) & set(b)) / 10 for a, b in zip(hits, exact)])
     assert recall >= 0.9

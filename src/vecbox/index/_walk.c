@@ -435,7 +435,7 @@ static int walk_one(const Graph *g, Work *w, const float *q, int k, int ef, cons
            distance is within `slack` of its exact one (half a step of each dimension's range, weighted by
            |q|), so once a row's code distance less the slack is above the k-th best exact distance so far,
            neither it nor any after it can be among the k best: stop there. The same answers as rescoring
-           all ef rows, from fewer rows read (measured: ~1/3 of them on the 384-d mixture at ef 64). */
+           all ef rows, from fewer rows read (measured: ~14 of 64 on the 384-d mixture at ef 64). */
         qsort(top, ntop, sizeof(Item), item_cmp);
         float slack = 0.f;
         for (int i = 0; i < d; i++) slack += fabsf(q[i]) * g->cscale[i];

@@ -193,7 +193,6 @@ class AnnIndex:
     codes: tuple[np.ndarray, ...] | None = field(default=None, repr=False)  # walk_codes(): made once, then saved
     pending: list[tuple[str, Any]] = field(default_factory=list, repr=False)  # (file, Future[bool]) checks
     build_peak_bytes: int | None = None  # how far RSS rose while it was built (saved)
-    directory: Path | None = field(default=None, repr=False)  # where it was loaded from (None: built, not loaded)
     hnsw_file: "HnswFile | None" = field(default=None, repr=False)  # a loaded HNSW-flat file's parts, read in place
 
     @property
@@ -422,7 +421,7 @@ class AnnIndex:
             rids = np.load(directory / _RIDS, allow_pickle=False)
             hnsw = hnsw_file(directory / _INDEX_FILE) if walk_module() is not None else None
             if hnsw is not None:  # vecbox's walk reads it in place: FAISS (~0.2 s to import) waits until needed
-                index: Any = FaissOnDemand(directory / _INDEX_FILE, hnsw.d, hnsw.ntotal)
+                index: Any = FaissOnDemand(hnsw.path, hnsw.d, hnsw.ntotal)
             else:
                 faiss = _faiss()
                 index = faiss.read_index(str(directory / _INDEX_FILE), faiss.IO_FLAG_MMAP_IFC)
@@ -444,7 +443,7 @@ class AnnIndex:
             raise CorruptCollectionError(damaged_message(directory, str(exc))) from None
         return cls(params, meta["metric"], rids.astype(np.int64), index, int(meta["version"]),
                    float(meta.get("build_seconds", 0.0)), walk_calibration=walks, calibrated_recall=recall,
-                   calibration=calibration, codes=codes, pending=pending, directory=directory, hnsw_file=hnsw,
+                   calibration=calibration, codes=codes, pending=pending, hnsw_file=hnsw,
                    build_peak_bytes=meta.get("build_peak_bytes") if isinstance(meta.get("build_peak_bytes"), int) else None)
 
     def problem(self) -> str | None:
@@ -549,7 +548,7 @@ def _graph_of(index: AnnIndex) -> Any:
             index.codes = walk_codes(x, ip)
         graph.set_codes(*index.codes)
         if f is not None and 4 * n * d >= PREAD_ROWS_BYTES:
-            _read_rows_by_pread(graph, index.directory / _INDEX_FILE, f.floats_at)
+            _read_rows_by_pread(graph, f.path, f.floats_at)
     return graph
 
 
@@ -576,6 +575,7 @@ def _read_rows_by_pread(graph: Any, path: Path, offset: int) -> None:
 class HnswFile:
     """The parts of a saved FAISS ``IndexHNSWFlat`` (``index.faiss``), as views of one read-only map."""
 
+    path: Path  # the file
     d: int
     ntotal: int
     inner_product: bool
@@ -649,7 +649,7 @@ def hnsw_file(path: Path) -> HnswFile | None:
     if metric not in (0, 1) or d <= 0 or len(levels) != ntotal or len(offsets) != ntotal + 1:
         raise ValueError("index.faiss: the graph's sizes do not agree")
     x = mm[vector_at + 8 :].view("<f4").reshape(ntotal, d)
-    return HnswFile(d, ntotal, metric == 0, cum, levels, offsets, neighbors, entry, max_level, vector_at + 8, x)
+    return HnswFile(path, d, ntotal, metric == 0, cum, levels, offsets, neighbors, entry, max_level, vector_at + 8, x)
 
 
 class FaissOnDemand:
