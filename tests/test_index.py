@@ -5,7 +5,9 @@ Every approximate path is checked against exact search on seeded data.
 
 from __future__ import annotations
 
+import gc
 import math
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -222,6 +224,35 @@ def test_a_damaged_index_never_breaks_search_and_says_so(tmp_path, data):
     col2.build_index("hnsw", M=8)
     assert col2.search(q[0], K, explain=True).plan.path == "hnsw"
     assert "damaged" not in col2.index_info()
+
+
+def _mapped_index_files(path) -> list[str]:
+    """Files under ``path/indexes`` this process has memory-mapped (Linux's /proc/self/maps)."""
+    where = str((path / "indexes").resolve())
+    return [line.split()[-1] for line in Path("/proc/self/maps").read_text().splitlines() if where in line]
+
+
+@pytest.mark.skipif(not Path("/proc/self/maps").exists(), reason="reads Linux's /proc/self/maps")
+def test_a_fresh_handle_loads_its_index_only_when_a_search_walks_it(tmp_path, data):
+    """Exact searches of a new handle (a one-shot CLI search, a cold start) never read the index: none
+    of its files is mapped after them. The first search that walks it maps them, and answers as FAISS's
+    exact reference does at this recall."""
+    x, ids, _, q = data
+    path = tmp_path / "c"
+    with Collection.create(path, dim=D) as col:
+        col.add(ids[:3000], x[:3000])
+        col.build_index("hnsw", M=8)
+    del col
+    gc.collect()
+    assert _mapped_index_files(path) == []
+    col2 = Collection.open(path)
+    truth = exact_ids(x[:3000], ids[:3000], q, K, "cosine")
+    assert [h.id for h in col2.search(q[0], K, exact=True)] == truth[0]
+    assert [[h.id for h in r] for r in col2.search_batch(q[:5], K, exact=True)] == truth[:5]
+    assert _mapped_index_files(path) == []  # the exact path read nothing of the index
+    res = col2.search_batch(q, K, explain=True)
+    assert res.plan.path == "hnsw" and any(f.endswith("index.faiss") for f in _mapped_index_files(path))
+    assert knn_recall([[h.id for h in r] for r in res.hits], truth) >= 0.9
 
 
 def test_bad_index_parameters(tmp_path):

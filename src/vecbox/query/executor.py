@@ -13,9 +13,10 @@ answers the common id-only walk without it). Given the handle's :class:`~vecbox.
    built, or a Matryoshka funnel (:mod:`vecbox.index.funnel`);
 4. re-runs exactly any query that came back with fewer than ``min(k, matches)`` hits.
 
-It also holds the loaded ANN index. A damaged index (unreadable files) never breaks a search:
-searches run exactly, say so in the plan's reason and in one :class:`RuntimeWarning`, and
-:meth:`Executor.index_problem` reports it until the index is rebuilt or dropped.
+It also holds the ANN index, loaded when a search first needs it (exact searches never read it).
+A damaged index (unreadable files) never breaks a search: searches run exactly, say so in the
+plan's reason and in one :class:`RuntimeWarning`, and :meth:`Executor.index_problem` reports it
+until the index is rebuilt or dropped.
 """
 
 from __future__ import annotations
@@ -54,8 +55,9 @@ class Executor:
         self.dim = dim
         self.metric = metric
         self.selection = Selection()
-        self.ann: AnnIndex | None = None  # the loaded index (None: none, or a damaged one)
-        self._ann_cfg: Any = None
+        self._ann: AnnIndex | None = None  # the loaded index (None: none, or a damaged one)
+        self._ann_cfg: Any = None  # the config of the index loaded (or found damaged)
+        self._want: Any = None  # the catalog's index config as of the last sync: loaded on first use
         self._ann_error: CorruptCollectionError | None = None
         self._warned: Any = None  # the index config whose damage was warned about
         self._labels: tuple[tuple[Any, ...], np.ndarray, np.ndarray, int] | None = None
@@ -63,34 +65,51 @@ class Executor:
         self._plans: dict[tuple[Any, ...], planner.Plan] = {}  # the same inputs always give the same plan
 
     # ------------------------------------------------------------------ index
-    def index(self, cfg: dict[str, Any] | None) -> AnnIndex | None:
-        """The index the catalog's ``index`` config ``cfg`` names (loaded when it changed; ``None`` if damaged)."""
+    def index(self, cfg: dict[str, Any] | None) -> None:
+        """Follow the catalog's ``index`` config ``cfg`` (at a sync): the index it names is loaded when a
+        search first needs it (:attr:`ann`), so exact searches of a fresh handle never read it."""
+        self._want = cfg
         self.poll()
+
+    @property
+    def ann(self) -> AnnIndex | None:
+        """The index the last sync's config names, loaded now if it changed (``None``: none, or damaged).
+
+        Read right after a sync, as every search does: the catalog then still names this directory
+        (a rebuild since would have been seen), so retired files are not what gets loaded.
+        """
+        cfg = self._want
         if cfg != self._ann_cfg:
-            self.ann, self._ann_error = None, None
+            self._ann, self._ann_error = None, None
             try:
-                self.ann = AnnIndex.load(self.root / cfg["dir"]) if cfg else None
+                self._ann = AnnIndex.load(self.root / cfg["dir"]) if cfg else None
             except CorruptCollectionError as exc:  # searches run exactly until it is rebuilt
                 self._ann_error = exc
             self._ann_cfg = cfg
             self._labels = None
-        return self.ann
+        return self._ann
+
+    @property
+    def has_index(self) -> bool:
+        """Whether the last sync's config names an index not (yet) found damaged; loads nothing."""
+        return self._want is not None and (self._ann is not None or self._want != self._ann_cfg)
 
     def poll(self) -> None:
         """Drop the index if a background check of its files found damage (searches then run exactly)."""
-        ann = self.ann
+        ann = self._ann
         if ann is not None and ann.pending:
             why = ann.problem()
             if why is not None and self._ann_cfg:
-                self.ann, self._labels = None, None
+                self._ann, self._labels = None, None
                 self._ann_error = CorruptCollectionError(damaged_message(self.root / self._ann_cfg["dir"], why))
 
     def set_index(self, ann: AnnIndex | None, cfg: Any) -> None:
         """Adopt an index this handle just built (saves re-reading it from disk)."""
-        self.ann, self._ann_cfg, self._labels, self._ann_error = ann, cfg, None, None
+        self._ann, self._ann_cfg, self._want, self._labels, self._ann_error = ann, cfg, cfg, None, None
 
     def index_problem(self) -> str | None:
         """Why the catalog's index cannot be used (``None``: it can, or there is none)."""
+        self.ann  # noqa: B018 - loads it, if not yet: damage is found by loading
         return str(self._ann_error) if self._ann_error is not None else None
 
     def label_map(self, live: LiveVectors, ann: AnnIndex) -> tuple[np.ndarray, np.ndarray, int]:
@@ -137,8 +156,8 @@ class Executor:
         live = reader.live
         k = min(k, max(live.n_alive, 1))  # a huge k costs no more memory than the rows there are
         self.index(reader.index_cfg)  # (and drops it if a background check found it damaged)
-        damaged = self._ann_error is not None and not exact
-        ann = None if exact else self.ann
+        ann = None if exact else self.ann  # an exact search does not load the index
+        damaged = not exact and self._ann_error is not None
         sel = self.selection
         allowed = sel.allowed(conn, live, flt, may_estimate=ann is not None)
         if ann is None:

@@ -65,9 +65,8 @@ class FastPath:
                 or type(k) is not int or k < 1 or ef_search is not None and (type(ef_search) is not int or ef_search < 1)):
             return None
         ex = self.executor
-        if ex.ann is not None and ex.ann.pending:
-            ex.poll()  # a background check of the index's files may have found damage
-        if ex.ann is None:  # no index (as of the last sync): exact search, the general path's job
+        ex.poll()  # a background check of the index's files may have found damage
+        if not ex.has_index:  # no index (as of the last sync): exact search, the general path's job
             return None
         flt = ex.selection.parse(where) if where else NO_FILTER
         n_queries = 1 if one else len(queries)

@@ -37,13 +37,14 @@ import xxhash
 from vecbox.storage import catalog
 
 FILE = "rowmap.bin"
-_MAGIC = b"vecbox row map 2\n"
+_MAGIC = b"vecbox row map 3\n"  # 3: segment and position as int32, as the live view holds them
 _ALIGN = 64
 _TMP_PREFIX = "tmp-rowmap-"
 ABANDONED_AFTER = 600.0  # seconds: a temporary row map this old belongs to a writer that died
 MIN_ROWS = 50_000  # a refresh that read at least this many rows from the catalog saves the map for the next handle
-_ARRAYS = {"rids": "<i8", "seg": "<i8", "pos": "<i8", "alive": "|b1", "ids": "|u1"}  # name: dtype
-_OLD_FILES = ("rowmap.npz",)  # maps of an earlier format: never read, removed by the next save
+_ARRAYS = {"rids": "<i8", "seg": "<i4", "pos": "<i4", "alive": "|b1", "ids": "|u1"}  # name: dtype
+_OLD_FILES = ("rowmap.npz",)  # maps of an earlier format: never read, removed by the next save (a map of
+# format 2 fails the magic check and is replaced by the next save)
 
 
 @dataclass
@@ -52,9 +53,9 @@ class RowMap:
 
     version: int
     rids: np.ndarray  # int64
-    seg: np.ndarray  # int64
-    pos: np.ndarray  # int64
-    alive: np.ndarray  # bool
+    seg: np.ndarray  # int32
+    pos: np.ndarray  # int32
+    alive: np.ndarray  # bool (as loaded, every array is writable: a live view adopts them as they are)
     ids: np.ndarray | bytes  # object (str); as loaded, the NUL-joined UTF-8 block (see decode_ids)
     segments: dict[int, tuple[str, int]]  # seg_id -> (file, rows) of the segments the rows are in
 
@@ -70,7 +71,7 @@ def save(root: Path, epoch: int, rows: RowMap) -> None:
     """
     ids = rows.ids if isinstance(rows.ids, bytes) else "\x00".join(rows.ids.tolist()).encode()
     arrays = {
-        "rids": rows.rids.astype(np.int64), "seg": rows.seg.astype(np.int64), "pos": rows.pos.astype(np.int64),
+        "rids": rows.rids.astype(np.int64), "seg": rows.seg.astype(np.int32), "pos": rows.pos.astype(np.int32),
         "alive": rows.alive.astype(bool), "ids": np.frombuffer(ids, dtype=np.uint8),
     }
     places, at = {}, 0
