@@ -9,7 +9,7 @@ from setuptools import Extension, setup
 
 setup(
     ext_modules=[
-        Extension("vecbox.index._walk", ["src/vecbox/index/_walk.c"],
+        Extension("vecbox.index._walk", ["src/vecbox/index/_walk.c"], depends=["src/vecbox/_topheap.h"],
                   extra_compile_args=["-O3", "-std=c11", "-Wall", "-Wno-unknown-pragmas"]),
         Extension("vecbox.lexical._bm25", ["src/vecbox/lexical/_bm25.c"], depends=["src/vecbox/_topheap.h"],
                   extra_compile_args=["-O3", "-std=c11", "-Wall"]),

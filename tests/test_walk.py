@@ -381,3 +381,47 @@ def test_files_that_are_not_hnsw_flat_are_left_to_faiss_and_short_ones_refused(t
     path.write_bytes(path.read_bytes()[:-100])
     with pytest.raises(ValueError, match="index.faiss"):
         ann.hnsw_file(path)
+
+
+# ------------------------------------------------------------------ rescore in place
+@pytest.mark.parametrize("metric", ["dot", "l2"])
+def test_rescore_in_place_equals_numpy_over_pieces(metric):
+    """The C rescore reads candidate rows from a matrix's pieces (mapped segments and a RAM buffer in
+    a live view): its top k equals a numpy reference computed on the concatenated matrix, with -1
+    candidates skipped and -inf / -1 where a query has fewer than k candidates."""
+    from vecbox._rows import RowChunks
+    from vecbox.index.flat import rescore
+
+    rng = np.random.default_rng(5)
+    whole = rng.standard_normal((300, 24)).astype(np.float32)
+    rows = RowChunks([whole[:100], whole[100:100], whole[100:250], whole[250:]])  # an empty piece too
+    q = rng.standard_normal((6, 24)).astype(np.float32)
+    cand = np.stack([rng.choice(300, 40, replace=False) for _ in range(6)])
+    cand[1, 5:] = -1  # five candidates only: fewer than k
+    cand[2, ::3] = -1
+    k = 10
+    s, pos = rescore(q, cand, lambda r: np.asarray(rows[r]), k, metric, rows=rows)
+    for i in range(6):
+        c = cand[i][cand[i] >= 0]
+        ref = whole[c] @ q[i] if metric == "dot" else 2 * whole[c] @ q[i] - (whole[c] ** 2).sum(1)
+        order = np.argsort(-ref, kind="stable")[:k]
+        got = pos[i][pos[i] >= 0]
+        assert got.tolist() == c[order].tolist()
+        np.testing.assert_allclose(s[i][: len(got)], ref[order], rtol=1e-4, atol=1e-3)
+        assert np.all(np.isneginf(s[i][len(got):])) and np.all(pos[i][len(got):] == -1)
+    s2, pos2 = rescore(q, cand, lambda r: np.asarray(rows[r]), k, metric)  # numpy's own path, by fetch
+    assert pos2.tolist() == pos.tolist()
+    np.testing.assert_allclose(s2, s, rtol=1e-4, atol=1e-3)
+
+
+def test_rescore_in_place_rejects_rows_outside_the_matrix():
+    walk = ann.walk_module()
+    x = np.zeros((10, 4), dtype=np.float32)
+    q = np.zeros((1, 4), dtype=np.float32)
+    out_s, out_p = np.empty((1, 2), np.float32), np.empty((1, 2), np.int64)
+    starts = np.array([0, 10], dtype=np.int64)
+    with pytest.raises(IndexError, match="outside"):
+        walk.rescore(q, np.array([[3, 10]], dtype=np.int64), starts, (x,), 2, False, out_s, out_p)
+    with pytest.raises(ValueError, match="rows of the queries' width"):
+        walk.rescore(q, np.array([[3, 4]], dtype=np.int64), np.array([0, 11], dtype=np.int64), (x,), 2, False,
+                     out_s, out_p)

@@ -10,6 +10,7 @@ contiguous matrix calls ``np.asarray`` (a copy) or iterates :meth:`RowChunks.pie
 
 from __future__ import annotations
 
+import functools
 import mmap
 import os
 import weakref
@@ -62,6 +63,14 @@ class RowChunks:
     @property
     def nbytes(self) -> int:
         return self.shape[0] * self.shape[1] * self.dtype.itemsize
+
+    @functools.cached_property
+    def parts(self) -> tuple[np.ndarray, tuple[np.ndarray, ...]] | None:
+        """``(starts, pieces)``: int64 first rows (and the total at the end) and the pieces, for C code
+        that reads the rows in place; ``None`` when a piece is not C-contiguous."""
+        if not all(p.flags.c_contiguous for p in self._pieces):
+            return None
+        return self.starts.astype(np.int64), tuple(self._pieces)
 
     def pieces(self) -> Iterator[tuple[int, np.ndarray]]:
         """``(first row, piece)`` for every piece, in row order."""

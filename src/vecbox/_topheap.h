@@ -1,4 +1,4 @@
-/* Shared by vecbox's C extensions (lexical/_bm25.c, query/_fusion.c): the best k (score, position)
+/* Shared by vecbox's C extensions (lexical/_bm25.c, query/_fusion.c, index/_walk.c): the best k (score, position)
  * pairs in a bounded min-heap, best first at the end, ties to the lower position; and a checked
  * buffer read. Header-only (static functions): each extension compiles its own copy. */
 #ifndef VECBOX_TOPHEAP_H

@@ -166,7 +166,7 @@ def calibrate(index: AnnIndex, x: np.ndarray, metric: str, target: float, *, k: 
             _, lab = index.search(q, k, effort=effort)
         else:  # compressed codes: the best candidates rescored exactly, as a search does
             _, cand = index.search(q, k * index.rescore_factor, effort=effort)
-            _, lab = rescore(q, cand, lambda rows: np.asarray(x[rows]), k, metric)
+            _, lab = rescore(q, cand, lambda rows: np.asarray(x[rows]), k, metric, rows=x)
         per = _recall(truth, lab, k)
         rec = float(per.mean())
         half = float(per.std(ddof=1) / np.sqrt(len(per))) if len(per) > 1 else 0.0

@@ -18,6 +18,7 @@ from typing import Any, Callable, Iterator
 import numpy as np
 
 from vecbox._rows import RowChunks, evicts, release_rows
+from vecbox.index.ann import walk_module
 
 _SMALL_FLOPS = 5e7  # below this, one BLAS thread beats waking (and syncing) the thread pool
 _SCORE_BUDGET = 1 << 22  # floats in one block of scores (16 MiB): big enough for BLAS, small enough for cache
@@ -144,17 +145,24 @@ def rescore(
     fetch: Callable[[np.ndarray], np.ndarray],
     k: int,
     metric: str = "dot",
+    rows: np.ndarray | RowChunks | None = None,
 ) -> tuple[np.ndarray, np.ndarray]:
     """Exact top ``k`` of each query's candidate rows ``idx`` (``-1`` = none), vectors from ``fetch``.
 
     ``fetch(rows)`` returns the float vectors of the given (unique, ascending) rows;
     each is read once however many queries share it. Scores follow :func:`exact_topk`.
+    ``rows``: the float vectors themselves (the matrix ``idx`` indexes), when the caller holds
+    them: vecbox's C rescore then reads the candidates in place, in one call (not from a mapping
+    that :func:`~vecbox._rows.evicts`, whose reads must not stay mapped: ``fetch`` reads those).
 
     >>> x = np.eye(3, dtype=np.float32)
     >>> s, i = rescore(x[[1]], np.array([[0, 1, -1]]), lambda rows: x[rows], k=2)
     >>> i.tolist()
     [[1, 0]]
     """
+    fast = _rescore_in_place(q, idx, rows, k, metric) if rows is not None else None
+    if fast is not None:
+        return fast
     found = idx >= 0
     uniq, inv = np.unique(idx[found], return_inverse=True)
     vecs = fetch(uniq)
@@ -185,6 +193,23 @@ def rescore(
         pad = ((0, 0), (0, k - exact.shape[1]))
         exact, idx = np.pad(exact, pad, constant_values=-np.inf), np.pad(idx, pad, constant_values=-1)
     return exact, idx
+
+
+def _rescore_in_place(q: np.ndarray, idx: np.ndarray, rows: np.ndarray | RowChunks, k: int,
+                      metric: str) -> tuple[np.ndarray, np.ndarray] | None:
+    """:func:`rescore` by the C walk module's ``rescore`` (``None``: not built, or rows it cannot read)."""
+    walk = walk_module()
+    if walk is None or rows.dtype != np.float32 or rows.ndim != 2 or evicts(rows):
+        return None
+    parts = rows.parts if isinstance(rows, RowChunks) else (
+        (np.array([0, len(rows)], dtype=np.int64), (rows,)) if rows.flags.c_contiguous else None)
+    if parts is None:
+        return None
+    scores = np.empty((len(q), k), dtype=np.float32)
+    pos = np.empty((len(q), k), dtype=np.int64)
+    walk.rescore(np.ascontiguousarray(q, dtype=np.float32), np.ascontiguousarray(idx, dtype=np.int64),
+                 parts[0], parts[1], k, metric == "l2", scores, pos)
+    return scores, pos
 
 
 def merge_topk(parts: list[tuple[np.ndarray, np.ndarray]], k: int) -> tuple[np.ndarray, np.ndarray]:

@@ -214,7 +214,7 @@ class Executor:
             s, lab = ann.search(q, kk, effort=plan.effort, allow=bitmap, two_hop=plan.two_hop)
             pos = np.where(lab >= 0, label_pos[np.maximum(lab, 0)], -1)
         if not ann.exact_scores:
-            s, pos = rescore(q, pos, reader.vectors, k, self.metric)
+            s, pos = rescore(q, pos, reader.vectors, k, self.metric, rows=reader.float_rows)
         else:
             s, pos = s[:, :k], pos[:, :k]
         if tail_count:

@@ -60,6 +60,12 @@ class Reader:
         """Float vectors of live-view rows: stored floats, or decoded codes when only codes are kept."""
         return self.codecs.vectors(self.live, positions)
 
+    @property
+    def float_rows(self) -> Any:
+        """The live view's rows (an array or :class:`~vecbox._rows.RowChunks`) when they are the float
+        vectors themselves (no codec), for a rescore that reads them in place; else ``None``."""
+        return self.live.x if self.live.code_size is None else None
+
     def _new_live(self, cfg: CodecConfig | None) -> LiveVectors:
         return LiveVectors(self.root, self.dim, keep_sq_norms=self.metric == "l2", code_size=self.codecs.code_size(cfg))
 
