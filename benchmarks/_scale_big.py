@@ -318,7 +318,9 @@ def table(big: dict[str, Any]) -> tuple[str, list[str], list[list[Any]]]:
         rows.append([label, f"nprobe {run['vecbox']['nprobe']}: recall@10 {run['query']['recall']:.3f}, QPS "
                      f"{run['query']['qps_single']:,.0f} one at a time / {run['query']['qps_batch']:,.0f} batch; "
                      f"build {run['vecbox']['build_s']:,.0f} s, peak RSS "
-                     f"{max(run['vecbox']['after_build']['VmHWM'], run['query']['memory']['VmHWM']):,.0f} MB", "", ""])
+                     f"{max(run['vecbox']['after_build']['VmHWM'], run['query']['memory']['VmHWM']):,.0f} MB"
+                     + (f"; files in the page cache: {run['query_warm']['qps_single']:,.0f} / "
+                        f"{run['query_warm']['qps_batch']:,.0f}" if "query_warm" in run else ""), "", ""])
     fs = big.get("faiss")
     title = (f"{big['n']:,} x 384 SYNTHETIC on one 24 GB machine: vecbox IVF-PQ + exact rescore vs "
              f"{'FAISS IVF-PQ + refine and ' if fs else ''}LanceDB IVF_PQ (measured {big['when']})")
