@@ -19,7 +19,7 @@ Run: ``python benchmarks/run_all.py --only train`` (``--quick``: 64 documents, p
 ``python benchmarks/train.py --train-grid`` for both sections (``--quick --train-grid``: a smoke
 run of the grid on 400 documents and 8 steps, prints only).
 
-Late interaction (issue 21, not run yet): ``python benchmarks/train.py --train-maxsim`` runs only this
+Late interaction (issue 21; run 2026-12-07, 670 s): ``python benchmarks/train.py --train-maxsim`` runs only this
 step: it trains the MaxSim head (:mod:`vecbox.train.late`, 128-d, ``loss="maxsim"``) on MiniLM with
 the grid's own unsupervised SciFact pairs (same count, seed, batch and step budget unless
 ``--train-maxsim-steps`` / ``--train-maxsim-lr`` say otherwise), into the vecbox cache
@@ -257,7 +257,7 @@ def grid(quick: bool, args: Any) -> dict[str, Any]:
 def train_maxsim(quick: bool, args: Any) -> dict[str, Any]:
     """Train the late-interaction head (``loss="maxsim"``, 128-d) on MiniLM with the grid's pairs and budget.
 
-    Not run yet (issue 21). The result feeds ``benchmarks/multivector.py --multivector-model DIR``: the
+    Issue 21. The result feeds ``benchmarks/multivector.py --multivector-model DIR``: the
     MUVERA target (>= 3x fewer candidates than the single-vector heuristic for 90% recall), missed with
     MiniLM's untrained token vectors, measured again on MaxSim-trained ones.
     """
