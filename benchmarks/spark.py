@@ -435,7 +435,8 @@ def main(args: Any) -> dict[str, Any]:
         if "encode" not in skip:
             part_encode(res, texts, tmp, R.opt(args, "spark_repeats", 1 if quick else 2))
             _report(res, args, started, mon, write)
-        keep_dir = Path(R.opt(args, "spark_dir", None)) if R.opt(args, "spark_dir", None) else None
+        keep_dir = R.opt(args, "spark_dir", None)
+        keep_dir = Path(keep_dir) if keep_dir else None
         if keep_dir is not None:
             keep_dir.mkdir(parents=True, exist_ok=True)
         if "knn" not in skip:

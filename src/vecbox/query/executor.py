@@ -109,8 +109,9 @@ class Executor:
 
     def index_problem(self) -> str | None:
         """Why the catalog's index cannot be used (``None``: it can, or there is none)."""
-        self.ann  # noqa: B018 - loads it, if not yet: damage is found by loading
-        return str(self._ann_error) if self._ann_error is not None else None
+        if self.ann is None and self._ann_error is not None:  # (damage is found by loading it)
+            return str(self._ann_error)
+        return None
 
     def label_map(self, live: LiveVectors, ann: AnnIndex) -> tuple[np.ndarray, np.ndarray, int]:
         """(position of each label in the live view, label's row still held, rows covered by the index)."""

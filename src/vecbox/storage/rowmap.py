@@ -43,8 +43,9 @@ _TMP_PREFIX = "tmp-rowmap-"
 ABANDONED_AFTER = 600.0  # seconds: a temporary row map this old belongs to a writer that died
 MIN_ROWS = 50_000  # a refresh that read at least this many rows from the catalog saves the map for the next handle
 _ARRAYS = {"rids": "<i8", "seg": "<i4", "pos": "<i4", "alive": "|b1", "ids": "|u1"}  # name: dtype
-_OLD_FILES = ("rowmap.npz",)  # maps of an earlier format: never read, removed by the next save (a map of
-# format 2 fails the magic check and is replaced by the next save)
+# maps of an earlier format: never read, removed by the next save (a rowmap.bin of format 2 fails the
+# magic check, and the next save replaces it)
+_OLD_FILES = ("rowmap.npz",)
 
 
 @dataclass
