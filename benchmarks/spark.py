@@ -13,7 +13,10 @@ Measures, in one run on this machine:
 3. Spark ML's ``BucketedRandomProjectionLSH`` (``approxSimilarityJoin`` + top-10 per row) on the same
    data, over a grid of (bucket length, hash tables) from cheap to costly, each run cancelled when
    the budget (``--spark-lsh-budget`` seconds, default 10 × the exact join's time) is spent: time and
-   recall@10 of each setting;
+   recall@10 of each setting, and the candidate pairs its self-join examines. From 10^6 rows a setting
+   whose self-join examines more than ``--spark-lsh-pairs`` (1e8) pairs joins a seeded sample of rows
+   against all of them instead, and the whole self-join's time is estimated from a one-row and a
+   sampled run (:func:`part_lsh`);
 4. memory: peak resident size of the driver JVM (in local mode the one executor) and of its Python
    workers during the exact join.
 
@@ -23,8 +26,8 @@ for Spark on 2 cores), so the size is an option; the section says which size was
 Run alone: ``python benchmarks/spark.py [--quick] [--write] [--spark-rows 100000]``. At 10^6 the
 two joins take ~1.6 h (FAISS) and ~1.9 h (Spark) of both cores, more than one 3-hour session, so they
 can run apart: ``--spark-skip encode,lsh,knn-spark --spark-dir DIR`` runs FAISS's join and keeps its
-top-10 in DIR; a later ``--spark-dir DIR --spark-keep /tmp/vecbox-bench-spark.json --spark-skip encode``
-runs Spark's join against it (and BRP-LSH, its truth from DIR too).
+top-10 in DIR; a later ``--spark-dir DIR`` runs the encoding, Spark's join against the kept result and
+BRP-LSH (its truth from DIR too).
 """
 
 from __future__ import annotations
@@ -53,6 +56,9 @@ def add_arguments(parser: Any) -> None:
         "dim": (int, "vector width (default 384)"),
         "texts": (int, "texts to encode (default 4000; --quick 1500)"),
         "lsh-budget": (float, "seconds for BRP-LSH in all (default 10 x the exact join's time)"),
+        "lsh-pairs": (float, "BRP-LSH: a setting whose self-join examines more candidate pairs joins a sample "
+                             "of rows giving about this many (default 1e8 from 10^6 rows, where its full self-join "
+                             "takes hours per setting; 0 below: always the full self-join)"),
         "skip": (str, "comma-separated parts to skip: encode, knn, lsh; knn-spark: FAISS's join only"),
         "dir": (str, "keep the join's vectors and FAISS's top-10 here: a later run (another session) reuses "
                      "them, so FAISS's and Spark's joins of 10^6 rows can run apart"),
@@ -115,7 +121,7 @@ def session(master: str) -> Any:
     from vecbox.spark import local_session
 
     return local_session(master, app_name="vecbox-bench-spark", shuffle_partitions=4,
-                         conf={"spark.driver.memory": "6g", "spark.driver.maxResultSize": "0",
+                         conf={"spark.driver.memory": "8g", "spark.driver.maxResultSize": "0",
                                "spark.sql.adaptive.enabled": "false"})
 
 
@@ -258,9 +264,23 @@ def part_knn(res: dict[str, Any], n: int, d: int, tmp: Path, keep_dir: Path | No
 LSH_GRID = [(0.001, 2), (0.005, 4), (0.01, 8), (0.02, 10), (0.05, 20)]
 
 
-def part_lsh(res: dict[str, Any], tmp: Path, budget: float) -> None:
+def part_lsh(res: dict[str, Any], tmp: Path, budget: float, pair_target: float | None = None) -> None:
+    """BRP-LSH's approximate self-join over :data:`LSH_GRID`, cheap to costly, until recall@10 >= 0.9 or the
+    budget is spent.
+
+    Every setting first counts the candidate pairs its full self-join examines (rows sharing a bucket, from
+    the buckets' sizes: cheap). With ``pair_target``, a setting whose self-join examines more than that joins
+    only a seeded sample of rows against all rows, as many as give about ``pair_target`` candidate pairs
+    (at least 200): at 10^6 rows the full self-join of even the cheapest setting would take hours, since
+    its pairs grow as rows². It then runs twice, with one sampled row and with all of them, broadcast joins
+    off so both take the full join's plan: the one-row time is its fixed cost (hashing and shuffling every
+    row) and the whole self-join's time is estimated as ``t1 + (tM - t1) (rows - 1) / (M - 1)``, the rest
+    of the work being per query. Recall@10 is measured on the rows joined. A setting whose hash join would
+    spill more than half the free disk is skipped.
+    """
+    import pandas as pd
     from pyspark.ml.feature import BucketedRandomProjectionLSH
-    from pyspark.ml.functions import array_to_vector
+    from pyspark.ml.functions import array_to_vector, vector_to_array
     from pyspark.sql import Window
     from pyspark.sql import functions as F
 
@@ -268,9 +288,12 @@ def part_lsh(res: dict[str, Any], tmp: Path, budget: float) -> None:
 
     started = _stamp()
     truth = res["_truth"]
-    n = len(truth)
+    n, dim = len(truth), res["knn"]["dim"]
+    order = np.random.default_rng(7).permutation(n)  # a setting's sample: a prefix of one fixed permutation
     threshold = res["knn"]["kth_dist"] * 1.0001
     spark = session("local[2]")
+    if pair_target:
+        spark.conf.set("spark.sql.autoBroadcastJoinThreshold", "-1")
     runs: list[dict[str, Any]] = []
     spent = 0.0
     try:
@@ -278,14 +301,13 @@ def part_lsh(res: dict[str, Any], tmp: Path, budget: float) -> None:
               .select("id", array_to_vector("vector").alias("v")).cache())
         df.count()
         sc = spark.sparkContext
-        for bucket, tables in LSH_GRID:
-            left = budget - spent
-            if left <= 1:
-                runs.append({"bucket": bucket, "tables": tables, "skipped": "budget spent"})
-                continue
-            model = BucketedRandomProjectionLSH(inputCol="v", outputCol="h", bucketLength=bucket,
-                                                numHashTables=tables, seed=7).fit(df)
-            pairs = (model.approxSimilarityJoin(df, df, threshold, distCol="dist")
+
+        def join(model: Any, ids: np.ndarray | None, left: float) -> tuple[float, Any]:
+            """Seconds and (a, b) top-10 pairs of the join of rows ``ids`` (None: every row) against every row;
+            raises when the budget's timer cancels it."""
+            dfa = df if ids is None else df.join(F.broadcast(spark.createDataFrame(
+                pd.DataFrame({"id": ids.astype(np.int64)}))), "id")
+            pairs = (model.approxSimilarityJoin(dfa, df, threshold, distCol="dist")
                      .select(F.col("datasetA.id").alias("a"), F.col("datasetB.id").alias("b"), "dist")
                      .filter("a != b"))
             w = Window.partitionBy("a").orderBy("dist", "b")
@@ -295,27 +317,57 @@ def part_lsh(res: dict[str, Any], tmp: Path, budget: float) -> None:
             t0 = time.perf_counter()
             try:
                 rows = top.toArrow()
-                t = time.perf_counter() - t0
-            except Exception as exc:  # cancelled: the budget ran out
-                t = time.perf_counter() - t0
-                spent += t
-                runs.append({"bucket": bucket, "tables": tables, "seconds": t, "cancelled": True})
-                R.log(f"spark: BRP-LSH bucket {bucket}, {tables} tables cancelled after {t:.0f} s ({type(exc).__name__})")
-                continue
+                return time.perf_counter() - t0, rows
             finally:
                 timer.cancel()
-            spent += t
-            found: list[list[int]] = [[] for _ in range(n)]
+
+        for bucket, tables in LSH_GRID:
+            left = budget - spent
+            spill = n * tables * (dim * 4 + 96) * (1 if pair_target else 2)  # exploded rows carry the vector
+            free = shutil.disk_usage(tempfile.gettempdir()).free
+            if left <= 1 or spill > free / 2:
+                runs.append({"bucket": bucket, "tables": tables, "skipped": "budget spent" if left <= 1 else
+                             f"its join would spill ~{spill / 2**30:.0f} GB ({free / 2**30:.0f} GB free)"})
+                continue
+            model = BucketedRandomProjectionLSH(inputCol="v", outputCol="h", bucketLength=bucket,
+                                                numHashTables=tables, seed=7).fit(df)
+            run: dict[str, Any] = {"bucket": bucket, "tables": tables}
+            t0 = time.perf_counter()
+            try:
+                sizes = (model.transform(df).select(F.posexplode("h").alias("t", "hv"))
+                         .groupBy("t", vector_to_array("hv")[0].alias("b")).count())
+                run["candidate_pairs"] = int(sizes.agg(F.sum(F.col("count") * (F.col("count") - 1))).first()[0])
+                m = n if not pair_target else int(min(n, max(200, round(pair_target * n / max(run["candidate_pairs"], 1)))))
+                sample = None if m >= n else np.sort(order[:m])
+                if sample is not None:
+                    run["one_query_seconds"] = join(model, sample[:1], left - (time.perf_counter() - t0))[0]
+                t, rows = join(model, sample, left - (time.perf_counter() - t0))
+            except Exception as exc:  # cancelled: the budget ran out
+                run.update(seconds=time.perf_counter() - t0, cancelled=True)
+                spent += run["seconds"]
+                runs.append(run)
+                R.log(f"spark: BRP-LSH bucket {bucket}, {tables} tables cancelled after {run['seconds']:.0f} s "
+                      f"({type(exc).__name__})")
+                continue
+            spent += time.perf_counter() - t0
+            rows_q = np.arange(n) if sample is None else sample
+            at = {int(q): j for j, q in enumerate(rows_q)}
+            found: list[list[int]] = [[] for _ in rows_q]
             for a, b in zip(rows.column("a").to_pylist(), rows.column("b").to_pylist()):
-                found[a].append(b)
-            recall = float(knn_recall(found, truth, K))
-            runs.append({"bucket": bucket, "tables": tables, "seconds": t, "recall": recall})
-            R.log(f"spark: BRP-LSH bucket {bucket}, {tables} tables: {t:.1f} s, recall@10 {recall:.3f}")
-            if recall >= 0.9:
+                found[at[a]].append(b)
+            run.update(seconds=t, queries=len(rows_q), recall=float(knn_recall(found, truth[rows_q], K)))
+            if sample is not None:
+                t1 = run["one_query_seconds"]
+                run["estimate_all"] = t1 + max(0.0, t - t1) * (n - 1) / max(1, len(sample) - 1)
+            runs.append(run)
+            R.log(f"spark: BRP-LSH bucket {bucket}, {tables} tables: {t:.1f} s for {len(rows_q):,} rows, "
+                  f"recall@10 {run['recall']:.3f}")
+            if run["recall"] >= 0.9:
                 break
     finally:
         spark.stop()
-    res["lsh"] = {"budget": budget, "threshold": threshold, "runs": runs, "measured": started}
+    res["lsh"] = {"budget": budget, "threshold": threshold, "runs": runs, "measured": started, "rows": n,
+                  "pair_target": pair_target}
 
 
 # --------------------------------------------------------------------------- report
@@ -373,38 +425,62 @@ def _report(res: dict[str, Any], args: Any, started: float, mon: Any, write: boo
                   ""]
     lsh = res.get("lsh")
     if lsh and knn:
-        rows = []
-        best = None
-        for r in lsh["runs"]:
-            if "recall" in r:
-                rows.append([r["bucket"], r["tables"], f"{r['seconds']:.1f}", f"{r['recall']:.3f}"])
-                if best is None or r["recall"] > best["recall"]:
-                    best = r
-            else:
-                rows.append([r["bucket"], r["tables"], f"{r.get('seconds', 0):.0f} (cancelled)" if r.get("cancelled")
-                             else r.get("skipped", ""), ""])
-        reached = [r for r in lsh["runs"] if r.get("recall", 0) >= 0.9]
-        lines += [f"### Spark ML BucketedRandomProjectionLSH on the same data (budget {lsh['budget']:.0f} s; "
-                  f"measured {lsh.get('measured', '?')})", "",
-                  R.md_table(["bucket length", "hash tables", "seconds", "recall@10"], rows, "rrrr"), "",
-                  f"_approxSimilarityJoin at distance ≤ {lsh['threshold']:.3f} (the largest exact 10th-neighbour "
-                  "distance), self pairs dropped, top-10 per row by a window; settings tried from cheap to costly._", ""]
-        if reached:
-            r = reached[0]
-            lines.append(f"- Exact join ≥ 10× faster than BRP-LSH at recall@10 ≥ 0.9: "
-                         f"{R.verdict(r['seconds'] >= 10 * knn['spark']['seconds'])} "
-                         f"({r['seconds'] / knn['spark']['seconds']:.1f}×)")
-        else:
-            b = f"best recall@10 {best['recall']:.3f} in {best['seconds']:.0f} s" if best else "no run finished"
-            lines.append(f"- BRP-LSH did not reach recall@10 0.9 within the budget ({b}); the exact join is exact "
-                         f"(recall 1) in {knn['spark']['seconds']:.0f} s")
-        lines.append("")
+        lines += _lsh_lines(lsh, knn)
     body = "\n".join(line for line in lines if line is not None)
     print(body)
     if write:
         R.write_section("spark", body)
     (Path(tempfile.gettempdir()) / "vecbox-bench-spark.json").write_text(
         json.dumps({k: v for k, v in res.items() if not k.startswith("_")}, indent=1, default=str))
+
+
+def _lsh_lines(lsh: dict[str, Any], knn: dict[str, Any]) -> list[str]:
+    """The BRP-LSH table and its verdict against the exact Spark join."""
+    n, exact = lsh.get("rows", knn["rows"]), knn["spark"]["seconds"]
+
+    def full_time(r: dict[str, Any]) -> float:  # the whole self-join's seconds: measured, or estimated
+        return r.get("estimate_all", r["seconds"])
+
+    headers = ["bucket length", "hash tables", "candidate pairs of the self-join", "rows joined", "seconds",
+               "recall@10", f"all {n:,} rows (s)"]
+    rows, best = [], None
+    for r in lsh["runs"]:
+        pairs = f"{r['candidate_pairs']:.2e}" if "candidate_pairs" in r else ""
+        if "recall" in r:
+            sampled = "estimate_all" in r
+            rows.append([r["bucket"], r["tables"], pairs, f"{r['queries']:,}", f"{r['seconds']:.1f}",
+                         f"{r['recall']:.3f}", f"~{full_time(r):,.0f} (estimated)" if sampled else "measured"])
+            best = r if best is None or r["recall"] > best["recall"] else best
+        else:
+            rows.append([r["bucket"], r["tables"], pairs, "", f"{r.get('seconds', 0):.0f} (cancelled)"
+                         if r.get("cancelled") else r.get("skipped", ""), "", ""])
+    out = [f"### Spark ML BucketedRandomProjectionLSH on the same data (budget {lsh['budget']:.0f} s; "
+           f"measured {lsh.get('measured', '?')})", "",
+           R.md_table(headers, rows, "r" * len(headers)), "",
+           f"_approxSimilarityJoin at distance ≤ {lsh['threshold']:.3f} (the largest exact 10th-neighbour distance), "
+           "self pairs dropped, top-10 per row by a window; settings tried from cheap to costly. Candidate pairs: "
+           "ordered pairs of rows sharing a bucket, summed over the tables (what the join examines), against the "
+           f"exact join's {n * (n - 1):.2e}._", ""]
+    if lsh.get("pair_target"):
+        out += [f"_A setting whose self-join examines more than {lsh['pair_target']:.0e} pairs joins a seeded sample of "
+                "rows (as many as give about that many pairs, at least 200) against all rows, recall@10 measured on "
+                "them; it runs with one sampled row and with all of them (broadcast joins off, so both take the "
+                "self-join's plan), and the whole self-join is estimated as t(one row) + (t(all sampled) − t(one "
+                "row)) × (rows − 1) / (sampled − 1): the fixed cost (hashing and shuffling every row) once, the rest "
+                "per row. An estimate, not a measurement._", ""]
+    reached = [r for r in lsh["runs"] if r.get("recall", 0) >= 0.9]
+    if reached:
+        r = reached[0]
+        kind = "estimated " if "estimate_all" in r else ""
+        out.append(f"- Exact join ≥ 10× faster than BRP-LSH at recall@10 ≥ 0.9: "
+                   f"{R.verdict(full_time(r) >= 10 * exact)} ({full_time(r) / exact:.1f}×: BRP-LSH's {kind}time "
+                   f"{full_time(r):,.0f} s at bucket {r['bucket']}, {r['tables']} tables, vs {exact:,.0f} s)")
+    else:
+        b = (f"best recall@10 {best['recall']:.3f}, {full_time(best):,.0f} s for all rows"
+             + (" (estimated)" if "estimate_all" in best else "") if best else "no run finished")
+        out.append(f"- BRP-LSH did not reach recall@10 0.9 within the budget ({b}); the exact join is exact "
+                   f"(recall 1) in {exact:,.0f} s")
+    return out + [""]
 
 
 def _java() -> str:
@@ -451,7 +527,8 @@ def main(args: Any) -> dict[str, Any]:
                 _vectors_parquet(x, tmp)
                 res["_truth"] = faiss_truth(x, keep_dir)[0]
             budget = R.opt(args, "spark_lsh_budget", 10 * res["knn"]["spark"]["seconds"])
-            part_lsh(res, tmp, budget)
+            n = res["knn"]["rows"]
+            part_lsh(res, tmp, budget, R.opt(args, "spark_lsh_pairs", 1e8 if n >= 10**6 else 0) or None)
             _report(res, args, started, mon, write)
     finally:
         shutil.rmtree(tmp, ignore_errors=True)
