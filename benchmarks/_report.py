@@ -260,8 +260,9 @@ class CpuMonitor:
     """How much CPU *other* processes used while a benchmark ran.
 
     ``/proc/stat`` gives the busy time of the whole machine; ``os.times()`` that of
-    this process and its waited-for children. The difference, over the wall time
-    and the cores, is the share of the machine taken by other processes (0.0 =
+    this process and its exited children, :meth:`_descendants_cpu` that of the live
+    ones (a Spark JVM and its workers). The difference, over the wall time and the
+    cores, is the share of the machine taken by other processes (0.0 =
     idle machine apart from the benchmark, 1.0 = every core busy with something
     else). Unlike the load average it does not count the benchmark itself.
 
@@ -275,9 +276,39 @@ class CpuMonitor:
         self._start = self._sample()
 
     @staticmethod
-    def _sample() -> tuple[float, float | None, float]:
+    def _descendants_cpu() -> float:
+        """CPU seconds of this process's live descendants (a Spark JVM and its Python workers, a
+        subprocess), with their own waited-for children's: os.times() counts a child only once it
+        has exited and been waited for."""
+        parent, cpu = {}, {}
+        for stat in Path("/proc").glob("[0-9]*/stat"):
+            try:
+                fields = stat.read_text().rsplit(")", 1)[1].split()
+            except (OSError, IndexError):
+                continue
+            pid = int(stat.parent.name)
+            parent[pid] = int(fields[1])
+            cpu[pid] = sum(int(v) for v in fields[11:15])  # utime stime cutime cstime
+        me, total, seen = os.getpid(), 0, set()
+        for pid in parent:
+            p, chain = pid, []
+            while p in parent and p not in seen and p != me and p > 1:
+                chain.append(p)
+                p = parent[p]
+            if p == me:
+                seen.update(chain)
+        for pid in seen:
+            total += cpu[pid]
+        return total / os.sysconf("SC_CLK_TCK")
+
+    @classmethod
+    def _sample(cls) -> tuple[float, float | None, float]:
         t = os.times()
         own = t.user + t.system + t.children_user + t.children_system
+        try:
+            own += cls._descendants_cpu()
+        except (OSError, ValueError):
+            pass
         busy = None
         try:
             fields = Path("/proc/stat").read_text().splitlines()[0].split()[1:]

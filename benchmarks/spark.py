@@ -378,7 +378,7 @@ def _report(res: dict[str, Any], args: Any, started: float, mon: Any, write: boo
              f"- **Spark:** {R.versions(['pyspark', 'pyarrow', 'pandas'])}, {_java()}; local mode (the driver JVM is "
              "the one executor; Python workers per task)"]
     warn = R.busy_warning(env)
-    lines += ["", warn or "", "> Other agents shared the machine during this run (2 cores in all).", ""]
+    lines += ["", warn, ""] if warn else [""]
     enc = res.get("encode")
     if enc:
         lines += [f"### Encode throughput ({enc['what']}, all-MiniLM-L6-v2; measured {enc.get('measured', '?')}, "
