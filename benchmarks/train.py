@@ -240,8 +240,7 @@ def _grid_root(quick: bool) -> Path:
 
 def grid(quick: bool, args: Any) -> dict[str, Any]:
     """Train each loss with the same budget on the same pairs, then score every (layers, dims)."""
-    steps = R.opt(args, "train_grid_steps", 8 if quick else 150)
-    batch = R.opt(args, "train_grid_batch", 8 if quick else 32)
+    steps, batch = _budget(quick, args)
     data, doc_ids, doc_texts, q_ids, q_texts, qrels = _grid_data(quick)
     pairs = _grid_pairs(quick, args, data, doc_ids)
     root = _grid_root(quick)
@@ -258,19 +257,24 @@ def grid(quick: bool, args: Any) -> dict[str, Any]:
     return res
 
 
+def _budget(quick: bool, args: Any) -> tuple[int, int]:
+    """The grid's step budget, the same for every model it trains: (steps, pairs per step)."""
+    return R.opt(args, "train_grid_steps", 8 if quick else 150), R.opt(args, "train_grid_batch", 8 if quick else 32)
+
+
 def _train_or_reuse(loss: str, pairs: list[Any], out: Path, quick: bool, args: Any, data: str) -> dict[str, Any]:
     """Train the base model with ``loss`` on ``pairs`` into ``out`` with the grid's budget (or resume there), or
     reuse the model an earlier run finished: its wall time, whether it finished, the run's peak RSS."""
     import resource
 
+    from vecbox.train.card import CARD_FILE
     from vecbox.train.fit import TrainSettings, train
 
-    card = out / "vecbox_train.json"
+    card = out / CARD_FILE
     if card.is_file():
         seconds = json.loads(card.read_text())["Figures"]["wall time of this call (s)"]
         return {"seconds": seconds, "finished": True, "peak_rss_gib": None, "note": "trained in an earlier run"}
-    steps = R.opt(args, "train_grid_steps", 8 if quick else 150)
-    batch = R.opt(args, "train_grid_batch", 8 if quick else 32)
+    steps, batch = _budget(quick, args)
     settings = TrainSettings(loss=loss, batch_size=batch, max_steps=steps, seed=0,
                              max_seq_length=64 if quick else 128, checkpoint_every=25,
                              ladder=LADDER if loss == "starbucks" else None)
@@ -292,14 +296,15 @@ def train_maxsim(quick: bool, args: Any) -> dict[str, Any]:
     """
     import resource
 
+    from vecbox.train.card import CARD_FILE
     from vecbox.train.fit import TrainSettings, train
 
-    steps = R.opt(args, "train_maxsim_steps", R.opt(args, "train_grid_steps", 8 if quick else 150))
-    batch = R.opt(args, "train_grid_batch", 8 if quick else 32)
+    steps, batch = _budget(quick, args)
+    steps = R.opt(args, "train_maxsim_steps", steps)
     data, doc_ids, *_ = _grid_data(quick)
     pairs = _grid_pairs(quick, args, data, doc_ids)
     out = _grid_root(quick) / "maxsim"
-    if (out / "vecbox_train.json").is_file():  # trained by an earlier run: never train over it
+    if (out / CARD_FILE).is_file():  # trained by an earlier run: never train over it
         R.log("train-maxsim: already trained; the MUVERA re-run: "
               f"python benchmarks/multivector.py --multivector-model {out}")
         return {"out": str(out), "finished": True, "note": "trained in an earlier run"}
@@ -323,66 +328,55 @@ def train_maxsim(quick: bool, args: Any) -> dict[str, Any]:
     return res
 
 
-# --------------------------------------------------------------------------- section 4: one run with the CLI's defaults
-def default_run(quick: bool) -> dict[str, Any]:
-    """``vecbox train pairs <SciFact> --loss starbucks`` with every other option at its default, in a child
-    process: wall time, steps, peak RSS. A run cut short resumes from its checkpoint when this step runs
-    again; every call is kept in ``bench-calls.json`` next to the model, so the time reported is their sum
-    and the report says the run was resumed."""
-    import resource
-    import subprocess
-
-    out = _grid_root(quick) / "starbucks-cli"
-    ledger = out / "bench-calls.json"
-    calls = json.loads(ledger.read_text()) if ledger.is_file() else []
-    if not (calls and calls[-1]["finished"]):
-        cmd = [sys.executable, "-m", "vecbox.cli", "train", "pairs", str(R.SCIFACT), "--loss", "starbucks",
-               "--out", str(out), "--json"]
-        if quick:
-            cmd += ["--max-pairs", "64", "--max-steps", "4"]
-        R.log("train-default: " + " ".join(cmd[2:]))
-        before = resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss
-        t0 = time.perf_counter()
-        done = subprocess.run(cmd, capture_output=True, text=True)
-        wall = time.perf_counter() - t0
-        if done.returncode:
-            raise RuntimeError(f"vecbox train pairs failed ({done.returncode}): {done.stderr[-2000:]}")
-        summary = json.loads(done.stdout)
-        peak = resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss
-        calls.append({"wall_seconds": wall, "train_seconds": summary["seconds"], "steps": summary["steps"],
-                      "total_steps": summary["total_steps"], "pairs": summary["pairs"], "data": summary["data"],
-                      "resumed_from": summary.get("resumed_from"), "finished": summary["finished"],
-                      "peak_rss_gib": peak / 2**20 if peak > before else None, "measured": time.strftime(
-                          "%Y-%m-%d %H:%M UTC", time.gmtime())})
-        out.mkdir(parents=True, exist_ok=True)
-        ledger.write_text(json.dumps(calls, indent=2))
-    return {"command": "vecbox train pairs ../shared/data/scifact --loss starbucks --out DIR"
-                       + (" --max-pairs 64 --max-steps 4" if quick else ""), "calls": calls}
-
-
-def publish_default(res: dict[str, Any], env: dict[str, Any], write: bool) -> None:
-    calls = res["calls"]
-    last = calls[-1]
-    wall = sum(c["wall_seconds"] for c in calls)
-    peaks = [c["peak_rss_gib"] for c in calls if c["peak_rss_gib"] is not None]
-    rows = [[c["measured"], c["resumed_from"] or 0, c["steps"], f"{c['train_seconds'] / 60:.1f}",
-             f"{c['wall_seconds'] / 60:.1f}", "-" if c["peak_rss_gib"] is None else f"{c['peak_rss_gib']:.1f}"]
-            for c in calls]
-    headers = ["measured", "from step", "to step", "training minutes", "wall minutes (process start to exit)",
-               "peak RSS (GiB)"]
-    R.print_table("One Starbucks run with the CLI's defaults", headers, rows)
-    _publish(DEFAULT_NAME, [
-        "## One Starbucks run with the defaults (issue 21)",
-        f"`{res['command']}`: every other option at its default (1 epoch, batch 32, 128 word pieces, "
-        f"learning rate 2e-5, the ladder (1,32), (2,64), (3,128), (4,256), (5,384), (6,384) with the KL term to "
-        f"the full model) on {last['data']} — {last['total_steps']} steps. The wall time runs from the "
-        "process's start (Python, torch and the model loading) to its exit, on both cores.",
+def publish_grid(res: dict[str, Any], env: dict[str, Any], write: bool) -> None:
+    headers = ["model", "layers", *[f"dims {d}" for d in DIMS]]
+    rows = [[name, n, *[f"{grid_[(n, d)]:.3f}" for d in DIMS]] for name, grid_ in res["models"].items() for n in LAYERS]
+    R.print_table("nDCG@10 on SciFact test, layers x dims", headers, rows)
+    base, sb, mse = res["models"].get("base"), res["models"].get("starbucks"), res["models"].get("2dmse")
+    sizes = [(n, d) for n, d in LADDER if (n, d) in (base or {}) and (n, d) != (6, 384)]
+    checks = []
+    if base and sb:
+        gain = {sz: sb[sz] - base[sz] for sz in sizes}
+        checks.append(f"Starbucks − base at the ladder sizes in the grid {sizes}: "
+                      + ", ".join(f"{sz}: {100 * g:+.1f}" for sz, g in gain.items())
+                      + f" points — {R.verdict(all(g >= 0.05 for g in gain.values()))} (target ≥ +5)")
+        checks.append(f"full size after Starbucks tuning {sb[(6, 384)]:.3f} vs base {base[(6, 384)]:.3f} — "
+                      f"{R.verdict(sb[(6, 384)] >= base[(6, 384)])}")
+    if sb and mse:
+        checks.append("Starbucks ≥ 2DMSE at every ladder size in the grid: "
+                      + R.verdict(all(sb[sz] >= mse[sz] for sz in sizes + [(6, 384)])))
+    train_rows = [[loss, f"{t['seconds'] / 60:.1f}", "-" if t.get("peak_rss_gib") is None else f"{t['peak_rss_gib']:.1f}",
+                   "yes" if t["finished"] else "no (resume next run)"] for loss, t in res["train"].items()]
+    _publish(GRID_NAME, [
+        "## Fine-tuning grid: nDCG@10 on SciFact by layers × dims (issue 21)",
+        f"Base all-MiniLM-L6-v2 and the same model tuned by each loss on {res['n_pairs']:,} unsupervised "
+        f"SciFact pairs (title → body, inverse cloze), {res['steps']} steps of {res['batch']} pairs each; "
+        f"{res['n_docs']:,} documents, {res['n_queries']} test queries, exact search.",
         R.md_table(headers, rows),
-        f"- **Target** one Starbucks run on the SciFact pairs ≤ 45 min with the defaults: "
-        f"{wall / 60:.1f} min{' over ' + str(len(calls)) + ' calls (resumed)' if len(calls) > 1 else ''} — "
-        f"{R.verdict(last['finished'] and wall <= 45 * 60) if last['finished'] else 'not finished yet'}"
-        + (f"; peak RSS {max(peaks):.1f} GiB" if peaks else ""),
+        "\n".join(f"- {c}" for c in checks),
+        R.md_table(["loss", "training minutes", "peak RSS of the run (GiB)", "finished"], train_rows),
     ], env, write)
+    if write:
+        _heatmap(res)
+
+
+def _heatmap(res: dict[str, Any]) -> None:
+    plt = R.pyplot()
+    names = list(res["models"])
+    fig, axes = plt.subplots(1, len(names), figsize=(3.2 * len(names), 3.2), squeeze=False)
+    for ax, name in zip(axes[0], names):
+        m = [[res["models"][name][(n, d)] for d in DIMS] for n in LAYERS]
+        im = ax.imshow(m, vmin=0, vmax=0.75, cmap="viridis", origin="lower")
+        ax.set_xticks(range(len(DIMS)), [str(d) for d in DIMS])
+        ax.set_yticks(range(len(LAYERS)), [str(n) for n in LAYERS])
+        ax.set_title(name)
+        ax.set_xlabel("dims")
+        for i in range(len(LAYERS)):
+            for j in range(len(DIMS)):
+                ax.text(j, i, f"{m[i][j]:.2f}", ha="center", va="center", fontsize=7, color="w")
+    axes[0][0].set_ylabel("layers")
+    fig.colorbar(im, ax=axes[0].tolist(), shrink=0.8, label="nDCG@10")
+    R.save_figure(fig, R.IMG_DIR / "train_grid.png", dpi=110, rect=(0, 0, 0.92, 1))
 
 
 # --------------------------------------------------------------------------- section 3: merging two tuned models
@@ -432,7 +426,7 @@ def _stdlib_task(quick: bool) -> tuple[list[Any], tuple[list[str], list[str]], t
     return train_docs, (doc_ids, doc_texts), (q_ids, q_texts), {q: {q[2:]: 1} for q in q_ids}
 
 
-def train_merge(quick: bool, args: Any) -> dict[str, Any]:
+def train_merge(quick: bool, args: Any) -> dict[str, Any] | None:
     """Merge a SciFact-tuned and a stdlib-tuned MiniLM by each method; nDCG@10 of parents and merges on both tasks.
 
     Both parents are MNRL-tuned from MiniLM with the grid's budget on unsupervised pairs of their corpus
@@ -452,8 +446,8 @@ def train_merge(quick: bool, args: Any) -> dict[str, Any]:
                            max_pairs=R.opt(args, "train_grid_pairs", 64 if quick else 5000))
     root = _grid_root(quick)
     parents = {"SciFact-tuned": root / "mnrl", "stdlib-tuned": root / "stdlib-mnrl"}
-    res: dict[str, Any] = {"steps": R.opt(args, "train_grid_steps", 8 if quick else 150),
-                           "batch": R.opt(args, "train_grid_batch", 8 if quick else 32),
+    steps, batch = _budget(quick, args)
+    res: dict[str, Any] = {"steps": steps, "batch": batch,
                            "pairs": {"SciFact-tuned": len(sci_pairs), "stdlib-tuned": len(std_pairs)},
                            "stdlib": {"train_objects": len(std_docs), "docs": len(std_corpus[0]),
                                       "queries": len(std_queries[0])},
@@ -468,7 +462,7 @@ def train_merge(quick: bool, args: Any) -> dict[str, Any]:
         f"{len(std_pairs)} name-and-signature/docstring and inverse-cloze pairs")
     if not all(t["finished"] for t in res["train"].values()):
         R.log("train-merge: a parent is not trained yet; run again to resume")
-        return res
+        return None
     rng = np.random.default_rng(0)
     probe = [ps[i] for ps in (sci_pairs, std_pairs) for i in rng.choice(len(ps), size=min(32, len(ps)), replace=False)]
     models: dict[str, Any] = {"base MiniLM": "default", **{k: str(v) for k, v in parents.items()}}
@@ -533,55 +527,77 @@ def publish_merge(res: dict[str, Any], env: dict[str, Any], write: bool) -> None
     ], env, write)
 
 
-def publish_grid(res: dict[str, Any], env: dict[str, Any], write: bool) -> None:
-    headers = ["model", "layers", *[f"dims {d}" for d in DIMS]]
-    rows = [[name, n, *[f"{grid_[(n, d)]:.3f}" for d in DIMS]] for name, grid_ in res["models"].items() for n in LAYERS]
-    R.print_table("nDCG@10 on SciFact test, layers x dims", headers, rows)
-    base, sb, mse = res["models"].get("base"), res["models"].get("starbucks"), res["models"].get("2dmse")
-    sizes = [(n, d) for n, d in LADDER if (n, d) in (base or {}) and (n, d) != (6, 384)]
-    checks = []
-    if base and sb:
-        gain = {sz: sb[sz] - base[sz] for sz in sizes}
-        checks.append(f"Starbucks − base at the ladder sizes in the grid {sizes}: "
-                      + ", ".join(f"{sz}: {100 * g:+.1f}" for sz, g in gain.items())
-                      + f" points — {R.verdict(all(g >= 0.05 for g in gain.values()))} (target ≥ +5)")
-        checks.append(f"full size after Starbucks tuning {sb[(6, 384)]:.3f} vs base {base[(6, 384)]:.3f} — "
-                      f"{R.verdict(sb[(6, 384)] >= base[(6, 384)])}")
-    if sb and mse:
-        checks.append("Starbucks ≥ 2DMSE at every ladder size in the grid: "
-                      + R.verdict(all(sb[sz] >= mse[sz] for sz in sizes + [(6, 384)])))
-    train_rows = [[loss, f"{t['seconds'] / 60:.1f}", "-" if t.get("peak_rss_gib") is None else f"{t['peak_rss_gib']:.1f}",
-                   "yes" if t["finished"] else "no (resume next run)"] for loss, t in res["train"].items()]
-    _publish(GRID_NAME, [
-        "## Fine-tuning grid: nDCG@10 on SciFact by layers × dims (issue 21)",
-        f"Base all-MiniLM-L6-v2 and the same model tuned by each loss on {res['n_pairs']:,} unsupervised "
-        f"SciFact pairs (title → body, inverse cloze), {res['steps']} steps of {res['batch']} pairs each; "
-        f"{res['n_docs']:,} documents, {res['n_queries']} test queries, exact search.",
+# --------------------------------------------------------------------------- section 4: one run with the CLI's defaults
+def default_run(quick: bool) -> dict[str, Any]:
+    """``vecbox train pairs <SciFact> --loss starbucks`` with every other option at its default, in a child
+    process: wall time, steps, peak RSS. A run cut short resumes from its checkpoint when this step runs
+    again; every call is kept in ``bench-calls.json`` next to the model, so the time reported is their sum
+    and the report says the run was resumed."""
+    import resource
+    import subprocess
+
+    out = _grid_root(quick) / "starbucks-cli"
+    ledger = out / "bench-calls.json"
+    calls = json.loads(ledger.read_text()) if ledger.is_file() else []
+    if not (calls and calls[-1]["finished"]):
+        cmd = [sys.executable, "-m", "vecbox.cli", "train", "pairs", str(R.SCIFACT), "--loss", "starbucks",
+               "--out", str(out), "--json"]
+        if quick:
+            cmd += ["--max-pairs", "64", "--max-steps", "4"]
+        R.log("train-default: " + " ".join(cmd[2:]))
+        before = resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss
+        t0 = time.perf_counter()
+        done = subprocess.run(cmd, capture_output=True, text=True)
+        wall = time.perf_counter() - t0
+        if done.returncode:
+            raise RuntimeError(f"vecbox train pairs failed ({done.returncode}): {done.stderr[-2000:]}")
+        summary = json.loads(done.stdout)
+        peak = resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss
+        calls.append({"wall_seconds": wall, "train_seconds": summary["seconds"], "steps": summary["steps"],
+                      "total_steps": summary["total_steps"], "pairs": summary["pairs"], "data": summary["data"],
+                      "resumed_from": summary.get("resumed_from"), "finished": summary["finished"],
+                      "peak_rss_gib": peak / 2**20 if peak > before else None, "measured": time.strftime(
+                          "%Y-%m-%d %H:%M UTC", time.gmtime())})
+        out.mkdir(parents=True, exist_ok=True)
+        ledger.write_text(json.dumps(calls, indent=2))
+    return {"command": "vecbox train pairs ../shared/data/scifact --loss starbucks --out DIR"
+                       + (" --max-pairs 64 --max-steps 4" if quick else ""), "calls": calls}
+
+
+def publish_default(res: dict[str, Any], env: dict[str, Any], write: bool) -> None:
+    calls = res["calls"]
+    last = calls[-1]
+    wall = sum(c["wall_seconds"] for c in calls)
+    peaks = [c["peak_rss_gib"] for c in calls if c["peak_rss_gib"] is not None]
+    rows = [[c["measured"], c["resumed_from"] or 0, c["steps"], f"{c['train_seconds'] / 60:.1f}",
+             f"{c['wall_seconds'] / 60:.1f}", "-" if c["peak_rss_gib"] is None else f"{c['peak_rss_gib']:.1f}"]
+            for c in calls]
+    headers = ["measured", "from step", "to step", "training minutes", "wall minutes (process start to exit)",
+               "peak RSS (GiB)"]
+    R.print_table("One Starbucks run with the CLI's defaults", headers, rows)
+    _publish(DEFAULT_NAME, [
+        "## One Starbucks run with the defaults (issue 21)",
+        f"`{res['command']}`: every other option at its default (1 epoch, batch 32, 128 word pieces, "
+        f"learning rate 2e-5, the ladder (1,32), (2,64), (3,128), (4,256), (5,384), (6,384) with the KL term to "
+        f"the full model) on {last['data']} — {last['total_steps']} steps. The wall time runs from the "
+        "process's start (Python, torch and the model loading) to its exit, on both cores.",
         R.md_table(headers, rows),
-        "\n".join(f"- {c}" for c in checks),
-        R.md_table(["loss", "training minutes", "peak RSS of the run (GiB)", "finished"], train_rows),
+        f"- **Target** one Starbucks run on the SciFact pairs ≤ 45 min with the defaults: "
+        f"{wall / 60:.1f} min{' over ' + str(len(calls)) + ' calls (resumed)' if len(calls) > 1 else ''} — "
+        f"{R.verdict(last['finished'] and wall <= 45 * 60) if last['finished'] else 'not finished yet'}"
+        + (f"; peak RSS {max(peaks):.1f} GiB" if peaks else ""),
     ], env, write)
-    if write:
-        _heatmap(res)
 
 
-def _heatmap(res: dict[str, Any]) -> None:
-    plt = R.pyplot()
-    names = list(res["models"])
-    fig, axes = plt.subplots(1, len(names), figsize=(3.2 * len(names), 3.2), squeeze=False)
-    for ax, name in zip(axes[0], names):
-        m = [[res["models"][name][(n, d)] for d in DIMS] for n in LAYERS]
-        im = ax.imshow(m, vmin=0, vmax=0.75, cmap="viridis", origin="lower")
-        ax.set_xticks(range(len(DIMS)), [str(d) for d in DIMS])
-        ax.set_yticks(range(len(LAYERS)), [str(n) for n in LAYERS])
-        ax.set_title(name)
-        ax.set_xlabel("dims")
-        for i in range(len(LAYERS)):
-            for j in range(len(DIMS)):
-                ax.text(j, i, f"{m[i][j]:.2f}", ha="center", va="center", fontsize=7, color="w")
-    axes[0][0].set_ylabel("layers")
-    fig.colorbar(im, ax=axes[0].tolist(), shrink=0.8, label="nDCG@10")
-    R.save_figure(fig, R.IMG_DIR / "train_grid.png", dpi=110, rect=(0, 0, 0.92, 1))
+def _measured(args: Any, step: Any, publish_fn: Any, write: bool) -> None:
+    """Run ``step()``, then publish its result with the environment and the others' CPU share meanwhile
+    (nothing when the step returns no result to publish yet)."""
+    started, monitor = time.time(), R.CpuMonitor()
+    res = step()
+    if res:
+        env = R.environment(getattr(args, "command", None), started)
+        env["others_cpu"] = monitor.others_share()
+        publish_fn(res, env, write=write)
 
 
 def main(args: Any) -> None:
@@ -589,36 +605,18 @@ def main(args: Any) -> None:
     if not (R.SCIFACT / "corpus.jsonl").is_file():
         print(f"train: SciFact not found at {R.SCIFACT}; skipped", file=sys.stderr)
         return
+    write = bool(getattr(args, "write", not quick))
     if getattr(args, "train_maxsim", False):  # its own step: trains a model, measures nothing here
         train_maxsim(quick, args)
-        return
-    if getattr(args, "train_default", False):  # its own step, its own section
-        started, monitor = time.time(), R.CpuMonitor()
-        res = default_run(quick)
-        env = R.environment(getattr(args, "command", None), started)
-        env["others_cpu"] = monitor.others_share()
-        publish_default(res, env, write=bool(getattr(args, "write", not quick)))
-        return
-    if getattr(args, "train_merge", False):  # its own step, its own section
-        started, monitor = time.time(), R.CpuMonitor()
-        res = train_merge(quick, args)
-        if res["models"]:
-            env = R.environment(getattr(args, "command", None), started)
-            env["others_cpu"] = monitor.others_share()
-            publish_merge(res, env, write=bool(getattr(args, "write", not quick)))
-        return
-    started, monitor = time.time(), R.CpuMonitor()
-    write = bool(getattr(args, "write", not quick))
-    res = elastic(quick, R.opt(args, "train_docs", 64 if quick else 512), R.opt(args, "train_repeats", 1 if quick else 3))
-    env = R.environment(getattr(args, "command", None), started)
-    env["others_cpu"] = monitor.others_share()
-    publish(res, env, write=write)
-    if getattr(args, "train_grid", False):
-        started, monitor = time.time(), R.CpuMonitor()
-        res = grid(quick, args)
-        env = R.environment(getattr(args, "command", None), started)
-        env["others_cpu"] = monitor.others_share()
-        publish_grid(res, env, write=write)
+    elif getattr(args, "train_default", False):  # its own step, its own section
+        _measured(args, lambda: default_run(quick), publish_default, write)
+    elif getattr(args, "train_merge", False):  # its own step, its own section
+        _measured(args, lambda: train_merge(quick, args), publish_merge, write)
+    else:
+        _measured(args, lambda: elastic(quick, R.opt(args, "train_docs", 64 if quick else 512),
+                                        R.opt(args, "train_repeats", 1 if quick else 3)), publish, write)
+        if getattr(args, "train_grid", False):
+            _measured(args, lambda: grid(quick, args), publish_grid, write)
 
 
 if __name__ == "__main__":
