@@ -296,6 +296,7 @@ def part_lsh(res: dict[str, Any], tmp: Path, budget: float, pair_target: float |
         spark.conf.set("spark.sql.autoBroadcastJoinThreshold", "-1")
     runs: list[dict[str, Any]] = []
     spent = 0.0
+    fired = threading.Event()  # set by the budget's timer: a failure after it is the cancellation
     try:
         df = (spark.read.parquet(str(tmp / "vectors.parquet")).repartition(4)
               .select("id", array_to_vector("vector").alias("v")).cache())
@@ -312,7 +313,12 @@ def part_lsh(res: dict[str, Any], tmp: Path, budget: float, pair_target: float |
                      .filter("a != b"))
             w = Window.partitionBy("a").orderBy("dist", "b")
             top = pairs.withColumn("r", F.row_number().over(w)).filter(F.col("r") <= K).select("a", "b", "r")
-            timer = threading.Timer(left, sc.cancelAllJobs)
+
+            def cancel() -> None:
+                fired.set()
+                sc.cancelAllJobs()
+
+            timer = threading.Timer(left, cancel)
             timer.start()
             t0 = time.perf_counter()
             try:
@@ -342,7 +348,10 @@ def part_lsh(res: dict[str, Any], tmp: Path, budget: float, pair_target: float |
                 if sample is not None:
                     run["one_query_seconds"] = join(model, sample[:1], left - (time.perf_counter() - t0))[0]
                 t, rows = join(model, sample, left - (time.perf_counter() - t0))
-            except Exception as exc:  # cancelled: the budget ran out
+            except Exception as exc:
+                if not fired.is_set():  # a real failure, not the budget's timer
+                    raise
+                fired.clear()
                 run.update(seconds=time.perf_counter() - t0, cancelled=True)
                 spent += run["seconds"]
                 runs.append(run)
