@@ -259,12 +259,16 @@ def load_average() -> float | None:
 class CpuMonitor:
     """How much CPU *other* processes used while a benchmark ran.
 
-    ``/proc/stat`` gives the busy time of the whole machine; ``os.times()`` that of
-    this process and its exited children, :meth:`_descendants_cpu` that of the live
-    ones (a Spark JVM and its workers). The difference, over the wall time and the
-    cores, is the share of the machine taken by other processes (0.0 =
-    idle machine apart from the benchmark, 1.0 = every core busy with something
-    else). Unlike the load average it does not count the benchmark itself.
+    ``/proc/stat`` gives the busy time of the whole machine; ``os.times()`` that of this process and
+    of its exited children once waited for. A Spark JVM and its Python workers are descendants that
+    may never be waited for by this process (the workers are the JVM's, and a stopped session's JVM
+    can outlive its use), so a thread looks at this process's descendants every ``interval`` seconds
+    and keeps the last CPU time seen of each (its own user + system time, so that a waited-for
+    grandchild is not counted twice). The benchmark's own CPU is this process's plus the larger of
+    its waited children's and its seen descendants'; the rest of the machine's busy time, over the wall
+    time and the cores, is the share taken by other processes (0.0 = idle machine apart from the
+    benchmark, 1.0 = every core busy with something else). Unlike the load average it does not count
+    the benchmark itself.
 
     >>> mon = CpuMonitor()            # doctest: +SKIP
     >>> ...                           # doctest: +SKIP
@@ -272,43 +276,55 @@ class CpuMonitor:
     0.03
     """
 
-    def __init__(self) -> None:
-        self._start = self._sample()
+    def __init__(self, interval: float = 2.0) -> None:
+        import threading
+        import weakref
 
-    @staticmethod
-    def _descendants_cpu() -> float:
-        """CPU seconds of this process's live descendants (a Spark JVM and its Python workers, a
-        subprocess), with their own waited-for children's: os.times() counts a child only once it
-        has exited and been waited for."""
+        self._seen: dict[tuple[int, int], float] = {}  # (pid, start tick) -> CPU seconds last seen
+        self._look()
+        self._start = self._sample()
+        ref = weakref.ref(self)
+
+        def watch() -> None:  # holds no reference between looks: the thread ends with its monitor
+            while True:
+                time.sleep(interval)
+                mon = ref()
+                if mon is None:
+                    return
+                mon._look()
+                del mon
+
+        threading.Thread(target=watch, name="vecbox-bench-cpu", daemon=True).start()
+
+    def _look(self) -> None:
+        """Record the CPU time of every live descendant of this process (and of those seen before)."""
         parent, cpu = {}, {}
         for stat in Path("/proc").glob("[0-9]*/stat"):
             try:
                 fields = stat.read_text().rsplit(")", 1)[1].split()
-            except (OSError, IndexError):
+                pid = int(stat.parent.name)
+                parent[pid] = int(fields[1])
+                cpu[(pid, int(fields[19]))] = (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+            except (OSError, IndexError, ValueError):
                 continue
-            pid = int(stat.parent.name)
-            parent[pid] = int(fields[1])
-            cpu[pid] = sum(int(v) for v in fields[11:15])  # utime stime cutime cstime
-        me, total, seen = os.getpid(), 0, set()
+        me, mine = os.getpid(), set()
         for pid in parent:
             p, chain = pid, []
-            while p in parent and p not in seen and p != me and p > 1:
+            while p in parent and p not in mine and p != me and p > 1:
                 chain.append(p)
                 p = parent[p]
-            if p == me:
-                seen.update(chain)
-        for pid in seen:
-            total += cpu[pid]
-        return total / os.sysconf("SC_CLK_TCK")
+            if p == me or p in mine:
+                mine.update(chain)
+        # a descendant orphaned after it was seen (its parent exited) is still the benchmark's
+        self._seen.update({key: v for key, v in cpu.items() if key[0] in mine or key in self._seen})
 
-    @classmethod
-    def _sample(cls) -> tuple[float, float | None, float]:
+    def _sample(self) -> tuple[float, float | None, float]:
         t = os.times()
-        own = t.user + t.system + t.children_user + t.children_system
         try:
-            own += cls._descendants_cpu()
-        except (OSError, ValueError):
+            self._look()
+        except OSError:
             pass
+        own = t.user + t.system + max(t.children_user + t.children_system, sum(self._seen.values()))
         busy = None
         try:
             fields = Path("/proc/stat").read_text().splitlines()[0].split()[1:]
