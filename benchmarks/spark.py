@@ -24,7 +24,7 @@ The issue asks for 10^6 × 384; a 10^6 exact self-join is ~4·10^14 flops (about
 for Spark on 2 cores), so the size is an option; the section says which size was measured.
 
 Run alone: ``python benchmarks/spark.py [--quick] [--write] [--spark-rows 100000]``. At 10^6 the
-two joins take ~1.6 h (FAISS) and ~1.9 h (Spark) of both cores, more than one 3-hour session, so they
+two joins took 81 min (FAISS) and 77 min (Spark) of both cores on 2026-12-07, too long for one session, so they
 can run apart: ``--spark-skip encode,lsh,knn-spark --spark-dir DIR`` runs FAISS's join and keeps its
 top-10 in DIR; a later ``--spark-dir DIR`` runs the encoding, Spark's join against the kept result and
 BRP-LSH (its truth from DIR too).
@@ -207,7 +207,7 @@ def _vectors_parquet(x: np.ndarray, tmp: Path) -> None:
 
 def faiss_truth(x: np.ndarray, keep_dir: Path | None) -> tuple[np.ndarray, np.ndarray, float, str]:
     """FAISS's exact self-join of ``x``: (top-10 ids, scores, seconds, when measured), from ``keep_dir``
-    when an earlier run left it there for the same rows (at 10^6 it is ~1.6 h of both cores)."""
+    when an earlier run left it there for the same rows (at 10^6 it is ~81 min of both cores)."""
     saved = keep_dir / f"faiss-{len(x)}x{x.shape[1]}.npz" if keep_dir else None
     if saved is not None and saved.exists():
         with np.load(saved, allow_pickle=False) as z:
