@@ -21,7 +21,9 @@ import re
 import shlex
 import statistics
 import sys
+import threading
 import time
+import weakref
 from collections.abc import Callable, Iterator, Sequence
 from pathlib import Path
 from typing import Any
@@ -256,6 +258,34 @@ def load_average() -> float | None:
         return None
 
 
+def process_table() -> dict[int, tuple[int, str, list[str]]]:
+    """Every live process: pid -> (parent pid, command name, the fields of ``/proc/PID/stat`` after the
+    name, so that ``[11]``/``[12]`` are user/system ticks and ``[19]`` the start tick). Empty off Linux."""
+    procs = {}
+    for stat in Path("/proc").glob("[0-9]*/stat"):
+        try:
+            text = stat.read_text()
+            fields = text[text.rindex(")") + 2:].split()
+            procs[int(stat.parent.name)] = (int(fields[1]), text[text.index("(") + 1:text.rindex(")")], fields)
+        except (OSError, ValueError, IndexError):
+            continue
+    return procs
+
+
+def descendants(procs: dict[int, tuple[int, str, list[str]]], root: int | None = None) -> set[int]:
+    """The pids below ``root`` (default: this process) in a :func:`process_table`."""
+    children: dict[int, list[int]] = {}
+    for pid, (ppid, _, _) in procs.items():
+        children.setdefault(ppid, []).append(pid)
+    found, todo = set(), [os.getpid() if root is None else root]
+    while todo:
+        for child in children.get(todo.pop(), ()):
+            if child not in found:
+                found.add(child)
+                todo.append(child)
+    return found
+
+
 class CpuMonitor:
     """How much CPU *other* processes used while a benchmark ran.
 
@@ -277,10 +307,8 @@ class CpuMonitor:
     """
 
     def __init__(self, interval: float = 2.0) -> None:
-        import threading
-        import weakref
-
         self._seen: dict[tuple[int, int], float] = {}  # (pid, start tick) -> CPU seconds last seen
+        self._lock = threading.Lock()  # the watching thread and _sample both look
         self._look()
         self._start = self._sample()
         ref = weakref.ref(self)
@@ -298,33 +326,21 @@ class CpuMonitor:
 
     def _look(self) -> None:
         """Record the CPU time of every live descendant of this process (and of those seen before)."""
-        parent, cpu = {}, {}
-        for stat in Path("/proc").glob("[0-9]*/stat"):
-            try:
-                fields = stat.read_text().rsplit(")", 1)[1].split()
-                pid = int(stat.parent.name)
-                parent[pid] = int(fields[1])
-                cpu[(pid, int(fields[19]))] = (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
-            except (OSError, IndexError, ValueError):
-                continue
-        me, mine = os.getpid(), set()
-        for pid in parent:
-            p, chain = pid, []
-            while p in parent and p not in mine and p != me and p > 1:
-                chain.append(p)
-                p = parent[p]
-            if p == me or p in mine:
-                mine.update(chain)
-        # a descendant orphaned after it was seen (its parent exited) is still the benchmark's
-        self._seen.update({key: v for key, v in cpu.items() if key[0] in mine or key in self._seen})
+        procs = process_table()
+        mine, tick = descendants(procs), os.sysconf("SC_CLK_TCK")
+        with self._lock:
+            for pid, (_, _, f) in procs.items():
+                key = (pid, int(f[19]))
+                # a descendant orphaned after it was seen (its parent exited) is still the benchmark's
+                if pid in mine or key in self._seen:
+                    self._seen[key] = (int(f[11]) + int(f[12])) / tick
 
     def _sample(self) -> tuple[float, float | None, float]:
         t = os.times()
-        try:
-            self._look()
-        except OSError:
-            pass
-        own = t.user + t.system + max(t.children_user + t.children_system, sum(self._seen.values()))
+        self._look()
+        with self._lock:
+            seen = sum(self._seen.values())
+        own = t.user + t.system + max(t.children_user + t.children_system, seen)
         busy = None
         try:
             fields = Path("/proc/stat").read_text().splitlines()[0].split()[1:]

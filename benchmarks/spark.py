@@ -94,24 +94,15 @@ class TreeRss:
     def _run(self) -> None:
         page = os.sysconf("SC_PAGE_SIZE")
         while not self._stop.wait(0.5):
-            procs = {}
-            for d in Path("/proc").iterdir():
-                if not d.name.isdigit():
-                    continue
+            procs = R.process_table()
+            rss = {}
+            for p in R.descendants(procs):
                 try:
-                    stat = (d / "stat").read_text()
-                    rss = int((d / "statm").read_text().split()[1]) * page
+                    rss[p] = int(Path(f"/proc/{p}/statm").read_text().split()[1]) * page
                 except (OSError, ValueError, IndexError):
                     continue
-                comm = stat[stat.index("(") + 1:stat.rindex(")")]
-                ppid = int(stat[stat.rindex(")") + 2:].split()[1])
-                procs[int(d.name)] = (ppid, comm, rss)
-            mine, frontier = set(), {os.getpid()}
-            while frontier:
-                mine |= frontier
-                frontier = {p for p, (pp, _, _) in procs.items() if pp in frontier and p not in mine}
-            jvm = sum(procs[p][2] for p in mine if procs[p][1] == "java")
-            workers = [procs[p][2] for p in mine if p != os.getpid() and procs[p][1].startswith("python")]
+            jvm = sum(r for p, r in rss.items() if procs[p][1] == "java")
+            workers = [r for p, r in rss.items() if procs[p][1].startswith("python")]
             self.peak_jvm = max(self.peak_jvm, jvm)
             self.peak_workers = max(self.peak_workers, sum(workers))
             self.peak_worker = max(self.peak_worker, max(workers, default=0))
